@@ -1,0 +1,124 @@
+"""Checkpoints: safetensors weights + a JSON sidecar; resume state read with weights_only.
+
+A saved model is two files: ``NAME.safetensors`` (the weights, nothing
+executable) and ``NAME.json`` (``{"gankd": 1, "model": {"arch", "kwargs"},
+...metadata}``), so a generator can be rebuilt from its spec. Optimizer and RNG
+state for resuming go to a ``.pt`` file that is only ever read with
+``torch.load(weights_only=True)``: no file is unpickled.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from . import models
+from .io import atomic_write, atomic_write_text
+
+FORMAT = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupt, or was not written by gankd for this model."""
+
+
+def _paths(path: str | Path) -> tuple[Path, Path]:
+    p = Path(path)
+    if p.suffix in (".safetensors", ".json"):
+        p = p.with_suffix("")
+    return p.with_suffix(".safetensors"), p.with_suffix(".json")
+
+
+def save_model(path: str | Path, model: nn.Module, **meta: Any) -> Path:
+    """Save ``model``'s weights and spec; ``meta`` (config, step, metrics...) goes into the sidecar."""
+    weights, sidecar = _paths(path)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    atomic_write(weights, lambda tmp: save_file(state, tmp))
+    side = {"gankd": FORMAT, "model": models.spec_of(model), **meta}
+    atomic_write_text(sidecar, json.dumps(side, indent=2, sort_keys=True, default=_jsonable))
+    return weights
+
+
+def read_sidecar(path: str | Path) -> dict[str, Any]:
+    weights, sidecar = _paths(path)
+    if not weights.exists():
+        raise CheckpointError(f"no checkpoint at {weights}: train the model first, or check the path")
+    if not sidecar.exists():
+        raise CheckpointError(f"{weights} has no sidecar {sidecar.name}: it was not saved by gankd "
+                              "(gankd checkpoints are NAME.safetensors + NAME.json)")
+    try:
+        side = json.loads(sidecar.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{sidecar} is not valid JSON ({e}); the checkpoint is damaged, train again") from e
+    if not isinstance(side, dict) or side.get("gankd") != FORMAT or "model" not in side:
+        raise CheckpointError(f"{sidecar} is not a gankd checkpoint sidecar (format {FORMAT} with a 'model' spec)")
+    return side
+
+
+def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    weights, _ = _paths(path)
+    try:
+        return load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{weights} is not a readable safetensors file ({e}); it is truncated or corrupt: "
+                              "delete it and train again") from e
+
+
+def load_into(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load saved weights into an existing ``model``, with a clear error if they do not fit."""
+    weights, _ = _paths(path)
+    state = load_weights(path)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        detail = "; ".join(x for x in (
+            f"missing {missing[:4]}{'...' if len(missing) > 4 else ''}" if missing else "",
+            f"unexpected {unexpected[:4]}{'...' if len(unexpected) > 4 else ''}" if unexpected else "",
+            f"wrong shape {wrong[:4]}" if wrong else "") if x)
+        raise CheckpointError(f"{weights} does not fit {type(model).__name__}: {detail}. "
+                              "Is it a checkpoint of another model or width?")
+    model.load_state_dict(state)
+    return model
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a model from its sidecar spec and load its weights; returned in eval mode."""
+    side = read_sidecar(path)
+    try:
+        model = models.build(side["model"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"cannot rebuild the model of {path}: {e}") from e
+    return load_into(model, path).to(device).eval()
+
+
+def save_state(path: str | Path, state: dict[str, Any]) -> None:
+    """Resume state (optimizer state dicts, RNG states, counters, history) as a tensor-only .pt."""
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_state(path: str | Path) -> dict[str, Any]:
+    """Read resume state with ``weights_only=True``: plain tensors and containers only."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # UnpicklingError for foreign objects, RuntimeError/EOFError for damage
+        raise CheckpointError(f"{path} is not a gankd resume state ({type(e).__name__}: {e}). "
+                              "Delete the run folder's state/ to start the run afresh.") from e
+
+
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, (tuple, set)):
+        return list(o)
+    if isinstance(o, Path):
+        return str(o)
+    if hasattr(o, "item"):
+        return o.item()
+    if hasattr(o, "to_dict"):
+        return o.to_dict()
+    raise TypeError(f"cannot store {type(o).__name__} in a checkpoint sidecar")

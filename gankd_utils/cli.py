@@ -1,0 +1,137 @@
+"""``python -m gankd_utils COMMAND``: the long jobs, with the same code as the notebooks.
+
+Commands:
+  sample   images from any saved generator to an .npz (uint8 N x H x W x C + labels)
+  export   a teacher's (z, y, image) triples to a shard folder (BigGAN or a torch checkpoint)
+  run      execute the numbered notebooks (what ``make run`` calls)
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Sequence
+
+
+def parse_classes(spec: str, n_classes: int | None = None) -> list[int]:
+    """``"0-9"``, ``"1,3,5-7"`` -> sorted unique class ids, checked against ``n_classes``."""
+    ids: set[int] = set()
+    for part in str(spec).replace(" ", "").split(","):
+        if not part:
+            continue
+        m = re.fullmatch(r"(-?\d+)(?:-(-?\d+))?", part)
+        if not m or (m.group(2) is not None and int(m.group(1)) > int(m.group(2))):
+            raise ValueError(f"cannot read class list {spec!r} at {part!r}: use ids and ranges like '0-9' or '1,3,5-7'")
+        lo = int(m.group(1))
+        ids.update(range(lo, int(m.group(2)) + 1) if m.group(2) is not None else [lo])
+    if not ids:
+        raise ValueError(f"the class list {spec!r} is empty: give at least one class id")
+    bad = sorted(i for i in ids if i < 0 or (n_classes is not None and i >= n_classes))
+    if bad:
+        top = f"0..{n_classes - 1}" if n_classes is not None else ">= 0"
+        raise ValueError(f"class ids out of range {top}: {bad[:10]}")
+    return sorted(ids)
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    from . import checkpoint, repro
+    from .data import to_uint8
+    from .io import atomic_write
+    from .models import generate
+
+    device = repro.get_device(args.device)
+    G = checkpoint.load_model(args.checkpoint, device)
+    if G.n_classes:
+        classes = parse_classes(args.classes or f"0-{G.n_classes - 1}", G.n_classes)
+        if args.n is not None:
+            raise SystemExit("error: --n is for unconditional generators; this one is conditional: use --per-class")
+        # each class gets its own noise stream: no z shared across classes
+        imgs, labels = [], []
+        for c in classes:
+            y = torch.full((args.per_class,), c, dtype=torch.int64)
+            z = repro.noise(args.per_class, G.z_dim, args.seed, f"sample:{c}")
+            imgs.append(generate(G, labels=y, z=z, device=device, batch_size=args.batch_size))
+            labels.append(y)
+        x, y = torch.cat(imgs), torch.cat(labels)
+    else:
+        if args.classes:
+            raise SystemExit("error: this generator is unconditional: drop --classes and give --n (how many images)")
+        n = args.n if args.n is not None else args.per_class
+        x = generate(G, n=n, seed=args.seed, purpose="sample", device=device, batch_size=args.batch_size)
+        y = torch.full((n,), -1, dtype=torch.int64)
+    images = to_uint8(x).permute(0, 2, 3, 1).numpy()
+    out = Path(args.out)
+    if out.suffix != ".npz":
+        raise SystemExit(f"error: --out must end in .npz, got {out}")
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, images=images, labels=y.numpy())
+
+    atomic_write(out, write)
+    print(f"wrote {len(images)} images {images.shape[1:]} to {out}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .teachers.export import export_from_args
+
+    return export_from_args(args)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .nbrun import main
+
+    return main(args.rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m gankd_utils", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("sample", help="images from a saved generator to an .npz")
+    s.add_argument("--checkpoint", required=True, help="NAME.safetensors (with NAME.json beside it)")
+    s.add_argument("--classes", default=None, help="class ids, e.g. 0-9 or 1,3,5 (conditional models)")
+    s.add_argument("--per-class", type=int, default=10, help="images per class (conditional models)")
+    s.add_argument("--n", type=int, default=None, help="number of images (unconditional models)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True, help="output .npz: images uint8 (N, H, W, C), labels int64 (N,)")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--batch-size", type=int, default=500)
+    s.set_defaults(func=cmd_sample)
+
+    e = sub.add_parser("export", help="a teacher's (z, y, image) triples to shards")
+    e.add_argument("--teacher", required=True, choices=["biggan", "checkpoint"])
+    e.add_argument("--handle", default=None, help="BigGAN TF-Hub handle, URL or local folder")
+    e.add_argument("--checkpoint", default=None, help="torch generator checkpoint (--teacher checkpoint)")
+    e.add_argument("--classes", default=None, help="class ids (default: BigGAN's 398 animals 0-397, all for a checkpoint)")
+    e.add_argument("--per-class", type=int, required=True)
+    e.add_argument("--truncation", type=float, default=1.0)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--out", required=True)
+    e.add_argument("--shard-size", type=int, default=1000)
+    e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--worker", type=int, default=0)
+    e.add_argument("--workers", type=int, default=1)
+    e.add_argument("--device", default="auto")
+    e.set_defaults(func=cmd_export)
+
+    r = sub.add_parser("run", help="execute the numbered notebooks (make run)")
+    r.add_argument("rest", nargs=argparse.REMAINDER)
+    r.set_defaults(func=cmd_run)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

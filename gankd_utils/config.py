@@ -1,0 +1,111 @@
+"""Experiment settings as frozen dataclasses, and the three profiles.
+
+Every default is stated once, here, with a one-line reason (the habit of
+StudioGAN's ``src/config.py``); a profile is a small diff applied with
+``dataclasses.replace``; each run saves its settings as ``config.json``.
+
+Profiles:
+- ``smoke``: every code path in seconds on 2 CPU cores; numbers are meaningless.
+- ``quick``: a laptop CPU; the whole walk in about half an hour, recognisable digits.
+- ``full``: one GPU; the numbers that go into the report.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROFILE_NAMES = ("smoke", "quick", "full")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One GAN training run, from scratch or distilled from a teacher."""
+
+    name: str = "run"  # folder name of the run under the chapter's results
+    dataset: str = "mnist"  # mnist | cifar10
+    n_train: int | None = None  # None: whole training set; n: a class-balanced subset of n images
+    epochs: int = 25  # Columbia project: 25 epochs of MNIST
+    batch_size: int = 128  # Columbia project and the DCGAN paper
+    lr_g: float = 2e-4  # DCGAN paper (Radford et al. 2016)
+    lr_d: float = 2e-4  # DCGAN paper
+    betas: tuple[float, float] = (0.5, 0.999)  # DCGAN paper: beta1 = 0.5 steadies training
+    loss: str = "bce"  # bce (DCGAN) | hinge (SNGAN / BigGAN)
+    n_critic: int = 1  # D steps per G step
+    kd: str = "none"  # none | feature (IITGN: intermediate-feature MSE) | pixel (Columbia: L1 on images)
+    w_adv: float = 1.0  # weight of G's adversarial term
+    w_feat: float = 0.0  # weight of the feature-MSE KD term
+    w_pixel: float = 0.0  # weight of the pixel-L1 KD term
+    ckpt_every: int = 500  # steps between resumable checkpoints (and one at every epoch end)
+    n_fixed: int = 100  # fixed-z sample sheet size (10 per class for conditional models)
+    max_steps: int | None = None  # stop early after this many G steps (tests, smoke runs)
+    seed: int = 0  # seeds data order, noise and initial weights
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# The two KD recipes the MNIST chapter reproduces.
+IITGN = dict(kd="feature", w_adv=0.5, w_feat=0.5, lr_g=1e-4, lr_d=1e-4, betas=(0.9, 0.999))
+"""IITGN project: G loss = 0.5 adversarial + 0.5 MSE to the teacher's intermediate
+features; Adam(1e-4) with Keras' default betas, as in the TF DCGAN tutorial it builds on."""
+COLUMBIA = dict(kd="pixel", w_adv=1.0, w_pixel=1.0)
+"""Columbia project: G loss = adversarial + 1.0 x L1(student(z, y), teacher(z, y))."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How generated images are scored (one protocol for every model of a chapter)."""
+
+    n_samples: int = 10_000  # fid10k: 10k generated images against the reference set
+    n_ref: int | None = None  # real images in the reference statistics (None: the whole training set)
+    batch_size: int = 500  # generation / feature batch
+    cls_epochs: int = 4  # evaluator classifier: epochs over the training set
+    cls_n_train: int | None = None  # evaluator classifier: training images (None: all)
+    timing_repeats: int = 30  # latency: timed batch-1 calls (after warm-up)
+
+
+PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    "smoke": {
+        "train": dict(n_train=512, epochs=1, batch_size=64, ckpt_every=4, n_fixed=20),
+        "eval": dict(n_samples=500, n_ref=2000, batch_size=250, cls_epochs=1, cls_n_train=2048, timing_repeats=3),
+    },
+    "quick": {
+        "train": dict(n_train=12_000, epochs=3, batch_size=64, ckpt_every=200),
+        "eval": dict(n_samples=2_000, n_ref=10_000, batch_size=500, cls_epochs=2, cls_n_train=None, timing_repeats=10),
+    },
+    "full": {"train": dict(), "eval": dict()},
+}
+
+
+def get(kind: str, profile: str, **overrides: Any):
+    """A config of ``kind`` ('train' or 'eval') for ``profile``, then ``overrides``.
+
+    >>> get("train", "smoke", name="teacher").epochs
+    1
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILE_NAMES)}")
+    cls = {"train": TrainConfig, "eval": EvalConfig}[kind]
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(overrides) - names
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no setting(s) {sorted(unknown)}; known: {sorted(names)}")
+    return dataclasses.replace(cls(), **{**PROFILES[profile][kind], **overrides})
+
+
+def save_json(cfg: Any, path: str | Path) -> None:
+    """Write a config (dataclass or dict) as JSON, atomically."""
+    from .io import atomic_write_text
+
+    data = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else cfg
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True))
+
+
+def default_profile() -> str:
+    """``full`` where CUDA is present, else ``quick`` (the notebooks' default)."""
+    import torch
+
+    return "full" if torch.cuda.is_available() else "quick"

@@ -1,0 +1,330 @@
+"""Datasets and the shard format.
+
+- MNIST: read from ``<data root>/MNIST/raw/*.gz`` when the four original files
+  are there (checked against torchvision's md5 sums; no unpacking, so a
+  read-only root works), else fetched with ``torchvision.datasets.MNIST(...,
+  download=True)`` into the data root.
+- CIFAR-10: the npz shards ``<data root>/cifar10/train_XX.npz`` + ``test.npz``
+  when present, else torchvision's ``cifar-10-batches-py`` (downloaded with
+  ``download=True`` when absent).
+- Shards (teacher exports, offline copies of real data): a folder of ``*.npz``
+  files with ``images`` uint8 (N, H, W, C), ``labels`` int64 (N,), optional
+  ``z`` float32 (N, zdim), plus ``manifest.json``; written atomically and
+  byte-reproducibly (fixed zip time stamps).
+
+Images inside the package are tensors (N, C, H, W): uint8 in [0, 255] at rest,
+float in [-1, 1] once batched for a GAN.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from . import paths
+from .io import atomic_write, atomic_write_text
+
+MNIST_CLASSES = tuple(str(i) for i in range(10))
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+class DatasetUnavailable(FileNotFoundError):
+    """A dataset is neither on disk nor downloadable; the message says where we looked."""
+
+
+@dataclass
+class ImageSet:
+    """A whole dataset in memory: ``images`` uint8 (N, C, H, W), ``labels`` int64 (N,)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+    name: str
+
+    def __post_init__(self):
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
+            raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
+        if len(self.images) != len(self.labels):
+            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    def subset(self, n: int | None, seed: int = 0) -> "ImageSet":
+        """A class-balanced random subset of ``n`` images (``None``: everything)."""
+        if n is None or n >= len(self):
+            return self
+        g = torch.Generator().manual_seed(seed)
+        k = len(self.classes)
+        idx = []
+        for c in range(k):
+            members = torch.nonzero(self.labels == c).flatten()
+            take = n // k + (1 if c < n % k else 0)
+            idx.append(members[torch.randperm(len(members), generator=g)[:take]])
+        idx = torch.cat(idx).sort().values
+        return ImageSet(self.images[idx], self.labels[idx], self.classes, f"{self.name}[{n}]")
+
+    def fingerprint(self) -> str:
+        """sha256 of the pixels and labels: keys cached statistics of this set."""
+        h = hashlib.sha256()
+        h.update(self.images.numpy().tobytes())
+        h.update(self.labels.numpy().tobytes())
+        return h.hexdigest()[:16]
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float32 [-1, 1], any shape."""
+    return images.float().div_(127.5).sub_(1.0)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] -> uint8 [0, 255] (clamped, rounded), any shape."""
+    return images.detach().float().add(1.0).mul(127.5).round().clamp_(0, 255).to(torch.uint8)
+
+
+# ---------------------------------------------------------------- MNIST
+
+def _read_idx_gz(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    magic = int.from_bytes(data[0:4], "big")
+    if magic >> 8 != 0x08:  # type code 0x08 = unsigned byte
+        raise ValueError(f"{path} is not an IDX file of unsigned bytes (magic {magic:#x})")
+    ndim = magic & 0xFF
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if arr.size != int(np.prod(dims)):
+        raise ValueError(f"{path} is truncated: header says {dims}, found {arr.size} values")
+    return arr.reshape(dims)
+
+
+def load_mnist(train: bool = True, root: str | Path | None = None, download: bool = True) -> ImageSet:
+    """MNIST as an :class:`ImageSet` of (N, 1, 28, 28) uint8 images."""
+    from torchvision.datasets import MNIST
+    from torchvision.datasets.utils import check_integrity
+
+    root = Path(root) if root is not None else paths.data_root()
+    raw = root / "MNIST" / "raw"
+    prefix = "train" if train else "t10k"
+    wanted = {name: md5 for name, md5 in MNIST.resources if name.startswith(prefix)}
+    if not all(check_integrity(str(raw / n), md5) for n, md5 in wanted.items()):
+        if not download or paths.offline():
+            raise DatasetUnavailable(_missing_msg("MNIST", raw, sorted(wanted), download))
+        try:
+            ds = MNIST(str(root), train=train, download=True)
+        except Exception as e:  # torchvision raises RuntimeError/URLError/OSError offline
+            raise DatasetUnavailable(_missing_msg("MNIST", raw, sorted(wanted), download, e)) from e
+        return ImageSet(ds.data.unsqueeze(1).contiguous(), ds.targets.long(), MNIST_CLASSES, f"mnist-{prefix}")
+    img_file = next(n for n in wanted if "images" in n)
+    lbl_file = next(n for n in wanted if "labels" in n)
+    images = torch.from_numpy(_read_idx_gz(raw / img_file).copy()).unsqueeze(1)
+    labels = torch.from_numpy(_read_idx_gz(raw / lbl_file).astype(np.int64))
+    return ImageSet(images, labels, MNIST_CLASSES, f"mnist-{prefix}")
+
+
+def _missing_msg(name: str, where: Path, files: list[str], download: bool, err: Exception | None = None) -> str:
+    why = (f"the download failed ({type(err).__name__}: {err})" if err is not None
+           else "downloads are off (GANKD_OFFLINE=1)" if paths.offline() and download
+           else "download=False")
+    return (f"{name} was not found: looked in {where} for {', '.join(files)}, and {why}. "
+            f"Either put the files there, or set GANKD_DATA_ROOT to the folder that holds them "
+            f"(now {where.parents[1] if name == 'MNIST' else where.parent}), or allow the download "
+            f"(network access, GANKD_OFFLINE unset).")
+
+
+# ---------------------------------------------------------------- CIFAR-10
+
+def load_cifar10(train: bool = True, root: str | Path | None = None, download: bool = True) -> ImageSet:
+    """CIFAR-10 as an :class:`ImageSet` of (N, 3, 32, 32) uint8 images.
+
+    Looks for the npz shards ``cifar10/train_XX.npz`` / ``cifar10/test.npz``
+    under the data root first, then torchvision's ``cifar-10-batches-py``.
+    """
+    root = Path(root) if root is not None else paths.data_root()
+    npz_dir = root / "cifar10"
+    files = sorted(npz_dir.glob("train_*.npz")) if train else [npz_dir / "test.npz"]
+    files = [f for f in files if f.exists()]
+    split = "train" if train else "test"
+    if files:
+        parts = [np.load(f, allow_pickle=False) for f in files]
+        x = np.concatenate([p["images"] for p in parts])
+        y = np.concatenate([p["labels"] for p in parts]).astype(np.int64)
+        if x.ndim != 4 or x.shape[1:] != (32, 32, 3) or x.dtype != np.uint8:
+            raise ValueError(f"{npz_dir}: expected uint8 images (N, 32, 32, 3), got {x.dtype} {x.shape}")
+        images = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+        return ImageSet(images, torch.from_numpy(y), CIFAR10_CLASSES, f"cifar10-{split}")
+    from torchvision.datasets import CIFAR10
+
+    batches = root / "cifar-10-batches-py"
+    if not batches.exists() and (not download or paths.offline()):
+        raise DatasetUnavailable(
+            f"CIFAR-10 was not found: looked for {npz_dir}/train_XX.npz + test.npz and for {batches}, "
+            f"and {'downloads are off (GANKD_OFFLINE=1)' if download else 'download=False'}. Set "
+            f"GANKD_DATA_ROOT to a folder holding cifar10/ or cifar-10-batches-py/ (now {root}), or allow the download.")
+    try:
+        ds = CIFAR10(str(root), train=train, download=download and not batches.exists())
+    except Exception as e:
+        raise DatasetUnavailable(
+            f"CIFAR-10 was not found under {root} (cifar10/*.npz or cifar-10-batches-py/) and could not be "
+            f"downloaded ({type(e).__name__}: {e}). Set GANKD_DATA_ROOT to a folder that holds it.") from e
+    images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
+    return ImageSet(images, torch.tensor(ds.targets, dtype=torch.int64), CIFAR10_CLASSES, f"cifar10-{split}")
+
+
+def load_dataset(name: str, train: bool = True, root: str | Path | None = None, download: bool = True) -> ImageSet:
+    """``'mnist'`` or ``'cifar10'`` by name."""
+    loaders = {"mnist": load_mnist, "cifar10": load_cifar10}
+    if name not in loaders:
+        raise ValueError(f"unknown dataset {name!r}: choose one of {sorted(loaders)}")
+    return loaders[name](train=train, root=root, download=download)
+
+
+class Batches:
+    """Shuffled mini-batches of an :class:`ImageSet`, float in [-1, 1], reproducible per epoch.
+
+    The order of epoch ``e`` depends only on (seed, e), so a run resumed at
+    step ``s`` of epoch ``e`` sees exactly the batches an uninterrupted run
+    would (``epoch(e, skip=s)``). The last incomplete batch is dropped.
+    """
+
+    def __init__(self, data: ImageSet, batch_size: int, seed: int = 0, device: str | torch.device = "cpu"):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if len(data) < batch_size:
+            raise ValueError(f"the dataset has {len(data)} images, fewer than one batch of {batch_size}")
+        self.data, self.batch_size, self.seed, self.device = data, batch_size, seed, torch.device(device)
+
+    def __len__(self) -> int:
+        return len(self.data) // self.batch_size
+
+    def epoch(self, e: int, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + e)
+        perm = torch.randperm(len(self.data), generator=g)
+        for i in range(skip, len(self)):
+            idx = perm[i * self.batch_size:(i + 1) * self.batch_size]
+            x = to_float(self.data.images[idx]).to(self.device, non_blocking=True)
+            yield x, self.data.labels[idx].to(self.device, non_blocking=True)
+
+
+# ---------------------------------------------------------------- shards
+
+SHARD_FORMAT = "gankd-shards/1"
+MANIFEST = "manifest.json"
+
+
+def shard_name(index: int) -> str:
+    return f"shard_{index:05d}.npz"
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    # A zip with fixed time stamps and no compression: the same arrays always
+    # give the same bytes (np.savez stamps the current time), so an export
+    # resumed after a crash is byte-identical to an uninterrupted one.
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+        for key in sorted(arrays):
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            with zf.open(info, "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.ascontiguousarray(arrays[key]), allow_pickle=False)
+    return buf.getvalue()
+
+
+def write_shard(folder: str | Path, index: int, images: np.ndarray, labels: np.ndarray,
+                z: np.ndarray | None = None) -> dict:
+    """Write one shard atomically; return its manifest entry (file, count, sha256).
+
+    ``images`` uint8 (N, H, W, C); ``labels`` int (N,); ``z`` float32 (N, zdim) or None.
+    """
+    images = np.asarray(images)
+    labels = np.asarray(labels).astype(np.int64)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise ValueError(f"shard images must be uint8 (N, H, W, C) with C in (1, 3), got {images.dtype} {images.shape}")
+    if labels.shape != (len(images),):
+        raise ValueError(f"labels must have shape ({len(images)},), got {labels.shape}")
+    arrays = {"images": images, "labels": labels}
+    if z is not None:
+        z = np.asarray(z, dtype=np.float32)
+        if z.ndim != 2 or len(z) != len(images):
+            raise ValueError(f"z must be (N, zdim) with N={len(images)}, got {z.shape}")
+        arrays["z"] = z
+    data = _npz_bytes(arrays)
+    name = shard_name(index)
+    atomic_write(Path(folder) / name, lambda tmp: Path(tmp).write_bytes(data))
+    return {"file": name, "count": int(len(images)), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class ShardError(ValueError):
+    """A shard folder is incomplete, corrupted or does not match the request."""
+
+
+def read_manifest(folder: str | Path) -> dict:
+    path = Path(folder) / MANIFEST
+    if not path.exists():
+        raise ShardError(f"{folder} has no {MANIFEST}: it is not a shard folder (or the export never started)")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ShardError(f"{path} is not valid JSON ({e}); delete the folder and export again") from e
+    if manifest.get("format") != SHARD_FORMAT:
+        raise ShardError(f"{path}: format {manifest.get('format')!r}, expected {SHARD_FORMAT!r}")
+    return manifest
+
+
+def write_manifest(folder: str | Path, manifest: dict) -> None:
+    manifest = {**manifest, "format": SHARD_FORMAT}
+    atomic_write_text(Path(folder) / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
+
+
+def load_shard(folder: str | Path, entry: dict, verify: bool = True) -> dict[str, np.ndarray]:
+    """Arrays of one shard; with ``verify`` its sha256 is checked against the manifest entry."""
+    path = Path(folder) / entry["file"]
+    if not path.exists():
+        raise ShardError(f"shard {path} is listed in the manifest but missing; run the export again to redo it")
+    if verify:
+        digest = sha256_file(path)
+        if digest != entry["sha256"]:
+            raise ShardError(f"shard {path} is corrupted or was changed (sha256 {digest[:12]}..., manifest says "
+                             f"{entry['sha256'][:12]}...); delete it and run the export again to redo it")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            out = {k: f[k] for k in f.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        raise ShardError(f"shard {path} is truncated or not a shard ({e}); delete it and export again") from e
+    if len(out.get("images", ())) != entry["count"]:
+        raise ShardError(f"shard {path} holds {len(out.get('images', ()))} images, the manifest says {entry['count']}")
+    return out
+
+
+def load_shards(folder: str | Path, verify: bool = True) -> ImageSet:
+    """Every shard of a complete folder as one :class:`ImageSet` (for small sets)."""
+    manifest = read_manifest(folder)
+    entries = manifest.get("shards", [])
+    if not entries:
+        raise ShardError(f"{folder}: the manifest lists no shards")
+    parts = [load_shard(folder, e, verify) for e in entries]
+    x = np.concatenate([p["images"] for p in parts])
+    y = np.concatenate([p["labels"] for p in parts])
+    classes = tuple(str(c) for c in manifest.get("class_names", manifest.get("classes", [])))
+    return ImageSet(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y), classes,
+                    f"shards:{Path(folder).name}")

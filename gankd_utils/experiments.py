@@ -1,0 +1,131 @@
+"""The model zoo of each chapter and the train-or-load step the notebooks share.
+
+A chapter lists its models once (generator, discriminator, teacher, recipe);
+``train_or_load`` trains a model in the current profile or, when its run
+folder already holds a finished generator of the same settings, loads it.
+``table`` / ``write_table`` turn per-model results into the CSV + Markdown
+tables a report needs.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch.nn as nn
+
+from . import checkpoint
+from .config import COLUMBIA, IITGN, TrainConfig
+from .models import CondDCGANDiscriminator, CondDCGANGenerator, IITGNDiscriminator, IITGNGenerator
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One model of a chapter: how to build it and how to train it."""
+
+    name: str
+    family: str
+    role: str  # teacher | scratch | kd
+    make_g: Callable[[], nn.Module]
+    make_d: Callable[[], nn.Module]
+    recipe: Mapping[str, Any] = field(default_factory=dict)  # TrainConfig overrides
+    teacher: str | None = None  # name of the teacher Spec for KD students
+    label: str = ""
+
+
+def mnist_zoo() -> dict[str, Spec]:
+    """The MNIST chapter: the IITGN family (unconditional) and the Columbia family (conditional)."""
+    iitgn_opt = {k: IITGN[k] for k in ("lr_g", "lr_d", "betas")}
+    specs = [
+        Spec("iitgn_teacher", "iitgn", "teacher", lambda: IITGNGenerator("teacher"), IITGNDiscriminator,
+             iitgn_opt, label="IITGN teacher"),
+        Spec("iitgn_student_scratch", "iitgn", "scratch", lambda: IITGNGenerator("student"), IITGNDiscriminator,
+             iitgn_opt, label="IITGN student (scratch)"),
+        Spec("iitgn_student_kd", "iitgn", "kd", lambda: IITGNGenerator("student"), IITGNDiscriminator,
+             IITGN, teacher="iitgn_teacher", label="IITGN student (KD: feature MSE)"),
+        Spec("cdcgan_c512_teacher", "columbia", "teacher", lambda: CondDCGANGenerator(512),
+             lambda: CondDCGANDiscriminator(64), {}, label="cDCGAN c=512 teacher"),
+    ]
+    for c in (64, 32):
+        specs += [
+            Spec(f"cdcgan_c{c}_scratch", "columbia", "scratch", lambda c=c: CondDCGANGenerator(c),
+                 lambda c=c: CondDCGANDiscriminator(c // 8), {}, label=f"cDCGAN c={c} (scratch)"),
+            Spec(f"cdcgan_c{c}_kd", "columbia", "kd", lambda c=c: CondDCGANGenerator(c),
+                 lambda c=c: CondDCGANDiscriminator(c // 8), COLUMBIA, teacher="cdcgan_c512_teacher",
+                 label=f"cDCGAN c={c} (KD: pixel L1)"),
+        ]
+    return {s.name: s for s in specs}
+
+
+def train_or_load(spec: Spec, base: TrainConfig, data, run_root: str | Path, teachers: Mapping[str, nn.Module],
+                  device="auto", retrain: bool = False, progress: bool = True) -> tuple[nn.Module, dict]:
+    """Train ``spec`` with ``base`` settings + its recipe, or load its finished generator.
+
+    Returns (generator in eval mode, info) where info holds the history, whether
+    it was loaded or trained, and the run folder.
+    """
+    from .repro import get_device
+    from .train import dcgan_init, is_finished, train_distill, train_gan
+
+    cfg = dataclasses.replace(base, name=spec.name, **spec.recipe)
+    run_dir = Path(run_root) / spec.name
+    device = get_device(device)
+    if not retrain and is_finished(run_dir):
+        side = checkpoint.read_sidecar(run_dir / "G")
+        if side.get("config") == _jsonish(cfg.to_dict()):
+            G = checkpoint.load_model(run_dir / "G", device)
+            hist_file = run_dir / "history.json"
+            import json
+
+            history = json.loads(hist_file.read_text()) if hist_file.exists() else {}
+            return G, {"loaded": True, "history": history, "run_dir": str(run_dir), "config": cfg}
+    G, D = dcgan_init(spec.make_g(), cfg.seed), dcgan_init(spec.make_d(), cfg.seed + 1)
+    if spec.teacher is None:
+        res = train_gan(G, D, data, cfg, run_dir, device, resume=not retrain, progress=progress)
+    else:
+        res = train_distill(G, D, teachers[spec.teacher], data, cfg, run_dir, device, resume=not retrain,
+                            progress=progress)
+    return G.eval(), {"loaded": False, **res, "config": cfg}
+
+
+def _jsonish(d: dict) -> dict:
+    import json
+
+    return json.loads(json.dumps(d))
+
+
+def write_table(rows: Sequence[Mapping[str, Any]], stem: str | Path, floatfmt: str = "{:.4g}") -> tuple[Path, Path]:
+    """Write ``rows`` (dicts with the same keys) as ``stem.csv`` and ``stem.md``."""
+    from .io import atomic_write_text
+
+    stem = Path(stem)
+    cols = list(rows[0].keys()) if rows else []
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols)
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: r.get(k, "") for k in cols})
+    csv_path = atomic_write_text(stem.with_suffix(".csv"), buf.getvalue())
+    md_path = atomic_write_text(stem.with_suffix(".md"), markdown_table(rows, floatfmt))
+    return csv_path, md_path
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], floatfmt: str = "{:.4g}") -> str:
+    if not rows:
+        return "(no rows)\n"
+    cols = list(rows[0].keys())
+
+    def fmt(v):
+        if v is None or v == "":
+            return "n/a"
+        if isinstance(v, float):
+            return floatfmt.format(v)
+        return str(v)
+
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"

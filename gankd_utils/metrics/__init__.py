@@ -1,0 +1,155 @@
+"""Metrics named by protocol (the habit of stylegan3's ``metrics/metric_main.py``).
+
+A protocol name says what was measured, on how many samples, with which
+features: ``fid2k_mnistcls`` is the Frechet distance of 2,000 generated
+images to the MNIST training set in the features of the project's own MNIST
+classifier; ``fid10k_inception_cifar10train`` uses pytorch-fid's Inception
+against the CIFAR-10 training set. Real-data statistics are cached on disk,
+keyed by a hash of (extractor weights, real images, sample count).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import paths
+from ..data import ImageSet, to_float
+from .extractors import (ClassifierExtractor, InceptionExtractor, WeightsUnavailable, classifier_accuracy,
+                         get_classifier, inception_weights, train_classifier)
+from .frechet import feature_stats, frechet_distance
+from .kid import kid
+from .size import (count_keras_style, count_macs, count_nonzero, count_params, generator_speed, size_report,
+                   state_bytes)
+
+KID_REF_ROWS = 10_000  # real feature rows kept in the cache for KID
+
+
+def count_tag(n: int) -> str:
+    """10000 -> '10k', 500 -> '500'."""
+    return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
+
+
+def protocol_name(kind: str, n: int, extractor: str, reference: str | None = None) -> str:
+    """e.g. ``protocol_name('fid', 10000, 'inception', 'cifar10train') == 'fid10k_inception_cifar10train'``."""
+    return f"{kind}{count_tag(n)}_{extractor}" + (f"_{reference}" if reference else "")
+
+
+class Evaluator:
+    """One evaluation pipeline for every model of a chapter.
+
+    Same number of samples, same noise (from ``seed``), same feature
+    extractor and same reference set for each generator it scores.
+    Conditional generators get class-balanced labels, and their class
+    accuracy is measured when the extractor is a classifier.
+    """
+
+    def __init__(self, extractor, real: ImageSet, n_samples: int, seed: int = 0, reference: str | None = None,
+                 batch_size: int = 500, n_ref: int | None = None):
+        self.extractor, self.n, self.seed, self.batch_size = extractor, n_samples, seed, batch_size
+        self.real = real.subset(n_ref, seed)
+        self.reference = reference
+        self._stats = None
+
+    def names(self) -> dict[str, str]:
+        ex = self.extractor.name
+        ref = self.reference if ex == "inception" else None
+        return {"fid": protocol_name("fid", self.n, ex, ref), "kid": protocol_name("kid", self.n, ex, ref),
+                "acc": protocol_name("acc", self.n, ex)}
+
+    def _cache_path(self) -> Path:
+        key = f"{self.extractor.name}_{self.extractor.weights_id}_{self.real.fingerprint()}"
+        return paths.results_dir("cache", "stats") / f"{key}.npz"
+
+    def real_stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(mu, sigma, feature rows for KID) of the reference set, cached on disk."""
+        if self._stats is not None:
+            return self._stats
+        p = self._cache_path()
+        if p.exists():
+            with np.load(p, allow_pickle=False) as f:
+                self._stats = (f["mu"], f["sigma"], f["feats"])
+            return self._stats
+        feats = []
+        for i in range(0, len(self.real), self.batch_size):
+            feats.append(self.extractor.features(to_float(self.real.images[i:i + self.batch_size])))
+        feats = np.concatenate(feats)
+        mu, sigma = feature_stats(feats)
+        keep = feats[np.random.default_rng(0).permutation(len(feats))[:KID_REF_ROWS]].astype(np.float32)
+        from ..io import atomic_write
+
+        def write(tmp):
+            with open(tmp, "wb") as f:
+                np.savez(f, mu=mu, sigma=sigma, feats=keep)
+
+        atomic_write(p, write)
+        self._stats = (mu, sigma, keep)
+        return self._stats
+
+    def labels(self, n_classes: int) -> torch.Tensor:
+        return torch.arange(self.n) % n_classes
+
+    def samples(self, G) -> tuple[torch.Tensor, torch.Tensor | None]:
+        from ..models import generate
+
+        y = self.labels(G.n_classes) if getattr(G, "n_classes", 0) else None
+        x = generate(G, n=self.n, labels=y, seed=self.seed, purpose="eval", batch_size=self.batch_size)
+        return x, y
+
+    def __call__(self, G) -> dict[str, float]:
+        """Score one generator; returns ``{protocol name: value}``."""
+        x, y = self.samples(G)
+        return self.score_images(x, y)
+
+    def score_images(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, float]:
+        """Score generated images ``x`` (N, C, H, W) in [-1, 1], asked-for classes ``y`` (N,) or None."""
+        mu_r, sig_r, feats_r = self.real_stats()
+        if isinstance(self.extractor, ClassifierExtractor):
+            feats, logits = self.extractor.features_and_logits(x, self.batch_size)
+        else:
+            feats, logits = self.extractor.features(x), None
+        mu, sig = feature_stats(feats)
+        names = self.names()
+        out = {names["fid"]: frechet_distance(mu, sig, mu_r, sig_r),
+               names["kid"]: kid(feats, feats_r, n_subsets=20, subset_size=min(1000, len(feats)))[0]}
+        if logits is not None and y is not None:
+            out[names["acc"]] = float((logits.argmax(1) == y.numpy()).mean())
+        return out
+
+    def describe(self) -> dict:
+        """What the protocol is, for metrics.json."""
+        ex = self.extractor
+        d = {"extractor": ex.name, "n_samples": self.n, "reference": self.reference or self.real.name,
+             "n_reference": len(self.real), "seed": self.seed, "metrics": self.names()}
+        if isinstance(ex, ClassifierExtractor):
+            d["classifier_test_accuracy"] = ex.test_accuracy
+            d["note"] = "features of gankd's own classifier: not comparable with published Inception FIDs"
+        else:
+            d["standard_inception_weights"] = getattr(ex, "standard_weights", None)
+        return d
+
+
+def save_metrics(path: str | Path, metrics: dict) -> Path:
+    """Write ``metrics.json`` atomically (NaN-free JSON)."""
+    from ..io import atomic_write_text
+
+    def clean(o):
+        if isinstance(o, dict):
+            return {str(k): clean(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [clean(v) for v in o]
+        if isinstance(o, (np.floating, np.integer)):
+            o = o.item()
+        if isinstance(o, float) and not np.isfinite(o):
+            return None
+        return o
+
+    return atomic_write_text(path, json.dumps(clean(metrics), indent=2, sort_keys=True))
+
+
+__all__ = ["Evaluator", "ClassifierExtractor", "InceptionExtractor", "WeightsUnavailable", "get_classifier",
+           "train_classifier", "classifier_accuracy", "inception_weights", "feature_stats", "frechet_distance",
+           "kid", "count_params", "count_nonzero", "count_keras_style", "count_macs", "state_bytes",
+           "size_report", "generator_speed", "protocol_name", "count_tag", "save_metrics"]

@@ -1,0 +1,79 @@
+"""Generators and discriminators, and a registry that rebuilds one from its spec.
+
+Every model records the keyword arguments it was built with in ``hparams``; a
+checkpoint stores ``{"arch": class name, "kwargs": hparams}`` beside the
+weights, so any saved generator can be rebuilt without code from elsewhere.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch.nn as nn
+
+from .classifier import ConvClassifier
+from .dcgan import CondDCGANDiscriminator, CondDCGANGenerator, IITGNDiscriminator, IITGNGenerator
+
+REGISTRY: dict[str, type[nn.Module]] = {
+    cls.__name__: cls
+    for cls in (IITGNGenerator, IITGNDiscriminator, CondDCGANGenerator, CondDCGANDiscriminator, ConvClassifier)
+}
+
+
+def register(cls: type[nn.Module]) -> type[nn.Module]:
+    """Class decorator: make ``cls`` rebuildable from a checkpoint spec."""
+    REGISTRY[cls.__name__] = cls
+    return cls
+
+
+def spec_of(model: nn.Module) -> dict[str, Any]:
+    """``{"arch": ..., "kwargs": ...}`` of a registered model."""
+    arch = type(model).__name__
+    if arch not in REGISTRY or not hasattr(model, "hparams"):
+        raise TypeError(f"{arch} is not a registered gankd model (known: {sorted(REGISTRY)})")
+    return {"arch": arch, "kwargs": dict(model.hparams)}
+
+
+def build(spec: dict[str, Any]) -> nn.Module:
+    """Rebuild a model from ``spec_of``'s output."""
+    arch = spec.get("arch")
+    if arch not in REGISTRY:
+        raise ValueError(f"unknown architecture {arch!r} in the checkpoint; known: {sorted(REGISTRY)}")
+    return REGISTRY[arch](**spec.get("kwargs", {}))
+
+
+__all__ = ["REGISTRY", "register", "spec_of", "build", "IITGNGenerator", "IITGNDiscriminator",
+           "CondDCGANGenerator", "CondDCGANDiscriminator", "ConvClassifier", "generate"]
+
+
+def generate(G: nn.Module, n: int | None = None, labels=None, seed: int = 0, purpose: str = "eval",
+             batch_size: int = 500, device=None, z=None):
+    """Images from ``G`` in batches, float (N, C, H, W) in [-1, 1] on the CPU.
+
+    Conditional models take ``labels`` (N,) int64; unconditional ones ``n``.
+    z is drawn on the CPU from (seed, purpose) unless given, so two models
+    called with the same arguments see the same noise.
+    """
+    import torch
+
+    from .. import repro
+
+    device = device or next(G.parameters()).device
+    if getattr(G, "n_classes", 0):
+        if labels is None:
+            raise ValueError("a class-conditional generator needs labels (class ids)")
+        labels = torch.as_tensor(labels, dtype=torch.int64)
+        n = len(labels)
+    elif n is None:
+        raise ValueError("an unconditional generator needs n, the number of images")
+    if z is None:
+        z = repro.noise(n, G.z_dim, seed, purpose)
+    was_training = G.training
+    G.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, n, batch_size):
+            zb = z[i:i + batch_size].to(device)
+            yb = labels[i:i + batch_size].to(device) if labels is not None else None
+            out.append(G(zb, yb).float().cpu())
+    G.train(was_training)
+    return torch.cat(out) if out else torch.empty(0)

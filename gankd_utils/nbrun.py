@@ -1,0 +1,85 @@
+"""Execute the numbered notebooks (papermill), for ``make run`` and the notebook tests.
+
+Each notebook's first code cell is tagged ``parameters``; papermill injects
+PROFILE (and any other override) after it. Executed copies go to
+``results/executed/`` (the committed record of a full run); the source
+notebooks under ``notebooks/`` stay stripped of outputs.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import paths, runlog
+
+NOTEBOOK_DIR = paths.REPO_ROOT / "notebooks"
+
+
+def notebooks(only: Sequence[str] | None = None) -> list[Path]:
+    """The numbered notebooks in order; ``only`` keeps those whose name starts with one of its prefixes."""
+    found = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        found = [p for p in found if any(p.name.startswith(o) for o in only)]
+    return found
+
+
+def run_notebook(src: str | Path, out: str | Path, parameters: Mapping[str, Any] | None = None,
+                 timeout: int | None = None, kernel_name: str = "python3") -> Path:
+    """Run ``src`` top to bottom with ``parameters`` injected; write the executed copy to ``out``."""
+    import papermill as pm
+
+    src, out = Path(src), Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pm.execute_notebook(str(src), str(out), parameters=dict(parameters or {}), cwd=str(src.parent),
+                        kernel_name=kernel_name, progress_bar=False, execution_timeout=timeout,
+                        log_output=False)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m gankd_utils.nbrun", description=__doc__)
+    ap.add_argument("--profile", default=None, help="smoke | quick | full (default: full with CUDA, else quick)")
+    ap.add_argument("--only", nargs="*", help="run only notebooks whose names start with these prefixes (e.g. 03)")
+    ap.add_argument("--out", default=None, help="folder for executed copies (default: results/executed)")
+    ap.add_argument("--keep-going", action="store_true", help="run the rest when one notebook fails")
+    args = ap.parse_args(argv)
+    from .config import default_profile
+
+    profile = args.profile or os.environ.get("PROFILE") or default_profile()
+    out_dir = Path(args.out) if args.out else paths.results_dir("executed")
+    runlog.clear_skipped()
+    failures = []
+    for nb in notebooks(args.only):
+        t0 = time.perf_counter()
+        print(f"[gankd] running {nb.name} (profile {profile}) ...", flush=True)
+        try:
+            run_notebook(nb, out_dir / nb.name, {"PROFILE": profile})
+            print(f"[gankd]   done in {time.perf_counter() - t0:.0f} s -> {out_dir / nb.name}", flush=True)
+        except Exception as e:  # papermill raises PapermillExecutionError with the failing cell
+            failures.append(nb.name)
+            print(f"[gankd]   FAILED after {time.perf_counter() - t0:.0f} s: {e}", file=sys.stderr, flush=True)
+            if not args.keep_going:
+                break
+    skipped = runlog.read_skipped()
+    print("\n[gankd] summary")
+    print(f"  profile: {profile}; executed notebooks in {out_dir}")
+    if skipped:
+        print(f"  skipped ({len(skipped)}):")
+        for e in skipped:
+            print("   - " + runlog.format_entry(e))
+    else:
+        print("  nothing was skipped")
+    if failures:
+        print(f"  FAILED: {', '.join(failures)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

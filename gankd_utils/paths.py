@@ -1,0 +1,38 @@
+"""Where gankd reads data and writes results; every location is one setting.
+
+| setting (environment variable) | default                    | holds |
+|--------------------------------|----------------------------|-------|
+| ``GANKD_DATA_ROOT``            | ``<repo>/data``            | MNIST/, cifar10/ or cifar-10-batches-py/, teachers/ |
+| ``GANKD_RESULTS``              | ``<repo>/results``         | figures, tables, metrics.json, checkpoints, caches |
+| ``GANKD_OFFLINE``              | unset                      | ``1``: never try a download, fail with a clear message |
+| ``GANKD_INCEPTION_WEIGHTS``    | unset                      | a local pytorch-fid Inception weights file |
+| ``TORCH_HOME``                 | torch's default            | where pytorch-fid's download is cached |
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def data_root() -> Path:
+    """Root folder of the datasets (``GANKD_DATA_ROOT``, else ``<repo>/data``)."""
+    return Path(os.environ.get("GANKD_DATA_ROOT", REPO_ROOT / "data")).expanduser()
+
+
+def results_root() -> Path:
+    """Root folder of everything the notebooks save (``GANKD_RESULTS``)."""
+    return Path(os.environ.get("GANKD_RESULTS", REPO_ROOT / "results")).expanduser()
+
+
+def results_dir(*parts: str) -> Path:
+    """``results_root()/parts``, created if absent."""
+    p = results_root().joinpath(*parts)
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def offline() -> bool:
+    """True when ``GANKD_OFFLINE`` asks never to touch the network."""
+    return os.environ.get("GANKD_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}

@@ -1,0 +1,75 @@
+"""Reproducibility: seeds, device choice and per-purpose noise.
+
+Noise is drawn on the CPU from a ``torch.Generator`` seeded per purpose and only
+then moved to the device, so the teacher and the student see the same z on any
+machine, CPU or GPU (STYLE.md: never hard-code "cuda").
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+
+import numpy as np
+import torch
+
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and every CUDA device)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+
+
+def get_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"``: CUDA if present, else Apple MPS, else CPU; anything else is passed to torch."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"DEVICE={device!r} was asked for but CUDA is not available here; use 'auto' or 'cpu'")
+    return dev
+
+
+def purpose_seed(seed: int, purpose: str | int) -> int:
+    """A stable 63-bit seed for (seed, purpose).
+
+    Purposes ('train', 'fixed', 'eval', 'export', a class id, ...) keep streams
+    apart: the fixed sample sheet never shifts when training draws more noise.
+    """
+    key = f"{seed}:{purpose}"
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little") >> 1
+
+
+def generator(seed: int, purpose: str | int = "train") -> torch.Generator:
+    """A CPU ``torch.Generator`` for one purpose of one seed."""
+    g = torch.Generator(device="cpu")
+    g.manual_seed(purpose_seed(seed, purpose))
+    return g
+
+
+def noise(n: int, z_dim: int, seed: int | torch.Generator, purpose: str | int = "fixed",
+          device: str | torch.device = "cpu") -> torch.Tensor:
+    """Standard-normal z of shape (n, z_dim), drawn on the CPU, then moved to ``device``."""
+    g = seed if isinstance(seed, torch.Generator) else generator(seed, purpose)
+    return torch.randn(n, z_dim, generator=g).to(device)
+
+
+def labels(n: int, n_classes: int, seed: int | torch.Generator, purpose: str | int = "fixed",
+           device: str | torch.device = "cpu") -> torch.Tensor:
+    """Uniform class ids of shape (n,), drawn on the CPU like :func:`noise`."""
+    g = seed if isinstance(seed, torch.Generator) else generator(seed, purpose)
+    return torch.randint(0, n_classes, (n,), generator=g).to(device)
+
+
+def class_grid_labels(n_classes: int, per_class: int, device: str | torch.device = "cpu") -> torch.Tensor:
+    """0,0,...,1,1,...: ``per_class`` of each class, row-major for a sample sheet."""
+    return torch.arange(n_classes).repeat_interleave(per_class).to(device)

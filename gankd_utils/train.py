@@ -1,0 +1,287 @@
+"""Training loops: a GAN from scratch (``train_gan``) or distilled from a teacher (``train_distill``).
+
+One step function per recipe (the habit of BigGAN-PyTorch's ``train_fns.py``):
+each takes a batch and returns a dict of floats. The loop around it owns the
+progress bar, the history dict, the fixed-z sample sheet of every epoch, and
+checkpoints every ``ckpt_every`` steps from which a run resumes exactly: same
+batches, same noise, same weights as if it had never stopped.
+
+Run folder layout::
+
+    RUN/config.json          settings of the run
+    RUN/G.safetensors/.json  final generator (+ D.*)
+    RUN/samples/epoch_000.png  fixed-z sample sheets
+    RUN/state/               resume state: G, D, optimizers, RNG, step counters
+    RUN/history.json         per-step losses
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+from . import checkpoint, losses, repro
+from .config import TrainConfig, save_json
+from .data import Batches, ImageSet
+from .io import atomic_write_text
+
+
+def dcgan_init(model: nn.Module, seed: int) -> nn.Module:
+    """DCGAN initialisation (conv weights N(0, 0.02), BN scale N(1, 0.02), bias 0), from a CPU seed."""
+    g = repro.generator(seed, "init")
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * 0.02)
+                if m.bias is not None:
+                    m.bias.zero_()
+            elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                m.weight.copy_(1.0 + torch.randn(m.weight.shape, generator=g) * 0.02)
+                m.bias.zero_()
+    return model
+
+
+class FeatureAdapter(nn.Module):
+    """A learned 1x1 conv from the student's feature width to the teacher's (trained with G)."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.hparams = {"c_in": c_in, "c_out": c_out}
+        self.proj = nn.Conv2d(c_in, c_out, 1, bias=False)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.proj(f)
+
+
+class _Run:
+    """Everything one training run carries between steps."""
+
+    def __init__(self, G, D, cfg: TrainConfig, device, teacher=None):
+        self.G, self.D, self.cfg, self.device, self.teacher = G, D, cfg, device, teacher
+        self.cond = bool(getattr(G, "n_classes", 0))
+        self.d_loss_fn, self.g_loss_fn = losses.adversarial(cfg.loss)
+        self.adapter = None
+        if cfg.kd == "feature":
+            if teacher is None:
+                raise ValueError("kd='feature' needs a teacher")
+            if G.feature_channels != teacher.feature_channels:
+                self.adapter = dcgan_init(FeatureAdapter(G.feature_channels, teacher.feature_channels),
+                                          cfg.seed + 1).to(device)
+        elif cfg.kd == "pixel":
+            if teacher is None:
+                raise ValueError("kd='pixel' needs a teacher")
+        elif cfg.kd != "none":
+            raise ValueError(f"unknown kd {cfg.kd!r}: choose 'none', 'feature' or 'pixel'")
+        g_params = list(G.parameters()) + (list(self.adapter.parameters()) if self.adapter else [])
+        self.opt_g = torch.optim.Adam(g_params, lr=cfg.lr_g, betas=tuple(cfg.betas))
+        self.opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas))
+        self.noise = repro.generator(cfg.seed, "train")
+        self.step, self.epoch, self.batch = 0, 0, 0
+        self.history: dict[str, list[float]] = {}
+
+    # --------------------------------------------------------------- one step
+    def sample_zy(self, n: int):
+        z = torch.randn(n, self.G.z_dim, generator=self.noise).to(self.device)
+        y = torch.randint(0, self.G.n_classes, (n,), generator=self.noise).to(self.device) if self.cond else None
+        return z, y
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, update_g: bool) -> dict[str, float]:
+        """One D update and, when ``update_g``, one G update on a real batch ``x`` (N, C, H, W) in [-1, 1]."""
+        G, D, cfg = self.G, self.D, self.cfg
+        y_real = y if self.cond else None
+        z, y_fake = self.sample_zy(len(x))
+        with torch.no_grad():
+            fake = G(z, y_fake)
+        real_logits, fake_logits = D(x, y_real), D(fake, y_fake)
+        d_loss = self.d_loss_fn(real_logits, fake_logits)
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+        out = {"d_loss": d_loss, "d_real": real_logits.mean(), "d_fake": fake_logits.mean()}
+        if update_g:
+            fake, feat = G(z, y_fake, return_features=True)
+            g_adv = self.g_loss_fn(D(fake, y_fake))
+            g_loss = cfg.w_adv * g_adv
+            out["g_adv"] = g_adv
+            if cfg.kd != "none":
+                with torch.no_grad():
+                    t_img, t_feat = self.teacher(z, y_fake, return_features=True)
+                if cfg.kd == "pixel":
+                    kd = losses.pixel_l1(fake, t_img)
+                    g_loss = g_loss + cfg.w_pixel * kd
+                    out["kd_pixel"] = kd
+                else:
+                    kd = losses.feature_mse(feat, t_feat, self.adapter)
+                    g_loss = g_loss + cfg.w_feat * kd
+                    out["kd_feat"] = kd
+            self.opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            self.opt_g.step()
+            out["g_loss"] = g_loss
+        vals = torch.stack([v.detach().float() for v in out.values()]).tolist()
+        return dict(zip(out.keys(), vals))
+
+    # ----------------------------------------------------------- checkpointing
+    def rng_state(self) -> dict[str, torch.Tensor]:
+        s = {"noise": self.noise.get_state(), "torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            s["cuda"] = torch.cuda.get_rng_state(self.device)
+        return s
+
+    def save(self, run_dir: Path) -> None:
+        sd = run_dir / "state"
+        checkpoint.save_model(sd / "G", self.G, step=self.step)
+        checkpoint.save_model(sd / "D", self.D, step=self.step)
+        adapter = {k: v.cpu() for k, v in self.adapter.state_dict().items()} if self.adapter else {}
+        checkpoint.save_state(sd / "state.pt", {
+            "step": self.step, "epoch": self.epoch, "batch": self.batch,
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "rng": self.rng_state(), "adapter": adapter,
+        })
+        atomic_write_text(sd / "progress.json", json.dumps(
+            {"step": self.step, "epoch": self.epoch, "batch": self.batch, "config": self.cfg.to_dict()}, indent=2))
+        atomic_write_text(run_dir / "history.json", json.dumps(self.history))
+
+    def load(self, run_dir: Path) -> bool:
+        sd = run_dir / "state"
+        if not (sd / "state.pt").exists():
+            return False
+        prog = json.loads((sd / "progress.json").read_text())
+        if _resumable_settings(prog.get("config", {})) != _resumable_settings(self.cfg.to_dict()):
+            raise ValueError(f"{run_dir} holds a run with other settings; resume it with the same config, "
+                             "or pass retrain=True (or another run folder) to start afresh")
+        checkpoint.load_into(self.G, sd / "G")
+        checkpoint.load_into(self.D, sd / "D")
+        st = checkpoint.load_state(sd / "state.pt")
+        self.opt_g.load_state_dict(st["opt_g"])
+        self.opt_d.load_state_dict(st["opt_d"])
+        if self.adapter is not None:
+            self.adapter.load_state_dict(st["adapter"])
+        self.noise.set_state(st["rng"]["noise"])
+        torch.set_rng_state(st["rng"]["torch"])
+        if "cuda" in st["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(st["rng"]["cuda"], self.device)
+        self.step, self.epoch, self.batch = int(st["step"]), int(st["epoch"]), int(st["batch"])
+        hist = run_dir / "history.json"
+        self.history = json.loads(hist.read_text()) if hist.exists() else {}
+        # drop history logged after the checkpoint (a crash between the two)
+        if "step" in self.history:
+            keep = sum(1 for s in self.history["step"] if s <= self.step)
+            self.history = {k: v[:keep] for k, v in self.history.items()}
+        return True
+
+    def log(self, vals: dict[str, float]) -> None:
+        row = {"step": float(self.step), "epoch": float(self.epoch), **vals}
+        n = len(self.history.get("step", []))
+        for k in row.keys() - self.history.keys():  # a key first seen now (e.g. g_loss with n_critic > 1)
+            self.history[k] = [float("nan")] * n
+        for k, col in self.history.items():
+            col.append(row.get(k, float("nan")))
+
+
+def _resumable_settings(cfg: dict) -> dict:
+    # max_steps only says where to pause (a chunk of a long run), not how to train
+    return {k: v for k, v in json.loads(json.dumps(cfg)).items() if k != "max_steps"}
+
+
+def _fit(G: nn.Module, D: nn.Module, data: ImageSet, cfg: TrainConfig, run_dir: str | Path,
+         device: str | torch.device = "auto", teacher: nn.Module | None = None, resume: bool = True,
+         progress: bool = True) -> dict[str, Any]:
+    from .viz import save_sample_sheet
+
+    device = repro.get_device(device)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data = data.subset(cfg.n_train, seed=cfg.seed)
+    G.to(device).train()
+    D.to(device).train()
+    if teacher is not None:
+        teacher.to(device).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+    run = _Run(G, D, cfg, device, teacher)
+    if not resume and (run_dir / "state").exists():
+        shutil.rmtree(run_dir / "state")
+    resumed = resume and run.load(run_dir)
+    save_json(cfg, run_dir / "config.json")
+    batches = Batches(data, cfg.batch_size, seed=cfg.seed, device=device)
+    n_fixed = cfg.n_fixed
+    fixed_z = repro.noise(n_fixed, G.z_dim, cfg.seed, "fixed", device)
+    fixed_y = (repro.class_grid_labels(G.n_classes, max(1, n_fixed // G.n_classes), device)[:n_fixed]
+               if run.cond else None)
+    if run.cond and len(fixed_y) < n_fixed:
+        fixed_z = fixed_z[: len(fixed_y)]
+    total = cfg.epochs * len(batches)
+    limit = min(total, cfg.max_steps) if cfg.max_steps is not None else total
+    bar = tqdm(total=limit, initial=min(run.step, limit), desc=cfg.name, disable=not progress, leave=False)
+    t0 = time.perf_counter()
+    done_early = False
+    while run.epoch < cfg.epochs and run.step < limit:
+        for i, (x, y) in enumerate(batches.epoch(run.epoch, skip=run.batch), start=run.batch):
+            vals = run.train_step(x, y, update_g=(i % cfg.n_critic == 0))
+            run.batch = i + 1
+            run.step += 1
+            run.log(vals)
+            bar.update(1)
+            if run.step % 20 == 0:
+                bar.set_postfix({k: f"{v:.3f}" for k, v in vals.items() if k in ("d_loss", "g_loss")})
+            if run.step % cfg.ckpt_every == 0:
+                run.save(run_dir)
+            if run.step >= limit:
+                done_early = run.batch < len(batches)
+                break
+        if not done_early:
+            G.eval()
+            with torch.no_grad():
+                save_sample_sheet(G(fixed_z, fixed_y), run_dir / "samples" / f"epoch_{run.epoch:03d}.png",
+                                  nrow=G.n_classes if run.cond else 10)
+            G.train()
+            run.epoch += 1
+            run.batch = 0
+            run.save(run_dir)
+    bar.close()
+    run.save(run_dir)
+    finished = run.step >= total
+    meta = {"config": cfg.to_dict(), "step": run.step, "finished": finished}
+    checkpoint.save_model(run_dir / "G", G, **meta)
+    checkpoint.save_model(run_dir / "D", D, **meta)
+    G.eval()
+    return {"history": run.history, "run_dir": str(run_dir), "steps": run.step, "resumed": resumed,
+            "finished": finished, "seconds": time.perf_counter() - t0, "adapter": run.adapter}
+
+
+def train_gan(G: nn.Module, D: nn.Module, data: ImageSet, cfg: TrainConfig, run_dir: str | Path,
+              device: str | torch.device = "auto", resume: bool = True, progress: bool = True) -> dict[str, Any]:
+    """Train G and D from scratch on ``data``; returns ``{"history": {...}, "steps": ..., ...}``.
+
+    Resumes from ``run_dir/state`` when a checkpoint of the same settings is there.
+    """
+    if cfg.kd != "none":
+        raise ValueError(f"train_gan trains from scratch; kd={cfg.kd!r} needs train_distill(..., teacher=...)")
+    return _fit(G, D, data, cfg, run_dir, device, None, resume, progress)
+
+
+def train_distill(G: nn.Module, D: nn.Module, teacher: nn.Module, data: ImageSet, cfg: TrainConfig,
+                  run_dir: str | Path, device: str | torch.device = "auto", resume: bool = True,
+                  progress: bool = True) -> dict[str, Any]:
+    """Train student G (with its own D) on ``data`` plus a KD term to a frozen ``teacher``.
+
+    ``cfg.kd='feature'``: G loss = w_adv * adversarial + w_feat * MSE(adapter(f_s), f_t) (IITGN).
+    ``cfg.kd='pixel'``: G loss = w_adv * adversarial + w_pixel * L1(G(z, y), T(z, y)) (Columbia).
+    Teacher and student see the same (z, y) at every step.
+    """
+    if cfg.kd == "none":
+        raise ValueError("train_distill needs cfg.kd='feature' or 'pixel' (see config.IITGN / config.COLUMBIA)")
+    return _fit(G, D, data, cfg, run_dir, device, teacher, resume, progress)
+
+
+def is_finished(run_dir: str | Path) -> bool:
+    """True when ``run_dir`` holds a finished generator (the notebooks then load instead of training)."""
+    p = Path(run_dir) / "G.json"
+    return p.exists() and bool(json.loads(p.read_text()).get("finished"))
