@@ -84,12 +84,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     return export_from_args(args)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from .nbrun import main
-
-    return main(args.rest)
-
-
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m gankd_utils", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -122,13 +116,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto")
     e.set_defaults(func=cmd_export)
 
-    r = sub.add_parser("run", help="execute the numbered notebooks (make run)")
-    r.add_argument("rest", nargs=argparse.REMAINDER)
-    r.set_defaults(func=cmd_run)
+    sub.add_parser("run", help="execute the numbered notebooks (make run); see 'run --help'")
     return ap
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["run"]:  # the notebook runner has its own options
+        from .nbrun import main as run_main
+
+        return run_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -129,3 +129,55 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], floatfmt: str = "{:.4g}") 
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def family_teacher(specs: Mapping[str, Spec], name: str) -> str | None:
+    """Name of the teacher of ``name``'s family (itself for a teacher)."""
+    fam = specs[name].family
+    return next((n for n, s in specs.items() if s.family == fam and s.role == "teacher"), None)
+
+
+def evaluate_models(models: Mapping[str, nn.Module], specs: Mapping[str, Spec], evaluators: Sequence,
+                    speed_batch: int = 64, speed_repeats: int = 10, progress: bool = True) -> list[dict[str, Any]]:
+    """One row per model: size, compression against its family's teacher, every evaluator's metrics, speed.
+
+    Every model is scored by the same evaluators (same samples, features and
+    reference); CPU speed is measured on the CPU, GPU speed where CUDA is present.
+    """
+    import copy
+
+    import torch
+    from tqdm.auto import tqdm
+
+    from .metrics import count_params, generator_speed, size_report
+
+    rows = []
+    metric_cols: list[str] = []
+    for ev in evaluators:
+        metric_cols += [v for k, v in ev.names().items() if k != "acc" or ev.extractor.name != "inception"]
+    for name, G in tqdm(list(models.items()), desc="evaluate", disable=not progress, leave=False):
+        spec = specs[name]
+        t_name = family_teacher(specs, name)
+        size = size_report(G)
+        row: dict[str, Any] = {"model": name, "family": spec.family, "role": spec.role,
+                               "params": size["params"], "nonzero_params": size["nonzero_params"],
+                               "mb_fp32": size["mb_fp32"], "mb_fp16": size["mb_fp16"],
+                               "compression_x": (count_params(models[t_name]) / size["params"]
+                                                 if t_name in models else None),
+                               "macs_m": size["macs"] / 1e6}
+        row.update({c: None for c in metric_cols})
+        for ev in evaluators:
+            got = ev(G)
+            if not getattr(G, "n_classes", 0):
+                got = {k: v for k, v in got.items() if not k.startswith("acc")}
+            row.update(got)
+        cpu = generator_speed(copy.deepcopy(G).cpu(), "cpu", speed_batch, speed_repeats)
+        row["cpu_img_per_s"], row["cpu_latency_ms_b1"] = cpu["images_per_s"], cpu["latency_ms_b1"]
+        dev = next(G.parameters()).device
+        if dev.type == "cuda":
+            gpu = generator_speed(G, dev, 1024, speed_repeats)
+            row["gpu_img_per_s"] = gpu["images_per_s"]
+        else:
+            row["gpu_img_per_s"] = None
+        rows.append(row)
+    return rows

@@ -63,7 +63,8 @@ def _settings_id(settings: dict) -> str:
 
 
 def train_classifier(dataset: str, epochs: int, n_train: int | None, device="auto", seed: int = 0,
-                     progress: bool = True, root: str | Path | None = None) -> tuple[torch.nn.Module, float]:
+                     progress: bool = True, root: str | Path | None = None,
+                     width: int = 16) -> tuple[torch.nn.Module, float]:
     """Train a :class:`ConvClassifier` on ``dataset``; return (model, test accuracy in [0, 1])."""
     from tqdm.auto import tqdm
 
@@ -74,7 +75,6 @@ def train_classifier(dataset: str, epochs: int, n_train: int | None, device="aut
     test = load_dataset(dataset, train=False, root=root)
     c = train.shape[0]
     torch.manual_seed(repro.purpose_seed(seed, "classifier"))
-    width = 32 if dataset == "mnist" else 64
     model = ConvClassifier(in_channels=c, n_classes=len(train.classes), width=width).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     batches = Batches(train, 128, seed=seed, device=device)
@@ -123,13 +123,15 @@ def classifier_accuracy(model: torch.nn.Module, data: ImageSet, batch_size: int 
 
 
 def get_classifier(dataset: str, epochs: int, n_train: int | None = None, device="auto", seed: int = 0,
-                   retrain: bool = False, progress: bool = True, root: str | Path | None = None) -> ClassifierExtractor:
+                   retrain: bool = False, progress: bool = True, root: str | Path | None = None,
+                   width: int = 16) -> ClassifierExtractor:
     """The evaluator classifier for ``dataset``: loaded from ``results/classifiers/`` or trained once and cached.
 
     The cache file name carries a hash of the training settings, so a quick
     classifier never stands in for a full one.
     """
-    settings = {"dataset": dataset, "epochs": epochs, "n_train": n_train, "seed": seed, "arch": "ConvClassifier/1"}
+    settings = {"dataset": dataset, "epochs": epochs, "n_train": n_train, "seed": seed, "width": width,
+                "arch": "ConvClassifier/1"}
     sid = _settings_id(settings)
     path = paths.results_dir("classifiers") / f"{dataset}cls_{sid}"
     device = repro.get_device(device)
@@ -137,7 +139,7 @@ def get_classifier(dataset: str, epochs: int, n_train: int | None = None, device
         model = checkpoint.load_model(path, device)
         acc = checkpoint.read_sidecar(path)["test_accuracy"]
     else:
-        model, acc = train_classifier(dataset, epochs, n_train, device, seed, progress, root)
+        model, acc = train_classifier(dataset, epochs, n_train, device, seed, progress, root, width)
         checkpoint.save_model(path, model, settings=settings, test_accuracy=acc,
                               note="evaluator classifier trained by gankd; its FIDs are not Inception FIDs")
     return ClassifierExtractor(model, f"{dataset}cls", acc, sid)

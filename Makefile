@@ -1,0 +1,35 @@
+# gankd: the two commands of the README are `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.gankd-installed
+PROFILE ?=
+PYTEST_ARGS ?=
+
+.PHONY: setup run test lab strip bench
+
+setup: $(STAMP)
+
+# A fresh virtual environment with the pinned requirements and this package (editable).
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -r requirements.txt
+	$(PY) -m pip install --no-deps -e .
+	touch $@
+
+# Every notebook top to bottom (default profile: full with CUDA, else quick); executed copies in results/executed/.
+run: setup
+	$(PY) -m gankd_utils run $(if $(PROFILE),--profile $(PROFILE))
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks/
+
+# Strip outputs from the notebooks before committing (keeps the papermill `parameters` tag).
+strip: setup
+	$(VENV)/bin/nbstripout notebooks/*.ipynb
+
+bench: setup
+	$(PY) benchmarks/generator_speed.py

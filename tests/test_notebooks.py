@@ -1,0 +1,55 @@
+"""Notebooks: committed clean, and each runs top to bottom in the smoke profile (papermill)."""
+import json
+import math
+import os
+
+import pytest
+
+from gankd_utils import nbrun
+
+NOTEBOOKS = nbrun.notebooks()
+
+
+def test_there_are_notebooks():
+    assert any(p.name.startswith("03_") for p in NOTEBOOKS)
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_stripped_with_a_parameters_cell(nb):
+    cells = json.loads(nb.read_text())["cells"]
+    code = [c for c in cells if c["cell_type"] == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), \
+        f"{nb.name} has outputs: run `make strip` (executed copies belong under results/executed/)"
+    tagged = [i for i, c in enumerate(code) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert tagged and tagged[0] <= 1, f"{nb.name}: the first code cells must include one tagged 'parameters'"
+    assert "PROFILE" in "".join(code[tagged[0]]["source"])
+    assert "import gankd_utils" in "".join(code[0]["source"]), "import gankd_utils first (import order)"
+
+
+@pytest.mark.notebook
+def test_notebook_03_smoke(tmp_path, mnist_train, _results_root):
+    out = nbrun.run_notebook(nbrun.NOTEBOOK_DIR / "03_mnist_dcgan_kd.ipynb", tmp_path / "03.ipynb",
+                             {"PROFILE": "smoke", "SEED": 1})
+    assert out.exists()
+    res = _results_root / "03_mnist"
+    m = json.loads((res / "metrics.json").read_text())
+    assert m["profile"] == "smoke" and len(m["models"]) == 8
+    proto = m["protocols"][0]
+    assert proto["extractor"] == "mnistcls" and proto["n_samples"] == 500
+    fid = proto["metrics"]["fid"]
+    assert fid == "fid500_mnistcls"
+    for name, row in m["models"].items():
+        assert math.isfinite(row[fid]) and row[fid] > 0, name
+        assert row["params"] > 0 and row["cpu_img_per_s"] > 0
+    assert m["models"]["cdcgan_c32_kd"]["compression_x"] >= 50
+    assert m["models"]["cdcgan_c64_kd"]["acc500_mnistcls"] is not None
+    assert m["models"]["iitgn_student_kd"].get("acc500_mnistcls") is None  # unconditional: no class accuracy
+    for stem in ("samples_iitgn", "samples_columbia", "curves_columbia", "explorer_default"):
+        assert (res / f"{stem}.png").exists() and (res / f"{stem}.pdf").exists(), stem
+    assert (res / "table.csv").exists() and (res / "table.md").exists()
+    # a rerun loads the finished checkpoints instead of training again
+    nbrun.run_notebook(nbrun.NOTEBOOK_DIR / "03_mnist_dcgan_kd.ipynb", tmp_path / "03b.ipynb",
+                       {"PROFILE": "smoke", "SEED": 1, "FAMILIES": ["columbia"]})
+    m2 = json.loads((res / "metrics.json").read_text())
+    assert all(r["loaded"] for r in m2["training"].values())
+    assert m2["models"]["cdcgan_c32_kd"][fid] == pytest.approx(m["models"]["cdcgan_c32_kd"][fid])
