@@ -39,12 +39,11 @@ class Spec:
 
 def mnist_zoo() -> dict[str, Spec]:
     """The MNIST chapter: the IITGN family (unconditional) and the Columbia family (conditional)."""
-    iitgn_opt = {k: IITGN[k] for k in ("lr_g", "lr_d", "betas")}
     specs = [
         Spec("iitgn_teacher", "iitgn", "teacher", lambda: IITGNGenerator("teacher"), IITGNDiscriminator,
-             iitgn_opt, label="IITGN teacher"),
+             label="IITGN teacher"),
         Spec("iitgn_student_scratch", "iitgn", "scratch", lambda: IITGNGenerator("student"), IITGNDiscriminator,
-             iitgn_opt, label="IITGN student (scratch)"),
+             label="IITGN student (scratch)"),
         Spec("iitgn_student_kd", "iitgn", "kd", lambda: IITGNGenerator("student"), IITGNDiscriminator,
              IITGN, teacher="iitgn_teacher", label="IITGN student (KD: feature MSE)"),
         Spec("cdcgan_c512_teacher", "columbia", "teacher", lambda: CondDCGANGenerator(512),

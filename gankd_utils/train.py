@@ -33,10 +33,21 @@ from .io import atomic_write_text
 
 
 def dcgan_init(model: nn.Module, seed: int) -> nn.Module:
-    """DCGAN initialisation (conv weights N(0, 0.02), BN scale N(1, 0.02), bias 0), from a CPU seed."""
+    """DCGAN initialisation (conv weights N(0, 0.02), BN scale N(1, 0.02), bias 0), from a CPU seed.
+
+    For the DCGAN-family models; spectral-norm and conditional-BN models
+    (``models.cgan``, ``models.tinygan``) initialise themselves
+    (``models.layers.init_weights``), and this function refuses them.
+    """
+    from torch.nn.utils import parametrize
+
+    if any(parametrize.is_parametrized(m) for m in model.modules()):
+        raise TypeError(f"{type(model).__name__} uses spectral norm: initialise it with models.layers.init_weights")
     g = repro.generator(seed, "init")
     with torch.no_grad():
         for m in model.modules():
+            if getattr(m, "weight", None) is None:
+                continue
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
                 m.weight.copy_(torch.randn(m.weight.shape, generator=g) * 0.02)
                 if m.bias is not None:

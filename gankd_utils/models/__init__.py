@@ -10,12 +10,15 @@ from typing import Any
 
 import torch.nn as nn
 
+from .cgan import CGAN_PRESETS, ProjectionDiscriminator, ResNetGenerator
 from .classifier import ConvClassifier
 from .dcgan import CondDCGANDiscriminator, CondDCGANGenerator, IITGNDiscriminator, IITGNGenerator
+from .tinygan import TinyGANDiscriminator, TinyGANGenerator
 
 REGISTRY: dict[str, type[nn.Module]] = {
     cls.__name__: cls
-    for cls in (IITGNGenerator, IITGNDiscriminator, CondDCGANGenerator, CondDCGANDiscriminator, ConvClassifier)
+    for cls in (IITGNGenerator, IITGNDiscriminator, CondDCGANGenerator, CondDCGANDiscriminator, ConvClassifier,
+                ResNetGenerator, ProjectionDiscriminator, TinyGANGenerator, TinyGANDiscriminator)
 }
 
 
@@ -42,7 +45,8 @@ def build(spec: dict[str, Any]) -> nn.Module:
 
 
 __all__ = ["REGISTRY", "register", "spec_of", "build", "IITGNGenerator", "IITGNDiscriminator",
-           "CondDCGANGenerator", "CondDCGANDiscriminator", "ConvClassifier", "generate"]
+           "CondDCGANGenerator", "CondDCGANDiscriminator", "ConvClassifier", "generate",
+           "ResNetGenerator", "ProjectionDiscriminator", "CGAN_PRESETS", "TinyGANGenerator", "TinyGANDiscriminator"]
 
 
 def generate(G: nn.Module, n: int | None = None, labels=None, seed: int = 0, purpose: str = "eval",
