@@ -34,10 +34,16 @@ class TrainConfig:
     betas: tuple[float, float] = (0.5, 0.999)  # DCGAN paper: beta1 = 0.5 steadies training
     loss: str = "bce"  # bce (DCGAN) | hinge (SNGAN / BigGAN)
     n_critic: int = 1  # D steps per G step
-    kd: str = "none"  # none | feature (IITGN: intermediate-feature MSE) | pixel (Columbia: L1 on images)
+    kd: str = "none"  # none | feature (IITGN) | pixel (Columbia) | blackbox (TinyGAN / GSoC: from a teacher set)
     w_adv: float = 1.0  # weight of G's adversarial term
     w_feat: float = 0.0  # weight of the feature-MSE KD term
-    w_pixel: float = 0.0  # weight of the pixel-L1 KD term
+    w_pixel: float = 0.0  # weight of the pixel-L1 KD term (its value in epoch 0)
+    pixel_decay: float = 0.0  # subtracted from w_pixel after every epoch, floored at 0 (TinyGAN: 0.01)
+    w_dfeat: float = 0.0  # weight of the discriminator-feature L1 KD term (TinyGAN: 1.0)
+    dfeat_decay: float = 0.5  # geometric weight per D layer, deepest layer weighs 1
+    w_real: float = 0.0  # weight of the real-image GAN branch of black-box KD (TinyGAN: 0.2)
+    ema_decay: float = 0.0  # 0: off; else G's weights are averaged (BigGAN: 0.9999) and the average is saved
+    diffaug: str = ""  # DiffAugment policy applied to D's inputs, e.g. "color,translation,cutout"
     ckpt_every: int = 500  # steps between resumable checkpoints (and one at every epoch end)
     n_fixed: int = 100  # fixed-z sample sheet size (10 per class for conditional models)
     max_steps: int | None = None  # stop early after this many G steps (tests, smoke runs)
@@ -56,6 +62,15 @@ checkerboard after 312 steps of 64 images, where these settings drew digit strok
 after 200."""
 COLUMBIA = dict(kd="pixel", w_adv=1.0, w_pixel=1.0)
 """Columbia project: G loss = adversarial + 1.0 x L1(student(z, y), teacher(z, y))."""
+TINYGAN = dict(kd="blackbox", loss="hinge", w_adv=0.01, w_pixel=0.2, pixel_decay=0.01, w_dfeat=1.0, w_real=0.2,
+               n_critic=5, lr_g=2e-4, lr_d=2e-4, betas=(0.0, 0.9))
+"""TinyGAN (Chang & Lu, ACCV 2020), values of the authors' code: D hinge on teacher images
+against student images + 0.2 x hinge on real images; G: D-feature L1 + pixel L1 whose weight
+starts at 0.2 and drops by 0.01 after every epoch, and every 5th step 0.01 x the adversarial
+terms (teacher branch + 0.2 x real branch); Adam(2e-4, betas (0, 0.9))."""
+SNGAN = dict(loss="hinge", n_critic=1, lr_g=2e-4, lr_d=2e-4, betas=(0.0, 0.999), ema_decay=0.999)
+"""Class-conditional CIFAR-10 teacher: hinge loss, Adam(2e-4, (0, 0.999)) as BigGAN-PyTorch's
+CIFAR script, and an exponential moving average of G's weights."""
 
 
 @dataclass(frozen=True)

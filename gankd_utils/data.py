@@ -48,12 +48,15 @@ class ImageSet:
     labels: torch.Tensor
     classes: tuple[str, ...]
     name: str
+    z: torch.Tensor | None = None  # teacher sets: the noise each image was drawn from (N, z_dim)
 
     def __post_init__(self):
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
             raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
         if len(self.images) != len(self.labels):
             raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+        if self.z is not None and len(self.z) != len(self.images):
+            raise ValueError(f"{len(self.images)} images but {len(self.z)} noise vectors")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -74,13 +77,16 @@ class ImageSet:
             take = n // k + (1 if c < n % k else 0)
             idx.append(members[torch.randperm(len(members), generator=g)[:take]])
         idx = torch.cat(idx).sort().values
-        return ImageSet(self.images[idx], self.labels[idx], self.classes, f"{self.name}[{n}]")
+        return ImageSet(self.images[idx], self.labels[idx], self.classes, f"{self.name}[{n}]",
+                        None if self.z is None else self.z[idx])
 
     def fingerprint(self) -> str:
         """sha256 of the pixels and labels: keys cached statistics of this set."""
         h = hashlib.sha256()
         h.update(self.images.numpy().tobytes())
         h.update(self.labels.numpy().tobytes())
+        if self.z is not None:
+            h.update(self.z.numpy().tobytes())
         return h.hexdigest()[:16]
 
 
@@ -197,6 +203,7 @@ class Batches:
     The order of epoch ``e`` depends only on (seed, e), so a run resumed at
     step ``s`` of epoch ``e`` sees exactly the batches an uninterrupted run
     would (``epoch(e, skip=s)``). The last incomplete batch is dropped.
+    Batches are ``(x, y)``, or ``(x, y, z)`` for a teacher set that carries z.
     """
 
     def __init__(self, data: ImageSet, batch_size: int, seed: int = 0, device: str | torch.device = "cpu"):
@@ -215,7 +222,11 @@ class Batches:
         for i in range(skip, len(self)):
             idx = perm[i * self.batch_size:(i + 1) * self.batch_size]
             x = to_float(self.data.images[idx]).to(self.device, non_blocking=True)
-            yield x, self.data.labels[idx].to(self.device, non_blocking=True)
+            y = self.data.labels[idx].to(self.device, non_blocking=True)
+            if self.data.z is None:
+                yield x, y
+            else:
+                yield x, y, self.data.z[idx].to(self.device, non_blocking=True)
 
 
 # ---------------------------------------------------------------- shards
@@ -325,6 +336,7 @@ def load_shards(folder: str | Path, verify: bool = True) -> ImageSet:
     parts = [load_shard(folder, e, verify) for e in entries]
     x = np.concatenate([p["images"] for p in parts])
     y = np.concatenate([p["labels"] for p in parts])
+    z = np.concatenate([p["z"] for p in parts]) if all("z" in p for p in parts) else None
     classes = tuple(str(c) for c in manifest.get("class_names", manifest.get("classes", [])))
     return ImageSet(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y), classes,
-                    f"shards:{Path(folder).name}")
+                    f"shards:{Path(folder).name}", None if z is None else torch.from_numpy(z))

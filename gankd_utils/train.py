@@ -16,6 +16,7 @@ Run folder layout::
 """
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import time
@@ -28,7 +29,8 @@ from tqdm.auto import tqdm
 
 from . import checkpoint, losses, repro
 from .config import TrainConfig, save_json
-from .data import Batches, ImageSet
+from .augment import diff_augment
+from .data import Batches, ImageSet, to_float
 from .io import atomic_write_text
 
 
@@ -73,7 +75,7 @@ class FeatureAdapter(nn.Module):
 class _Run:
     """Everything one training run carries between steps."""
 
-    def __init__(self, G, D, cfg: TrainConfig, device, teacher=None):
+    def __init__(self, G, D, cfg: TrainConfig, device, teacher=None, real: ImageSet | None = None):
         self.G, self.D, self.cfg, self.device, self.teacher = G, D, cfg, device, teacher
         self.cond = bool(getattr(G, "n_classes", 0))
         self.d_loss_fn, self.g_loss_fn = losses.adversarial(cfg.loss)
@@ -87,14 +89,42 @@ class _Run:
         elif cfg.kd == "pixel":
             if teacher is None:
                 raise ValueError("kd='pixel' needs a teacher")
-        elif cfg.kd != "none":
-            raise ValueError(f"unknown kd {cfg.kd!r}: choose 'none', 'feature' or 'pixel'")
+        elif cfg.kd not in ("none", "blackbox"):
+            raise ValueError(f"unknown kd {cfg.kd!r}: choose 'none', 'feature', 'pixel' or 'blackbox'")
         g_params = list(G.parameters()) + (list(self.adapter.parameters()) if self.adapter else [])
         self.opt_g = torch.optim.Adam(g_params, lr=cfg.lr_g, betas=tuple(cfg.betas))
         self.opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas))
         self.noise = repro.generator(cfg.seed, "train")
         self.step, self.epoch, self.batch = 0, 0, 0
         self.history: dict[str, list[float]] = {}
+        self.real = real  # black-box KD: optional real images for the real-data GAN branch
+        self.G_ema = None
+        if cfg.ema_decay:
+            self.G_ema = copy.deepcopy(G).eval()
+            for p in self.G_ema.parameters():
+                p.requires_grad_(False)
+
+    def aug(self, x: torch.Tensor) -> torch.Tensor:
+        """DiffAugment of D's input (identity when ``cfg.diffaug`` is empty)."""
+        return diff_augment(x, self.cfg.diffaug, generator=self.noise) if self.cfg.diffaug else x
+
+    def update_ema(self) -> None:
+        if self.G_ema is None:
+            return
+        with torch.no_grad():
+            for pe, p in zip(self.G_ema.parameters(), self.G.parameters()):
+                pe.lerp_(p, 1.0 - self.cfg.ema_decay)
+            for be, b in zip(self.G_ema.buffers(), self.G.buffers()):
+                be.copy_(b)
+
+    @property
+    def sampler(self) -> nn.Module:
+        """The generator to sample and save: the weight average when EMA is on."""
+        return self.G_ema if self.G_ema is not None else self.G
+
+    def pixel_weight(self) -> float:
+        """w_pixel for the current epoch: decayed per epoch (TinyGAN), never per step."""
+        return max(0.0, self.cfg.w_pixel - self.cfg.pixel_decay * self.epoch)
 
     # --------------------------------------------------------------- one step
     def sample_zy(self, n: int):
@@ -109,7 +139,7 @@ class _Run:
         z, y_fake = self.sample_zy(len(x))
         with torch.no_grad():
             fake = G(z, y_fake)
-        real_logits, fake_logits = D(x, y_real), D(fake, y_fake)
+        real_logits, fake_logits = D(self.aug(x), y_real), D(self.aug(fake), y_fake)
         d_loss = self.d_loss_fn(real_logits, fake_logits)
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
@@ -117,7 +147,7 @@ class _Run:
         out = {"d_loss": d_loss, "d_real": real_logits.mean(), "d_fake": fake_logits.mean()}
         if update_g:
             fake, feat = G(z, y_fake, return_features=True)
-            g_adv = self.g_loss_fn(D(fake, y_fake))
+            g_adv = self.g_loss_fn(D(self.aug(fake), y_fake))
             g_loss = cfg.w_adv * g_adv
             out["g_adv"] = g_adv
             if cfg.kd != "none":
@@ -134,9 +164,72 @@ class _Run:
             self.opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             self.opt_g.step()
+            self.update_ema()
             out["g_loss"] = g_loss
-        vals = torch.stack([v.detach().float() for v in out.values()]).tolist()
-        return dict(zip(out.keys(), vals))
+        return _floats(out)
+
+    def blackbox_step(self, x_t: torch.Tensor, y: torch.Tensor, z: torch.Tensor, adversarial: bool) -> dict[str, float]:
+        """One step of black-box KD from a teacher set (TinyGAN, Chang & Lu 2020, sec. 3).
+
+        ``x_t`` (N, C, H, W) in [-1, 1]: the teacher's images for noise ``z`` (N, z_dim) and
+        classes ``y`` (N,). D learns teacher images against student images (plus, with real
+        images, a ``w_real`` real-data branch); G learns, every step, D-feature L1 and pixel
+        L1 to the teacher's image for the same (z, y), and, when ``adversarial``, the hinge
+        adversarial terms.
+        """
+        G, D, cfg = self.G, self.D, self.cfg
+        real = None
+        if self.real is not None and cfg.w_real:
+            idx = torch.randint(0, len(self.real), (len(x_t),), generator=self.noise)
+            real = (to_float(self.real.images[idx]).to(self.device), self.real.labels[idx].to(self.device),
+                    torch.randn(len(x_t), G.z_dim, generator=self.noise).to(self.device))
+        for p in D.parameters():
+            p.requires_grad_(True)
+        with torch.no_grad():
+            fake = G(z, y)
+        t_logits, f_logits = D(self.aug(x_t), y), D(self.aug(fake), y)
+        d_loss = self.d_loss_fn(t_logits, f_logits)
+        out = {"d_kd": d_loss, "d_teacher": t_logits.mean(), "d_fake": f_logits.mean()}
+        if real is not None:
+            x_r, y_r, z_r = real
+            with torch.no_grad():
+                fake_r = G(z_r, y_r)
+            d_real = self.d_loss_fn(D(self.aug(x_r), y_r), D(self.aug(fake_r), y_r))
+            d_loss = d_loss + cfg.w_real * d_real
+            out["d_realbranch"] = d_real
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+        out["d_loss"] = d_loss
+
+        for p in D.parameters():  # G's step: no gradient into D
+            p.requires_grad_(False)
+        fake = G(z, y)
+        f_logits, f_feats = D(fake, y, return_features=True)
+        with torch.no_grad():
+            _, t_feats = D(x_t, y, return_features=True)
+        kd_dfeat = losses.d_feature_l1(f_feats, t_feats, cfg.dfeat_decay)
+        kd_pixel = losses.pixel_l1(fake, x_t)
+        w_pix = self.pixel_weight()
+        g_loss = cfg.w_dfeat * kd_dfeat + w_pix * kd_pixel
+        out.update(kd_dfeat=kd_dfeat, kd_pixel=kd_pixel, w_pixel=torch.tensor(w_pix))
+        if adversarial:
+            g_adv = self.g_loss_fn(D(self.aug(fake), y) if cfg.diffaug else f_logits)
+            g_loss = g_loss + cfg.w_adv * g_adv
+            out["g_adv"] = g_adv
+            if real is not None:
+                x_r, y_r, z_r = real
+                g_real = self.g_loss_fn(D(self.aug(G(z_r, y_r)), y_r))
+                g_loss = g_loss + cfg.w_real * cfg.w_adv * g_real
+                out["g_realbranch"] = g_real
+        self.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.opt_g.step()
+        for p in D.parameters():
+            p.requires_grad_(True)
+        self.update_ema()
+        out["g_loss"] = g_loss
+        return _floats(out)
 
     # ----------------------------------------------------------- checkpointing
     def rng_state(self) -> dict[str, torch.Tensor]:
@@ -149,6 +242,8 @@ class _Run:
         sd = run_dir / "state"
         checkpoint.save_model(sd / "G", self.G, step=self.step)
         checkpoint.save_model(sd / "D", self.D, step=self.step)
+        if self.G_ema is not None:
+            checkpoint.save_model(sd / "G_ema", self.G_ema, step=self.step)
         adapter = {k: v.cpu() for k, v in self.adapter.state_dict().items()} if self.adapter else {}
         checkpoint.save_state(sd / "state.pt", {
             "step": self.step, "epoch": self.epoch, "batch": self.batch,
@@ -169,6 +264,8 @@ class _Run:
                              "or pass retrain=True (or another run folder) to start afresh")
         checkpoint.load_into(self.G, sd / "G")
         checkpoint.load_into(self.D, sd / "D")
+        if self.G_ema is not None:
+            checkpoint.load_into(self.G_ema, sd / "G_ema")
         st = checkpoint.load_state(sd / "state.pt")
         self.opt_g.load_state_dict(st["opt_g"])
         self.opt_d.load_state_dict(st["opt_d"])
@@ -196,6 +293,12 @@ class _Run:
             col.append(row.get(k, float("nan")))
 
 
+def _floats(out: dict[str, torch.Tensor]) -> dict[str, float]:
+    # one device-to-host copy for all logged values
+    vals = torch.stack([v.detach().float().reshape(()).to(out["d_loss"].device) for v in out.values()]).tolist()
+    return dict(zip(out.keys(), vals))
+
+
 def _resumable_settings(cfg: dict) -> dict:
     # max_steps only says where to pause (a chunk of a long run), not how to train
     return {k: v for k, v in json.loads(json.dumps(cfg)).items() if k != "max_steps"}
@@ -203,7 +306,7 @@ def _resumable_settings(cfg: dict) -> dict:
 
 def _fit(G: nn.Module, D: nn.Module, data: ImageSet, cfg: TrainConfig, run_dir: str | Path,
          device: str | torch.device = "auto", teacher: nn.Module | None = None, resume: bool = True,
-         progress: bool = True) -> dict[str, Any]:
+         progress: bool = True, real: ImageSet | None = None) -> dict[str, Any]:
     from .viz import save_sample_sheet
 
     device = repro.get_device(device)
@@ -216,7 +319,9 @@ def _fit(G: nn.Module, D: nn.Module, data: ImageSet, cfg: TrainConfig, run_dir: 
         teacher.to(device).eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
-    run = _Run(G, D, cfg, device, teacher)
+    if cfg.kd == "blackbox" and data.z is None:
+        raise ValueError(f"black-box KD needs a teacher set with z (a shard export), but {data.name} has none")
+    run = _Run(G, D, cfg, device, teacher, real)
     if not resume and (run_dir / "state").exists():
         shutil.rmtree(run_dir / "state")
     resumed = resume and run.load(run_dir)
@@ -234,8 +339,11 @@ def _fit(G: nn.Module, D: nn.Module, data: ImageSet, cfg: TrainConfig, run_dir: 
     t0 = time.perf_counter()
     done_early = False
     while run.epoch < cfg.epochs and run.step < limit:
-        for i, (x, y) in enumerate(batches.epoch(run.epoch, skip=run.batch), start=run.batch):
-            vals = run.train_step(x, y, update_g=(i % cfg.n_critic == 0))
+        for i, batch in enumerate(batches.epoch(run.epoch, skip=run.batch), start=run.batch):
+            if cfg.kd == "blackbox":
+                vals = run.blackbox_step(*batch, adversarial=(i % cfg.n_critic == 0))
+            else:
+                vals = run.train_step(batch[0], batch[1], update_g=(i % cfg.n_critic == 0))
             run.batch = i + 1
             run.step += 1
             run.log(vals)
@@ -248,18 +356,22 @@ def _fit(G: nn.Module, D: nn.Module, data: ImageSet, cfg: TrainConfig, run_dir: 
                 done_early = run.batch < len(batches)
                 break
         if not done_early:
-            G.eval()
+            sampler = run.sampler
+            was = sampler.training
+            sampler.eval()
             with torch.no_grad():
-                save_sample_sheet(G(fixed_z, fixed_y), run_dir / "samples" / f"epoch_{run.epoch:03d}.png",
-                                  nrow=G.n_classes if run.cond else 10)
-            G.train()
+                save_sample_sheet(sampler(fixed_z, fixed_y), run_dir / "samples" / f"epoch_{run.epoch:03d}.png",
+                                  nrow=G.n_classes if run.cond and G.n_classes <= 20 else 10)
+            sampler.train(was)
             run.epoch += 1
             run.batch = 0
             run.save(run_dir)
     bar.close()
     run.save(run_dir)
     finished = run.step >= total
-    meta = {"config": cfg.to_dict(), "step": run.step, "finished": finished}
+    meta = {"config": cfg.to_dict(), "step": run.step, "finished": finished, "ema": run.G_ema is not None}
+    if run.G_ema is not None:
+        G.load_state_dict(run.G_ema.state_dict())  # the average is the model (BigGAN's habit)
     checkpoint.save_model(run_dir / "G", G, **meta)
     checkpoint.save_model(run_dir / "D", D, **meta)
     G.eval()
@@ -278,6 +390,20 @@ def train_gan(G: nn.Module, D: nn.Module, data: ImageSet, cfg: TrainConfig, run_
     return _fit(G, D, data, cfg, run_dir, device, None, resume, progress)
 
 
+def train_blackbox(G: nn.Module, D: nn.Module, teacher_set: ImageSet, cfg: TrainConfig, run_dir: str | Path,
+                   device: str | torch.device = "auto", real: ImageSet | None = None, resume: bool = True,
+                   progress: bool = True) -> dict[str, Any]:
+    """Black-box KD: train student G from a teacher's exported (z, y, image) set, never calling the teacher.
+
+    ``teacher_set``: an :class:`ImageSet` with ``z`` (``data.load_shards`` of an export).
+    ``real``: optional real images of the same classes for the ``w_real`` GAN branch.
+    Losses and defaults: ``config.TINYGAN``.
+    """
+    if cfg.kd != "blackbox":
+        raise ValueError("train_blackbox needs cfg.kd='blackbox' (see config.TINYGAN)")
+    return _fit(G, D, teacher_set, cfg, run_dir, device, None, resume, progress, real)
+
+
 def train_distill(G: nn.Module, D: nn.Module, teacher: nn.Module, data: ImageSet, cfg: TrainConfig,
                   run_dir: str | Path, device: str | torch.device = "auto", resume: bool = True,
                   progress: bool = True) -> dict[str, Any]:
@@ -287,8 +413,9 @@ def train_distill(G: nn.Module, D: nn.Module, teacher: nn.Module, data: ImageSet
     ``cfg.kd='pixel'``: G loss = w_adv * adversarial + w_pixel * L1(G(z, y), T(z, y)) (Columbia).
     Teacher and student see the same (z, y) at every step.
     """
-    if cfg.kd == "none":
-        raise ValueError("train_distill needs cfg.kd='feature' or 'pixel' (see config.IITGN / config.COLUMBIA)")
+    if cfg.kd not in ("feature", "pixel"):
+        raise ValueError("train_distill needs cfg.kd='feature' or 'pixel' (see config.IITGN / config.COLUMBIA); "
+                         "for a teacher set use train_blackbox")
     return _fit(G, D, data, cfg, run_dir, device, teacher, resume, progress)
 
 
