@@ -70,11 +70,12 @@ class ImageSet:
         if n is None or n >= len(self):
             return self
         g = torch.Generator().manual_seed(seed)
-        k = len(self.classes)
+        present = torch.unique(self.labels).tolist()  # teacher sets may hold a subset of class ids
+        k = len(present)
         idx = []
-        for c in range(k):
+        for i, c in enumerate(present):
             members = torch.nonzero(self.labels == c).flatten()
-            take = n // k + (1 if c < n % k else 0)
+            take = n // k + (1 if i < n % k else 0)
             idx.append(members[torch.randperm(len(members), generator=g)[:take]])
         idx = torch.cat(idx).sort().values
         return ImageSet(self.images[idx], self.labels[idx], self.classes, f"{self.name}[{n}]",
@@ -330,6 +331,9 @@ def load_shard(folder: str | Path, entry: dict, verify: bool = True) -> dict[str
 def load_shards(folder: str | Path, verify: bool = True) -> ImageSet:
     """Every shard of a complete folder as one :class:`ImageSet` (for small sets)."""
     manifest = read_manifest(folder)
+    if not manifest.get("complete", True):
+        raise ShardError(f"{folder}: the export is incomplete (an interrupted run, or workers still writing); "
+                         "run the same export command again to finish it")
     entries = manifest.get("shards", [])
     if not entries:
         raise ShardError(f"{folder}: the manifest lists no shards")
@@ -337,6 +341,10 @@ def load_shards(folder: str | Path, verify: bool = True) -> ImageSet:
     x = np.concatenate([p["images"] for p in parts])
     y = np.concatenate([p["labels"] for p in parts])
     z = np.concatenate([p["z"] for p in parts]) if all("z" in p for p in parts) else None
-    classes = tuple(str(c) for c in manifest.get("class_names", manifest.get("classes", [])))
+    # class names indexed by label (labels are the teacher's class ids, possibly a subset)
+    ids = [int(c) for c in manifest.get("classes", [])] or sorted(set(int(v) for v in np.unique(y)))
+    names = manifest.get("class_names") or [str(c) for c in ids]
+    by_id = dict(zip(ids, names))
+    classes = tuple(str(by_id.get(i, i)) for i in range(max(ids) + 1))
     return ImageSet(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y), classes,
                     f"shards:{Path(folder).name}", None if z is None else torch.from_numpy(z))

@@ -34,6 +34,8 @@ def run_notebook(src: str | Path, out: str | Path, parameters: Mapping[str, Any]
 
     src, out = Path(src), Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    # no live widgets under papermill: nbclient can stall on ipywidgets' output callbacks
+    os.environ["GANKD_HEADLESS"] = "1"
     pm.execute_notebook(str(src), str(out), parameters=dict(parameters or {}), cwd=str(src.parent),
                         kernel_name=kernel_name, progress_bar=False, execution_timeout=timeout,
                         log_output=False)

@@ -64,6 +64,8 @@ def _plt():
 def _has_display() -> bool:
     import os
 
+    if os.environ.get("GANKD_HEADLESS"):  # set by the notebook runner (papermill)
+        return False
     try:
         from IPython import get_ipython
 
@@ -86,6 +88,15 @@ def save_figure(fig, path_stem: str | Path) -> list[Path]:
     return out
 
 
+def _finish(fig, path_stem):
+    # save, then detach from pyplot: the caller displays the returned figure once
+    # (an inline backend would otherwise show it a second time at the end of the cell)
+    if path_stem is not None:
+        save_figure(fig, path_stem)
+    _plt().close(fig)
+    return fig
+
+
 def show_grids(grids: Mapping[str, torch.Tensor | np.ndarray], nrow: int = 10, title: str | None = None,
                path_stem: str | Path | None = None, scale: float = 0.28):
     """Side-by-side image grids, one panel per name (e.g. teacher | scratch | KD on the same z)."""
@@ -102,9 +113,7 @@ def show_grids(grids: Mapping[str, torch.Tensor | np.ndarray], nrow: int = 10, t
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    if path_stem is not None:
-        save_figure(fig, path_stem)
-    return fig
+    return _finish(fig, path_stem)
 
 
 def smooth(values: Sequence[float], k: int = 25) -> np.ndarray:
@@ -134,9 +143,7 @@ def loss_curves(histories: Mapping[str, Mapping[str, Sequence[float]]], keys: Se
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    if path_stem is not None:
-        save_figure(fig, path_stem)
-    return fig
+    return _finish(fig, path_stem)
 
 
 def progress_gif(sample_dir: str | Path, out: str | Path, duration_ms: int = 400) -> Path | None:
@@ -171,9 +178,7 @@ def pareto_plot(points: Sequence[Mapping], x: str = "params", y: str = "fid", la
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    if path_stem is not None:
-        save_figure(fig, path_stem)
-    return fig
+    return _finish(fig, path_stem)
 
 
 def explorer(generators: Mapping[str, Callable[..., torch.Tensor]], class_names: Sequence[str] | None = None,
@@ -209,7 +214,6 @@ def explorer(generators: Mapping[str, Callable[..., torch.Tensor]], class_names:
         from IPython.display import display
     except ImportError:
         return fig
-    plt.close(fig)
     opts = [(f"{i}: {c}", i) for i, c in enumerate(class_names)] if class_names else list(range(1000))
     ui = dict(model=W.Dropdown(options=names, value=names[0], description="model"),
               cls=W.Dropdown(options=opts, value=class_id, description="class"),
@@ -217,9 +221,7 @@ def explorer(generators: Mapping[str, Callable[..., torch.Tensor]], class_names:
               count=W.IntSlider(value=n, min=1, max=64, description="samples"))
 
     def _draw(model, cls, sd, count):
-        f = render(model, cls, sd, count)
-        display(f)
-        plt.close(f)
+        display(render(model, cls, sd, count))
 
     out = W.interactive_output(_draw, ui)
     display(W.VBox([W.HBox(list(ui.values())[:2]), W.HBox(list(ui.values())[2:]), out]))
