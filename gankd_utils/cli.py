@@ -2,6 +2,7 @@
 
 Commands:
   sample   images from any saved generator to an .npz (uint8 N x H x W x C + labels)
+  train    train or resume one model of a chapter in resumable chunks (--max-steps)
   export   a teacher's (z, y, image) triples to a shard folder (BigGAN or a torch checkpoint)
   run      execute the numbered notebooks (what ``make run`` calls)
 """
@@ -78,6 +79,45 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train (or resume) one model of a chapter's zoo, in the folder the notebook reads."""
+    import time
+
+    from . import config, data, experiments, repro
+
+    zoo = experiments.ZOOS[args.chapter]()
+    if args.model not in zoo:
+        raise ValueError(f"unknown model {args.model!r} for chapter {args.chapter}: choose one of {sorted(zoo)}")
+    spec = zoo[args.model]
+    overrides = {"seed": args.seed}
+    if args.max_steps is not None:
+        overrides["max_steps"] = args.max_steps
+    cfg = config.get("train", args.profile, chapter=args.chapter if args.chapter in config.CHAPTERS else None,
+                     **overrides)
+    device = repro.get_device(args.device)
+    real = data.load_dataset(args.chapter, train=True)
+    teacher_sets, teachers = {}, {}
+    if spec.teacher is not None:
+        if spec.recipe.get("kd") == "blackbox":
+            if not args.teacher_set:
+                raise ValueError(f"{args.model} learns from an exported teacher set: pass --teacher-set DIR "
+                                 "(python -m gankd_utils export --teacher checkpoint ...)")
+            teacher_sets[spec.teacher] = data.load_shards(args.teacher_set)
+        else:
+            from . import checkpoint
+
+            teachers[spec.teacher] = checkpoint.load_model(
+                experiments.run_root(args.chapter, args.profile) / spec.teacher / "G", device)
+    t0 = time.perf_counter()
+    _, info = experiments.train_or_load(spec, cfg, real, experiments.run_root(args.chapter, args.profile), teachers,
+                                        device, retrain=args.retrain, progress=not args.quiet,
+                                        teacher_sets=teacher_sets)
+    steps = len(info["history"].get("step", []))
+    state = "loaded (already finished)" if info["loaded"] else ("finished" if info.get("finished") else "paused")
+    print(f"{args.model}: {state} at step {steps} in {time.perf_counter() - t0:.0f} s -> {info['run_dir']}")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from .teachers.export import export_from_args
 
@@ -115,6 +155,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--workers", type=int, default=1)
     e.add_argument("--device", default="auto")
     e.set_defaults(func=cmd_export)
+
+    t = sub.add_parser("train", help="train or resume one model of a chapter (same code and folders as the notebook)")
+    t.add_argument("--chapter", required=True, choices=["mnist", "cifar10"])
+    t.add_argument("--model", required=True, help="a model name of the chapter's zoo, e.g. cgan_teacher")
+    t.add_argument("--profile", default="full", choices=["smoke", "quick", "full"])
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--max-steps", type=int, default=None,
+                   help="pause after this many steps in all (a chunk of a long run); run again to go on")
+    t.add_argument("--teacher-set", default=None, help="exported teacher shard folder (black-box KD students)")
+    t.add_argument("--device", default="auto")
+    t.add_argument("--retrain", action="store_true", help="discard an existing run of this model and start afresh")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
 
     sub.add_parser("run", help="execute the numbered notebooks (make run); see 'run --help'")
     return ap

@@ -84,6 +84,7 @@ class EvalConfig:
     cls_width: int = 16  # evaluator classifier: channels of its first block
     cls_n_train: int | None = None  # evaluator classifier: training images (None: all)
     timing_repeats: int = 30  # latency: timed batch-1 calls (after warm-up)
+    speed_batch: int = 64  # throughput: images per generator call on the CPU
 
 
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
@@ -102,20 +103,47 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def get(kind: str, profile: str, **overrides: Any):
-    """A config of ``kind`` ('train' or 'eval') for ``profile``, then ``overrides``.
+# Per-chapter diffs on top of a profile (CIFAR-10 needs other sizes than MNIST).
+CHAPTERS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
+    "cifar10": {
+        # the 4.3M teacher costs 1.6 GMAC per image: smoke keeps every batch tiny
+        "smoke": {"train": dict(dataset="cifar10", n_train=64, batch_size=8, epochs=1, ckpt_every=4),
+                  "eval": dict(n_samples=100, n_ref=500, batch_size=100, cls_epochs=1, cls_n_train=2000,
+                               cls_width=8, speed_batch=8, timing_repeats=2),
+                  "export": dict(per_class=8, shard_size=40)},
+        "quick": {"train": dict(dataset="cifar10", n_train=5_000, batch_size=64, epochs=1, ckpt_every=100),
+                  "eval": dict(n_samples=1_000, n_ref=5_000, cls_epochs=2, cls_n_train=20_000, cls_width=16),
+                  "export": dict(per_class=250, shard_size=1000)},
+        # one GPU: about 47k teacher steps at batch 64 (DESIGN.md: 19 ms per D+G step on the lent H200)
+        "full": {"train": dict(dataset="cifar10", batch_size=64, epochs=60, ckpt_every=2000),
+                 "eval": dict(n_samples=10_000, cls_epochs=30, cls_width=64),
+                 "export": dict(per_class=5_000, shard_size=5_000)},
+    },
+}
+
+
+def get(kind: str, profile: str, chapter: str | None = None, **overrides: Any):
+    """A config of ``kind`` ('train' or 'eval') for ``profile`` (and ``chapter``'s diffs), then ``overrides``.
 
     >>> get("train", "smoke", name="teacher").epochs
     1
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILE_NAMES)}")
+    if chapter is not None and chapter not in CHAPTERS:
+        raise ValueError(f"unknown chapter {chapter!r}: known {sorted(CHAPTERS)}")
     cls = {"train": TrainConfig, "eval": EvalConfig}[kind]
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(overrides) - names
     if unknown:
         raise TypeError(f"{cls.__name__} has no setting(s) {sorted(unknown)}; known: {sorted(names)}")
-    return dataclasses.replace(cls(), **{**PROFILES[profile][kind], **overrides})
+    diff = CHAPTERS[chapter][profile].get(kind, {}) if chapter else {}
+    return dataclasses.replace(cls(), **{**PROFILES[profile][kind], **diff, **overrides})
+
+
+def chapter_sizes(chapter: str, profile: str, part: str) -> dict[str, Any]:
+    """Other per-profile sizes of a chapter, e.g. ``chapter_sizes('cifar10', 'full', 'export')``."""
+    return dict(CHAPTERS[chapter][profile][part])
 
 
 def save_json(cfg: Any, path: str | Path) -> None:

@@ -19,8 +19,9 @@ from typing import Any
 import torch.nn as nn
 
 from . import checkpoint
-from .config import COLUMBIA, IITGN, TrainConfig
-from .models import CondDCGANDiscriminator, CondDCGANGenerator, IITGNDiscriminator, IITGNGenerator
+from .config import COLUMBIA, IITGN, SNGAN, TINYGAN, TrainConfig
+from .models import (CGAN_PRESETS, CondDCGANDiscriminator, CondDCGANGenerator, IITGNDiscriminator, IITGNGenerator,
+                     ProjectionDiscriminator, ResNetGenerator)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Spec:
     recipe: Mapping[str, Any] = field(default_factory=dict)  # TrainConfig overrides
     teacher: str | None = None  # name of the teacher Spec for KD students
     label: str = ""
+    init: str = "dcgan"  # dcgan: N(0, 0.02) (DCGAN family) | xavier: models.layers.init_weights (SN / cBN models)
 
 
 def mnist_zoo() -> dict[str, Spec]:
@@ -60,41 +62,87 @@ def mnist_zoo() -> dict[str, Spec]:
     return {s.name: s for s in specs}
 
 
+def cifar10_zoo(diffaug: str = "translation,cutout") -> dict[str, Spec]:
+    """The CIFAR-10 chapter: an SNGAN/BigGAN-style teacher and two lightweight students.
+
+    Each student is trained from scratch on CIFAR-10 and, with the same D and
+    budget, by black-box KD from the teacher's exported (z, y, image) set
+    (``config.TINYGAN`` losses plus the real-data branch on CIFAR-10).
+    """
+    gan = {**SNGAN, "diffaug": diffaug}
+    kd = {**TINYGAN, "diffaug": diffaug}
+    specs = [Spec("cgan_teacher", "cifar10", "teacher", lambda: ResNetGenerator(**CGAN_PRESETS["teacher"]),
+                  lambda: ProjectionDiscriminator(ch=128), gan, label="ResNet cGAN teacher", init="xavier")]
+    for preset in ("student_s", "student_xs"):
+        for role, recipe in (("scratch", gan), ("kd", kd)):
+            specs.append(Spec(f"cgan_{preset}_{role}", "cifar10", role,
+                              lambda p=preset: ResNetGenerator(**CGAN_PRESETS[p]),
+                              lambda: ProjectionDiscriminator(ch=64), recipe,
+                              teacher="cgan_teacher" if role == "kd" else None,
+                              label=f"{preset} ({'black-box KD' if role == 'kd' else 'scratch'})", init="xavier"))
+    return {s.name: s for s in specs}
+
+
+def _initialised(spec: Spec, seed: int) -> tuple[nn.Module, nn.Module]:
+    from . import repro
+    from .models.layers import init_weights
+    from .train import dcgan_init
+
+    G, D = spec.make_g(), spec.make_d()
+    if spec.init == "xavier":
+        return init_weights(G, repro.generator(seed, "init")), init_weights(D, repro.generator(seed + 1, "init"))
+    return dcgan_init(G, seed), dcgan_init(D, seed + 1)
+
+
 def train_or_load(spec: Spec, base: TrainConfig, data, run_root: str | Path, teachers: Mapping[str, nn.Module],
-                  device="auto", retrain: bool = False, progress: bool = True) -> tuple[nn.Module, dict]:
+                  device="auto", retrain: bool = False, progress: bool = True,
+                  teacher_sets: Mapping[str, Any] | None = None) -> tuple[nn.Module, dict]:
     """Train ``spec`` with ``base`` settings + its recipe, or load its finished generator.
 
+    The recipe's ``kd`` picks the trainer: none (from scratch on ``data``),
+    feature / pixel (online KD from ``teachers[spec.teacher]``), blackbox (from
+    the exported ``teacher_sets[spec.teacher]``, with ``data`` as the real branch).
     Returns (generator in eval mode, info) where info holds the history, whether
     it was loaded or trained, and the run folder.
     """
     from .repro import get_device
-    from .train import dcgan_init, is_finished, train_distill, train_gan
+    from .train import _resumable_settings, is_finished, train_blackbox, train_distill, train_gan
 
     cfg = dataclasses.replace(base, name=spec.name, **spec.recipe)
     run_dir = Path(run_root) / spec.name
     device = get_device(device)
     if not retrain and is_finished(run_dir):
         side = checkpoint.read_sidecar(run_dir / "G")
-        if side.get("config") == _jsonish(cfg.to_dict()):
+        if _resumable_settings(side.get("config", {})) == _resumable_settings(cfg.to_dict()):
             G = checkpoint.load_model(run_dir / "G", device)
             hist_file = run_dir / "history.json"
             import json
 
             history = json.loads(hist_file.read_text()) if hist_file.exists() else {}
             return G, {"loaded": True, "history": history, "run_dir": str(run_dir), "config": cfg}
-    G, D = dcgan_init(spec.make_g(), cfg.seed), dcgan_init(spec.make_d(), cfg.seed + 1)
-    if spec.teacher is None:
+    G, D = _initialised(spec, cfg.seed)
+    if cfg.kd == "none":
         res = train_gan(G, D, data, cfg, run_dir, device, resume=not retrain, progress=progress)
+    elif cfg.kd == "blackbox":
+        if not teacher_sets or spec.teacher not in teacher_sets:
+            raise ValueError(f"{spec.name} learns from {spec.teacher}'s exported set: pass it in teacher_sets")
+        res = train_blackbox(G, D, teacher_sets[spec.teacher], cfg, run_dir, device, real=data,
+                             resume=not retrain, progress=progress)
     else:
         res = train_distill(G, D, teachers[spec.teacher], data, cfg, run_dir, device, resume=not retrain,
                             progress=progress)
     return G.eval(), {"loaded": False, **res, "config": cfg}
 
 
-def _jsonish(d: dict) -> dict:
-    import json
+CHAPTER_DIRS = {"mnist": "03_mnist", "cifar10": "04_cifar10"}
+ZOOS = {"mnist": mnist_zoo, "cifar10": cifar10_zoo}
 
-    return json.loads(json.dumps(d))
+
+def run_root(chapter: str, profile: str) -> Path:
+    """``results/<chapter folder>/runs/<profile>``: where the notebook and the ``train`` command keep runs."""
+    from . import paths
+
+    return paths.results_dir(CHAPTER_DIRS[chapter], "runs", profile)
 
 
 def write_table(rows: Sequence[Mapping[str, Any]], stem: str | Path, floatfmt: str = "{:.4g}") -> tuple[Path, Path]:
@@ -180,3 +228,26 @@ def evaluate_models(models: Mapping[str, nn.Module], specs: Mapping[str, Spec], 
             row["gpu_img_per_s"] = None
         rows.append(row)
     return rows
+
+
+def kd_gap_closed(rows: Sequence[Mapping[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """For each KD student: the share of its scratch twin's gap to the teacher that KD closed.
+
+    ``(scratch - kd) / (scratch - teacher)`` on ``metric`` (lower is better): 1 means
+    as good as the teacher, 0 no better than scratch, negative worse.
+    """
+    by = {r["model"]: r for r in rows}
+    teacher = {r["family"]: r for r in rows if r["role"] == "teacher"}
+    out = []
+    for r in rows:
+        if r["role"] != "kd" or not r["model"].endswith("_kd"):
+            continue
+        twin = by.get(r["model"][: -len("_kd")] + "_scratch")
+        t = teacher.get(r["family"])
+        if twin is None or t is None or r.get(metric) is None:
+            continue
+        gap = twin[metric] - t[metric]
+        out.append({"student": r["model"], "compression_x": r.get("compression_x"), "teacher": t[metric],
+                    "scratch": twin[metric], "kd": r[metric],
+                    "gap_closed": (twin[metric] - r[metric]) / gap if gap else None})
+    return out

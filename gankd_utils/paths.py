@@ -4,6 +4,7 @@
 |--------------------------------|----------------------------|-------|
 | ``GANKD_DATA_ROOT``            | ``<repo>/data``            | MNIST/, cifar10/ or cifar-10-batches-py/, teachers/ |
 | ``GANKD_RESULTS``              | ``<repo>/results``         | figures, tables, metrics.json, checkpoints, caches |
+| ``GANKD_TEACHERS``             | ``<data root>/teachers``   | teacher exports (shard folders) |
 | ``GANKD_OFFLINE``              | unset                      | ``1``: never try a download, fail with a clear message |
 | ``GANKD_INCEPTION_WEIGHTS``    | unset                      | a local pytorch-fid Inception weights file |
 | ``TORCH_HOME``                 | torch's default            | where pytorch-fid's download is cached |
@@ -19,6 +20,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def data_root() -> Path:
     """Root folder of the datasets (``GANKD_DATA_ROOT``, else ``<repo>/data``)."""
     return Path(os.environ.get("GANKD_DATA_ROOT", REPO_ROOT / "data")).expanduser()
+
+
+def teachers_dir() -> Path:
+    """Where teacher exports go (``GANKD_TEACHERS``, else ``<data root>/teachers``)."""
+    return Path(os.environ.get("GANKD_TEACHERS", data_root() / "teachers")).expanduser()
 
 
 def results_root() -> Path:

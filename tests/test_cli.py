@@ -50,3 +50,16 @@ def test_sample_unconditional_and_errors(tmp_path, capsys):
     assert "out of range 0..9" in capsys.readouterr().err
     assert cli.main(["sample", "--checkpoint", str(tmp_path / "nothing"), "--out", str(out)]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_train_command_runs_in_resumable_chunks(tmp_path, mnist_train, _results_root, capsys):
+    # the smoke IITGN student: pause after 2 steps, then resume to the end of its epoch
+    args = ["train", "--chapter", "mnist", "--model", "iitgn_student_scratch", "--profile", "smoke",
+            "--device", "cpu", "--quiet"]
+    assert cli.main(args + ["--max-steps", "2"]) == 0
+    assert "paused at step 2" in capsys.readouterr().out
+    assert cli.main(args) == 0
+    assert "finished at step 8" in capsys.readouterr().out
+    assert cli.main(args) == 0
+    assert "loaded (already finished)" in capsys.readouterr().out
+    assert cli.main(["train", "--chapter", "mnist", "--model", "nope", "--profile", "smoke"]) == 2

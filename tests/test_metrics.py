@@ -37,6 +37,19 @@ def test_macs_of_known_layers():
     assert metrics.count_macs(t, z) > 5 * metrics.count_macs(s, z)
 
 
+def test_precision_recall_properties():
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(400, 4))
+    p, r = metrics.precision_recall(real, rng.normal(size=(400, 4)))
+    assert p > 0.8 and r > 0.8  # same distribution
+    p, r = metrics.precision_recall(real, rng.normal(size=(400, 4)) * 0.1)  # collapsed onto the mode
+    assert p > 0.9 and r < 0.3
+    p, r = metrics.precision_recall(real, rng.normal(size=(400, 4)) + 10)  # off the real manifold
+    assert p == 0 and r == 0
+    with pytest.raises(ValueError, match="same D"):
+        metrics.precision_recall(real, real[:, :3])
+
+
 def test_speed_report_fields():
     r = metrics.generator_speed(CondDCGANGenerator(32), "cpu", batch_size=8, repeats=2)
     assert r["latency_ms_b1"] > 0 and r["images_per_s"] > 0
@@ -68,8 +81,10 @@ def test_classifier_cache_round_trip_and_evaluator(mnist_train, mnist_test, data
     assert ev._cache_path().exists()
     ev2 = metrics.Evaluator(ex, mnist_train, n_samples=300, n_ref=1000, batch_size=300)
     assert np.array_equal(ev2.real_stats()[0], ev.real_stats()[0])
+    assert good["precision300_mnistcls"] > noise["precision300_mnistcls"]
     out = ev(CondDCGANGenerator(32))  # a conditional generator gets class-balanced labels
-    assert set(out) == {"fid300_mnistcls", "kid300_mnistcls", "acc300_mnistcls"}
+    assert set(out) == {"fid300_mnistcls", "kid300_mnistcls", "acc300_mnistcls", "precision300_mnistcls",
+                        "recall300_mnistcls"}
 
 
 @pytest.fixture

@@ -53,3 +53,25 @@ def test_notebook_03_smoke(tmp_path, mnist_train, _results_root):
     m2 = json.loads((res / "metrics.json").read_text())
     assert all(r["loaded"] for r in m2["training"].values())
     assert m2["models"]["cdcgan_c32_kd"][fid] == pytest.approx(m["models"]["cdcgan_c32_kd"][fid])
+
+
+@pytest.mark.notebook
+def test_notebook_04_smoke(tmp_path, cifar_root, _results_root, monkeypatch):
+    monkeypatch.setenv("GANKD_TEACHERS", str(tmp_path / "teachers"))  # exports never land in the data root
+    nbrun.run_notebook(nbrun.NOTEBOOK_DIR / "04_cifar10_cgan_kd.ipynb", tmp_path / "04.ipynb", {"PROFILE": "smoke"})
+    res = _results_root / "04_cifar10"
+    m = json.loads((res / "metrics.json").read_text())
+    assert m["profile"] == "smoke" and len(m["models"]) == 5
+    fid = m["protocols"][0]["metrics"]["fid"]
+    assert fid == "fid100_cifar10cls"
+    for name, row in m["models"].items():
+        assert math.isfinite(row[fid]), name
+        assert 0 <= row["acc100_cifar10cls"] <= 1 and 0 <= row["precision100_cifar10cls"] <= 1
+    assert m["models"]["cgan_student_xs_kd"]["compression_x"] >= 10
+    assert {g["student"] for g in m["kd_gap_closed"]} == {"cgan_student_s_kd", "cgan_student_xs_kd"}
+    assert m["teacher_set"]["images"] == 80  # 8 per class, exported through chapter 02's exporter
+    kd_hist = json.loads((res / "runs" / "smoke" / "cgan_student_s_kd" / "history.json").read_text())
+    assert {"kd_pixel", "kd_dfeat", "d_realbranch"} <= set(kd_hist)
+    for stem in ("samples_student_s", "samples_student_xs", "curves_kd"):
+        assert (res / f"{stem}.png").exists() and (res / f"{stem}.pdf").exists(), stem
+    assert os.listdir(tmp_path / "teachers")

@@ -84,3 +84,22 @@ def test_mnist_zoo_is_consistent():
             assert spec.teacher in zoo and zoo[spec.teacher].role == "teacher"
             assert spec.recipe.get("kd") in ("feature", "pixel")
         assert experiments.family_teacher(zoo, name) is not None
+
+
+def test_kd_gap_closed():
+    rows = [{"model": "t", "family": "f", "role": "teacher", "fid": 10.0},
+            {"model": "a_scratch", "family": "f", "role": "scratch", "fid": 30.0},
+            {"model": "a_kd", "family": "f", "role": "kd", "fid": 15.0, "compression_x": 12.0}]
+    (g,) = experiments.kd_gap_closed(rows, "fid")
+    assert g["gap_closed"] == pytest.approx(0.75) and g["student"] == "a_kd"
+
+
+def test_cifar10_zoo_sizes():
+    from gankd_utils.metrics import count_params
+
+    zoo = experiments.cifar10_zoo()
+    t = count_params(zoo["cgan_teacher"].make_g())
+    assert 3.5e6 < t < 5e6
+    assert t / count_params(zoo["cgan_student_xs_kd"].make_g()) >= 10
+    assert zoo["cgan_student_s_kd"].recipe["kd"] == "blackbox" and zoo["cgan_student_s_kd"].teacher == "cgan_teacher"
+    assert zoo["cgan_student_s_scratch"].recipe.get("kd", "none") == "none"

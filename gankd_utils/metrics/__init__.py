@@ -21,6 +21,7 @@ from .extractors import (ClassifierExtractor, InceptionExtractor, WeightsUnavail
                          get_classifier, inception_weights, train_classifier)
 from .frechet import feature_stats, frechet_distance
 from .kid import kid
+from .prdc import precision_recall
 from .size import (count_keras_style, count_macs, count_nonzero, count_params, generator_speed, size_report,
                    state_bytes)
 
@@ -57,7 +58,8 @@ class Evaluator:
         ex = self.extractor.name
         ref = self.reference if ex == "inception" else None
         return {"fid": protocol_name("fid", self.n, ex, ref), "kid": protocol_name("kid", self.n, ex, ref),
-                "acc": protocol_name("acc", self.n, ex)}
+                "precision": protocol_name("precision", self.n, ex, ref),
+                "recall": protocol_name("recall", self.n, ex, ref), "acc": protocol_name("acc", self.n, ex)}
 
     def _cache_path(self) -> Path:
         key = f"{self.extractor.name}_{self.extractor.weights_id}_{self.real.fingerprint()}"
@@ -112,8 +114,10 @@ class Evaluator:
             feats, logits = self.extractor.features(x), None
         mu, sig = feature_stats(feats)
         names = self.names()
+        prec, rec = precision_recall(feats_r[:len(feats)], feats)  # equal set sizes, as the paper compares
         out = {names["fid"]: frechet_distance(mu, sig, mu_r, sig_r),
-               names["kid"]: kid(feats, feats_r, n_subsets=20, subset_size=min(1000, len(feats)))[0]}
+               names["kid"]: kid(feats, feats_r, n_subsets=20, subset_size=min(1000, len(feats)))[0],
+               names["precision"]: prec, names["recall"]: rec}
         if logits is not None and y is not None:
             out[names["acc"]] = float((logits.argmax(1) == y.numpy()).mean())
         return out
@@ -151,5 +155,5 @@ def save_metrics(path: str | Path, metrics: dict) -> Path:
 
 __all__ = ["Evaluator", "ClassifierExtractor", "InceptionExtractor", "WeightsUnavailable", "get_classifier",
            "train_classifier", "classifier_accuracy", "inception_weights", "feature_stats", "frechet_distance",
-           "kid", "count_params", "count_nonzero", "count_keras_style", "count_macs", "state_bytes",
+           "kid", "precision_recall", "count_params", "count_nonzero", "count_keras_style", "count_macs", "state_bytes",
            "size_report", "generator_speed", "protocol_name", "count_tag", "save_metrics"]
