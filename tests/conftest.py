@@ -37,24 +37,23 @@ def data_root() -> Path:
     return paths.data_root()
 
 
-@pytest.fixture(scope="session")
-def mnist_train(data_root):
+def _mnist(root: Path, train: bool):
     from gankd_utils import data
 
     try:
-        return data.load_mnist(train=True, root=data_root, download=False)
+        return data.load_mnist(train=train, root=root, download=False)
     except data.DatasetUnavailable:
-        _need("MNIST", data_root / "MNIST" / "raw")
+        _need("MNIST", root / "MNIST" / "raw")
+
+
+@pytest.fixture(scope="session")
+def mnist_train(data_root):
+    return _mnist(data_root, train=True)
 
 
 @pytest.fixture(scope="session")
 def mnist_test(data_root):
-    from gankd_utils import data
-
-    try:
-        return data.load_mnist(train=False, root=data_root, download=False)
-    except data.DatasetUnavailable:
-        _need("MNIST", data_root / "MNIST" / "raw")
+    return _mnist(data_root, train=False)
 
 
 @pytest.fixture(scope="session")
