@@ -96,6 +96,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                      **overrides)
     device = repro.get_device(args.device)
     real = data.load_dataset(args.chapter, train=True)
+    root = experiments.run_root(args.chapter, args.profile, args.seed)
     teacher_sets, teachers = {}, {}
     if spec.teacher is not None:
         if spec.recipe.get("kd") == "blackbox":
@@ -106,12 +107,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         else:
             from . import checkpoint
 
-            teachers[spec.teacher] = checkpoint.load_model(
-                experiments.run_root(args.chapter, args.profile) / spec.teacher / "G", device)
+            teachers[spec.teacher] = checkpoint.load_model(root / spec.teacher / "G", device)
     t0 = time.perf_counter()
-    _, info = experiments.train_or_load(spec, cfg, real, experiments.run_root(args.chapter, args.profile), teachers,
-                                        device, retrain=args.retrain, progress=not args.quiet,
-                                        teacher_sets=teacher_sets)
+    _, info = experiments.train_or_load(spec, cfg, real, root, teachers, device, retrain=args.retrain,
+                                        progress=not args.quiet, teacher_sets=teacher_sets)
     steps = len(info["history"].get("step", []))
     state = "loaded (already finished)" if info["loaded"] else ("finished" if info.get("finished") else "paused")
     print(f"{args.model}: {state} at step {steps} in {time.perf_counter() - t0:.0f} s -> {info['run_dir']}")

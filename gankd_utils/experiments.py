@@ -138,11 +138,11 @@ CHAPTER_DIRS = {"mnist": "03_mnist", "cifar10": "04_cifar10"}
 ZOOS = {"mnist": mnist_zoo, "cifar10": cifar10_zoo}
 
 
-def run_root(chapter: str, profile: str) -> Path:
-    """``results/<chapter folder>/runs/<profile>``: where the notebook and the ``train`` command keep runs."""
+def run_root(chapter: str, profile: str, seed: int = 0) -> Path:
+    """``results/<chapter folder>/runs/<profile>-seed<seed>``: where the notebook and the ``train`` command keep runs."""
     from . import paths
 
-    return paths.results_dir(CHAPTER_DIRS[chapter], "runs", profile)
+    return paths.results_dir(CHAPTER_DIRS[chapter], "runs", f"{profile}-seed{seed}")
 
 
 def write_table(rows: Sequence[Mapping[str, Any]], stem: str | Path, floatfmt: str = "{:.4g}") -> tuple[Path, Path]:

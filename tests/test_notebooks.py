@@ -70,7 +70,7 @@ def test_notebook_04_smoke(tmp_path, cifar_root, _results_root, monkeypatch):
     assert m["models"]["cgan_student_xs_kd"]["compression_x"] >= 10
     assert {g["student"] for g in m["kd_gap_closed"]} == {"cgan_student_s_kd", "cgan_student_xs_kd"}
     assert m["teacher_set"]["images"] == 80  # 8 per class, exported through chapter 02's exporter
-    kd_hist = json.loads((res / "runs" / "smoke" / "cgan_student_s_kd" / "history.json").read_text())
+    kd_hist = json.loads((res / "runs" / "smoke-seed0" / "cgan_student_s_kd" / "history.json").read_text())
     assert {"kd_pixel", "kd_dfeat", "d_realbranch"} <= set(kd_hist)
     for stem in ("samples_student_s", "samples_student_xs", "curves_kd"):
         assert (res / f"{stem}.png").exists() and (res / f"{stem}.pdf").exists(), stem
