@@ -193,7 +193,6 @@ def evaluate_models(models: Mapping[str, nn.Module], specs: Mapping[str, Spec], 
     """
     import copy
 
-    import torch
     from tqdm.auto import tqdm
 
     from .metrics import count_params, generator_speed, size_report

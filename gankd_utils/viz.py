@@ -192,7 +192,7 @@ def explorer(generators: Mapping[str, Callable[..., torch.Tensor]], class_names:
     kernel (``interactive`` None or True) it adds a model dropdown, a class
     picker and seed / count sliders that redraw the grid.
     """
-    plt = _plt()
+    _plt()  # Agg backend when headless
     names = list(generators)
     if not names:
         raise ValueError("explorer needs at least one generator")
