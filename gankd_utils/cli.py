@@ -4,6 +4,7 @@ Commands:
   sample   images from any saved generator to an .npz (uint8 N x H x W x C + labels)
   train    train or resume one model of a chapter in resumable chunks (--max-steps)
   export   a teacher's (z, y, image) triples to a shard folder (BigGAN or a torch checkpoint)
+  distill  TinyGAN-style distillation of a student from a teacher's shard folder (one GPU or many)
   run      execute the numbered notebooks (what ``make run`` calls)
 """
 from __future__ import annotations
@@ -123,6 +124,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     return export_from_args(args)
 
 
+def cmd_distill(args: argparse.Namespace) -> int:
+    from .distill import main_from_args
+
+    return main_from_args(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m gankd_utils", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -168,6 +175,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 
+    d = sub.add_parser("distill", help="TinyGAN distillation from a teacher shard folder (torchrun / accelerate ok)",
+                       description="Train a TinyGAN student from a teacher's exported (z, y, image) shards. "
+                                   "Overrides are key=value, dotted for tables: train.epochs=3 generator.ch=16.")
+    d.add_argument("--config", default=None, help="JSON file of DistillConfig keys (see gankd_utils.distill)")
+    d.add_argument("overrides", nargs="*", help="key=value settings over the file, e.g. teacher_set=DIR train.epochs=2")
+    d.add_argument("--restart", action="store_true", help="discard the run folder's resume state and start afresh")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.set_defaults(func=cmd_distill)
+
     sub.add_parser("run", help="execute the numbered notebooks (make run); see 'run --help'")
     return ap
 
@@ -178,6 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .nbrun import main as run_main
 
         return run_main(argv[1:])
+    if argv[:1] == ["distill"]:  # key=value overrides may come before or after the options
+        settings = [a for a in argv[1:] if "=" in a and not a.startswith("-")]
+        argv = [a for a in argv if a not in settings] + settings
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

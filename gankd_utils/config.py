@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,8 @@ class TrainConfig:
     ema_decay: float = 0.0  # 0: off; else G's weights are averaged (BigGAN: 0.9999) and the average is saved
     diffaug: str = ""  # DiffAugment policy applied to D's inputs, e.g. "color,translation,cutout"
     ckpt_every: int = 500  # steps between resumable checkpoints (and one at every epoch end)
+    log_every: int = 50  # steps between lines of metrics.jsonl (history.json keeps every step)
+    sample_every: int = 0  # steps between fixed-z sample sheets (0: only one per epoch)
     n_fixed: int = 100  # fixed-z sample sheet size (10 per class for conditional models)
     max_steps: int | None = None  # stop early after this many G steps (tests, smoke runs)
     seed: int = 0  # seeds data order, noise and initial weights
@@ -71,6 +73,41 @@ terms (teacher branch + 0.2 x real branch); Adam(2e-4, betas (0, 0.9))."""
 SNGAN = dict(loss="hinge", n_critic=1, lr_g=2e-4, lr_d=2e-4, betas=(0.0, 0.999), ema_decay=0.999)
 """Class-conditional CIFAR-10 teacher: hinge loss, Adam(2e-4, (0, 0.999)) as BigGAN-PyTorch's
 CIFAR script, and an exponential moving average of G's weights."""
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """One TinyGAN-style distillation run (``python -m gankd_utils distill --config FILE``, notebook 05).
+
+    A JSON file sets any of these keys; ``train`` holds :class:`TrainConfig` settings
+    applied over :data:`TINYGAN` (the losses' weights and their source live there).
+    """
+
+    name: str = "tinygan_student"  # run folder name under results/05_tinygan/runs/
+    teacher_set: str = ""  # shard folder of the teacher's (z, y, image) triples (notebook 02 / `export`)
+    out: str = ""  # run folder; "" -> results/05_tinygan/runs/<name>
+    real: str = ""  # real images for the real branch: an ImageFolder path, "cifar10", or "" (none)
+    real_per_class: int | None = None  # cap on real images per class read from an ImageFolder
+    generator: dict = field(default_factory=lambda: {"ch": 32, "embed_dim": 128})  # TinyGAN's widths
+    discriminator: dict = field(default_factory=lambda: {"ch": 32})  # TinyGAN's critic width
+    train: dict = field(default_factory=dict)  # TrainConfig settings over TINYGAN (epochs, batch_size, ...)
+    stream: str = "auto"  # memory | stream | auto: stream the teacher set when it exceeds memory_limit_gb
+    memory_limit_gb: float = 4.0  # teacher sets larger than this are streamed shard by shard (auto)
+    device: str = "auto"  # auto | cpu | cuda (each rank takes GPU LOCAL_RANK)
+
+    def train_config(self) -> TrainConfig:
+        """TINYGAN's settings, then this run's ``train`` entries (unknown keys are an error)."""
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        unknown = set(self.train) - known
+        if unknown:
+            raise ValueError(f"train settings {sorted(unknown)} do not exist; known: {sorted(known)}")
+        merged = {**TINYGAN, "name": self.name, "dataset": "teacher_set", **self.train}
+        if "betas" in merged:
+            merged["betas"] = tuple(merged["betas"])
+        return TrainConfig(**merged)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -119,6 +156,16 @@ CHAPTERS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
                  "eval": dict(n_samples=10_000, cls_epochs=30, cls_width=64),
                  "export": dict(per_class=5_000, shard_size=5_000)},
     },
+}
+
+
+# Notebook 05 / the distill command: TinyGAN student sizes per profile (CIFAR-10 teacher set, 32x32 student).
+DISTILL_PROFILES: dict[str, dict[str, Any]] = {
+    "smoke": dict(generator={"ch": 8, "embed_dim": 16}, discriminator={"ch": 8},
+                  train=dict(epochs=1, batch_size=8, ckpt_every=4, log_every=1, n_fixed=20, n_critic=2)),
+    "quick": dict(train=dict(epochs=4, batch_size=32, ckpt_every=100, log_every=10)),
+    # TinyGAN's widths; 50 epochs over a 50k-image teacher set = 39k steps of 64 (pixel weight 0 after epoch 20)
+    "full": dict(train=dict(epochs=50, batch_size=64, ckpt_every=2000, log_every=50, sample_every=5000)),
 }
 
 

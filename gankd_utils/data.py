@@ -24,7 +24,7 @@ import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -205,23 +205,34 @@ class Batches:
     step ``s`` of epoch ``e`` sees exactly the batches an uninterrupted run
     would (``epoch(e, skip=s)``). The last incomplete batch is dropped.
     Batches are ``(x, y)``, or ``(x, y, z)`` for a teacher set that carries z.
+
+    Data parallel: with ``world`` > 1 processes, global batch i is the
+    ``batch_size * world`` items after ``i * batch_size * world`` of the epoch's
+    permutation and rank ``rank`` takes its own ``batch_size`` of them, so the
+    ranks see disjoint data and every rank has ``len(self)`` batches.
     """
 
-    def __init__(self, data: ImageSet, batch_size: int, seed: int = 0, device: str | torch.device = "cpu"):
+    def __init__(self, data: ImageSet, batch_size: int, seed: int = 0, device: str | torch.device = "cpu",
+                 rank: int = 0, world: int = 1):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if len(data) < batch_size:
-            raise ValueError(f"the dataset has {len(data)} images, fewer than one batch of {batch_size}")
+        if not 0 <= rank < world:
+            raise ValueError(f"rank must lie in 0..{world - 1}, got {rank}")
+        if len(data) < batch_size * world:
+            raise ValueError(f"the dataset has {len(data)} images, fewer than one batch of {batch_size}"
+                             + (f" for each of {world} processes" if world > 1 else ""))
         self.data, self.batch_size, self.seed, self.device = data, batch_size, seed, torch.device(device)
+        self.rank, self.world = rank, world
 
     def __len__(self) -> int:
-        return len(self.data) // self.batch_size
+        return len(self.data) // (self.batch_size * self.world)
 
-    def epoch(self, e: int, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def epoch(self, e: int, skip: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + e)
         perm = torch.randperm(len(self.data), generator=g)
         for i in range(skip, len(self)):
-            idx = perm[i * self.batch_size:(i + 1) * self.batch_size]
+            start = (i * self.world + self.rank) * self.batch_size
+            idx = perm[start:start + self.batch_size]
             x = to_float(self.data.images[idx]).to(self.device, non_blocking=True)
             y = self.data.labels[idx].to(self.device, non_blocking=True)
             if self.data.z is None:
@@ -348,3 +359,56 @@ def load_shards(folder: str | Path, verify: bool = True) -> ImageSet:
     classes = tuple(str(by_id.get(i, i)) for i in range(max(ids) + 1))
     return ImageSet(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y), classes,
                     f"shards:{Path(folder).name}", None if z is None else torch.from_numpy(z))
+
+
+# ------------------------------------------------------------ image folders
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+def load_image_folder(folder: str | Path, resolution: int, class_ids: Sequence[int] | None = None,
+                      max_per_class: int | None = None) -> ImageSet:
+    """Real images from an ImageFolder tree (``folder/<class>/<image>``), centre-cropped and resized.
+
+    Class folders named by integers (``207/``) carry their class id. Other names
+    (e.g. WordNet ids ``n02085620/``) are sorted, as torchvision's ImageFolder sorts
+    them, and matched in order to ``class_ids`` (the teacher's class ids, e.g. an
+    export manifest's ``classes``). Images become uint8 (N, 3, resolution, resolution).
+    """
+    from PIL import Image
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"real-image folder {root} does not exist: give an ImageFolder tree "
+                                "(one sub-folder per class) or leave the setting empty to train without real images")
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir())
+    if not subdirs:
+        raise ValueError(f"{root} has no class sub-folders: an ImageFolder tree is folder/<class>/<image files>")
+    if all(p.name.isdigit() for p in subdirs):
+        ids = [int(p.name) for p in subdirs]
+        if class_ids is not None and not set(ids) <= set(int(c) for c in class_ids):
+            raise ValueError(f"{root} holds classes {sorted(set(ids) - set(int(c) for c in class_ids))[:10]} that "
+                             "the teacher set lacks: keep only the distilled classes")
+    else:
+        if class_ids is None or len(class_ids) != len(subdirs):
+            raise ValueError(f"{root} has {len(subdirs)} class folders with non-numeric names; name them by class "
+                             f"id (e.g. 207/), or pass class_ids with exactly one id per folder in sorted order "
+                             f"(got {None if class_ids is None else len(class_ids)})")
+        ids = [int(c) for c in class_ids]
+    images, labels = [], []
+    for d, cid in zip(subdirs, ids):
+        files = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:max_per_class]
+        for f in files:
+            with Image.open(f) as im:
+                im = im.convert("RGB")
+                s = min(im.size)
+                left, top = (im.width - s) // 2, (im.height - s) // 2
+                im = im.crop((left, top, left + s, top + s)).resize((resolution, resolution), Image.BICUBIC)
+                images.append(np.asarray(im, dtype=np.uint8))
+            labels.append(cid)
+    if not images:
+        raise ValueError(f"{root} holds no images ({', '.join(IMAGE_SUFFIXES)}) in its class folders")
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+    n_cls = max(ids) + 1
+    return ImageSet(x, torch.tensor(labels, dtype=torch.int64), tuple(str(i) for i in range(n_cls)),
+                    f"folder:{root.name}")

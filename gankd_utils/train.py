@@ -13,6 +13,13 @@ Run folder layout::
     RUN/samples/epoch_000.png  fixed-z sample sheets
     RUN/state/               resume state: G, D, optimizers, RNG, step counters
     RUN/history.json         per-step losses
+    RUN/metrics.jsonl        one JSON line every ``log_every`` steps (losses, step, epoch, seconds)
+
+Data parallel (``dist``, see :mod:`gankd_utils.dist`): every rank runs this loop
+on its own slice of each batch with its own noise stream; gradients are averaged
+before every optimizer step, logged values are averaged over ranks, and only
+rank 0 writes (checkpoints hold every rank's RNG state, so a resumed run with
+the same number of processes continues exactly).
 """
 from __future__ import annotations
 
@@ -28,6 +35,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from . import checkpoint, losses, repro
+from .dist import Dist
 from .config import TrainConfig, save_json
 from .augment import diff_augment
 from .data import Batches, ImageSet, to_float
@@ -75,8 +83,10 @@ class FeatureAdapter(nn.Module):
 class _Run:
     """Everything one training run carries between steps."""
 
-    def __init__(self, G, D, cfg: TrainConfig, device, teacher=None, real: ImageSet | None = None):
+    def __init__(self, G, D, cfg: TrainConfig, device, teacher=None, real: ImageSet | None = None,
+                 dist: Dist | None = None):
         self.G, self.D, self.cfg, self.device, self.teacher = G, D, cfg, device, teacher
+        self.dist = dist or Dist()
         self.cond = bool(getattr(G, "n_classes", 0))
         self.d_loss_fn, self.g_loss_fn = losses.adversarial(cfg.loss)
         self.adapter = None
@@ -94,7 +104,8 @@ class _Run:
         g_params = list(G.parameters()) + (list(self.adapter.parameters()) if self.adapter else [])
         self.opt_g = torch.optim.Adam(g_params, lr=cfg.lr_g, betas=tuple(cfg.betas))
         self.opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas))
-        self.noise = repro.generator(cfg.seed, "train")
+        # rank 0 draws the noise a single-process run draws; other ranks their own stream
+        self.noise = repro.generator(cfg.seed, "train" if self.dist.rank == 0 else f"train:rank{self.dist.rank}")
         self.step, self.epoch, self.batch = 0, 0, 0
         self.history: dict[str, list[float]] = {}
         self.real = real  # black-box KD: optional real images for the real-data GAN branch
@@ -103,6 +114,12 @@ class _Run:
             self.G_ema = copy.deepcopy(G).eval()
             for p in self.G_ema.parameters():
                 p.requires_grad_(False)
+
+    def opt_step(self, opt: torch.optim.Optimizer) -> None:
+        """``opt.step()`` after averaging its gradients over ranks (data parallel)."""
+        if self.dist.enabled:
+            self.dist.sync_grads(p for group in opt.param_groups for p in group["params"])
+        opt.step()
 
     def aug(self, x: torch.Tensor) -> torch.Tensor:
         """DiffAugment of D's input (identity when ``cfg.diffaug`` is empty)."""
@@ -143,7 +160,7 @@ class _Run:
         d_loss = self.d_loss_fn(real_logits, fake_logits)
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
-        self.opt_d.step()
+        self.opt_step(self.opt_d)
         out = {"d_loss": d_loss, "d_real": real_logits.mean(), "d_fake": fake_logits.mean()}
         if update_g:
             fake, feat = G(z, y_fake, return_features=True)
@@ -163,10 +180,10 @@ class _Run:
                     out["kd_feat"] = kd
             self.opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
-            self.opt_g.step()
+            self.opt_step(self.opt_g)
             self.update_ema()
             out["g_loss"] = g_loss
-        return _floats(out)
+        return _floats(out, self.dist)
 
     def blackbox_step(self, x_t: torch.Tensor, y: torch.Tensor, z: torch.Tensor, adversarial: bool) -> dict[str, float]:
         """One step of black-box KD from a teacher set (TinyGAN, Chang & Lu 2020, sec. 3).
@@ -199,7 +216,7 @@ class _Run:
             out["d_realbranch"] = d_real
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
-        self.opt_d.step()
+        self.opt_step(self.opt_d)
         out["d_loss"] = d_loss
 
         for p in D.parameters():  # G's step: no gradient into D
@@ -224,12 +241,12 @@ class _Run:
                 out["g_realbranch"] = g_real
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
-        self.opt_g.step()
+        self.opt_step(self.opt_g)
         for p in D.parameters():
             p.requires_grad_(True)
         self.update_ema()
         out["g_loss"] = g_loss
-        return _floats(out)
+        return _floats(out, self.dist)
 
     # ----------------------------------------------------------- checkpointing
     def rng_state(self) -> dict[str, torch.Tensor]:
@@ -239,6 +256,10 @@ class _Run:
         return s
 
     def save(self, run_dir: Path) -> None:
+        """Write the resume state (collective: every rank calls it, rank 0 writes)."""
+        rngs = self.dist.gather(self.rng_state())
+        if not self.dist.is_main:
+            return
         sd = run_dir / "state"
         checkpoint.save_model(sd / "G", self.G, step=self.step)
         checkpoint.save_model(sd / "D", self.D, step=self.step)
@@ -248,7 +269,7 @@ class _Run:
         checkpoint.save_state(sd / "state.pt", {
             "step": self.step, "epoch": self.epoch, "batch": self.batch,
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-            "rng": self.rng_state(), "adapter": adapter,
+            "rng": rngs[0], "rng_ranks": rngs[1:], "world": self.dist.world, "adapter": adapter,
         })
         atomic_write_text(sd / "progress.json", json.dumps(
             {"step": self.step, "epoch": self.epoch, "batch": self.batch, "config": self.cfg.to_dict()}, indent=2))
@@ -261,12 +282,20 @@ class _Run:
         prog = json.loads((sd / "progress.json").read_text())
         if _resumable_settings(prog.get("config", {})) != _resumable_settings(self.cfg.to_dict()):
             raise ValueError(f"{run_dir} holds a run with other settings; resume it with the same config, "
-                             "or pass retrain=True (or another run folder) to start afresh")
+                             "or start afresh (RETRAIN=True in a notebook, --retrain / --restart on the command "
+                             "line) or use another run folder")
         checkpoint.load_into(self.G, sd / "G")
         checkpoint.load_into(self.D, sd / "D")
         if self.G_ema is not None:
             checkpoint.load_into(self.G_ema, sd / "G_ema")
         st = checkpoint.load_state(sd / "state.pt")
+        saved_world = int(st.get("world", 1))
+        if saved_world != self.dist.world:
+            raise ValueError(f"{run_dir} was saved by a run of {saved_world} process(es), this one has "
+                             f"{self.dist.world}: resume with the same number of processes (an exact resume "
+                             "needs every rank's noise stream), or start afresh in another folder")
+        if self.dist.rank > 0:
+            st["rng"] = st["rng_ranks"][self.dist.rank - 1]
         self.opt_g.load_state_dict(st["opt_g"])
         self.opt_d.load_state_dict(st["opt_d"])
         if self.adapter is not None:
@@ -293,49 +322,103 @@ class _Run:
             col.append(row.get(k, float("nan")))
 
 
-def _floats(out: dict[str, torch.Tensor]) -> dict[str, float]:
-    # one device-to-host copy for all logged values
-    vals = torch.stack([v.detach().float().reshape(()).to(out["d_loss"].device) for v in out.values()]).tolist()
-    return dict(zip(out.keys(), vals))
+def _floats(out: dict[str, torch.Tensor], dist: Dist | None = None) -> dict[str, float]:
+    # one device-to-host copy for all logged values (averaged over ranks when data parallel)
+    vals = torch.stack([v.detach().float().reshape(()).to(out["d_loss"].device) for v in out.values()])
+    if dist is not None and dist.enabled:
+        dist.mean(vals)
+    return dict(zip(out.keys(), vals.tolist()))
+
+
+# settings that say when to pause, save, log or draw samples, not how to train
+_BOOKKEEPING = {"max_steps", "ckpt_every", "log_every", "sample_every"}
 
 
 def _resumable_settings(cfg: dict) -> dict:
-    # max_steps only says where to pause (a chunk of a long run), not how to train
-    return {k: v for k, v in json.loads(json.dumps(cfg)).items() if k != "max_steps"}
+    return {k: v for k, v in json.loads(json.dumps(cfg)).items() if k not in _BOOKKEEPING}
 
 
-def _fit(G: nn.Module, D: nn.Module, data: ImageSet, cfg: TrainConfig, run_dir: str | Path,
+def _trim_jsonl(path: Path, step: int) -> None:
+    """Drop metrics.jsonl lines logged after the checkpoint being resumed (a crash between the two)."""
+    if not path.exists():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
+    atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+
+
+def _fit(G: nn.Module, D: nn.Module, data, cfg: TrainConfig, run_dir: str | Path,
          device: str | torch.device = "auto", teacher: nn.Module | None = None, resume: bool = True,
-         progress: bool = True, real: ImageSet | None = None) -> dict[str, Any]:
+         progress: bool = True, real: ImageSet | None = None, dist: Dist | None = None) -> dict[str, Any]:
+    """The loop shared by every trainer. ``data``: an :class:`ImageSet`, or a batch source with
+    ``Batches``' interface (``len()``, ``epoch(e, skip)``, ``batch_size``; e.g. ``teachers.ShardBatches``)."""
     from .viz import save_sample_sheet
 
+    dist = dist or Dist()
+    main = dist.is_main
     device = repro.get_device(device)
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    data = data.subset(cfg.n_train, seed=cfg.seed)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, ImageSet):
+        data = data.subset(cfg.n_train, seed=cfg.seed)
+        if cfg.kd == "blackbox" and data.z is None:
+            raise ValueError(f"black-box KD needs a teacher set with z (a shard export), but {data.name} has none")
+        batches = Batches(data, cfg.batch_size, seed=cfg.seed, device=device, rank=dist.rank, world=dist.world)
+    else:
+        if cfg.n_train is not None:
+            raise ValueError("n_train subsets an in-memory ImageSet; a streamed batch source reads every item "
+                             "(set n_train to None, or export fewer images)")
+        batches = data
     G.to(device).train()
     D.to(device).train()
+    dist.broadcast_module(G)
+    dist.broadcast_module(D)
     if teacher is not None:
         teacher.to(device).eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
-    if cfg.kd == "blackbox" and data.z is None:
-        raise ValueError(f"black-box KD needs a teacher set with z (a shard export), but {data.name} has none")
-    run = _Run(G, D, cfg, device, teacher, real)
+    run = _Run(G, D, cfg, device, teacher, real, dist)
     if not resume and (run_dir / "state").exists():
-        shutil.rmtree(run_dir / "state")
+        dist.barrier()
+        if main:
+            shutil.rmtree(run_dir / "state")
+            for f in ("history.json", "metrics.jsonl"):
+                (run_dir / f).unlink(missing_ok=True)
+        dist.barrier()
     resumed = resume and run.load(run_dir)
-    save_json(cfg, run_dir / "config.json")
-    batches = Batches(data, cfg.batch_size, seed=cfg.seed, device=device)
+    jsonl = run_dir / "metrics.jsonl"
+    if main:
+        if resumed:
+            _trim_jsonl(jsonl, run.step)
+        else:
+            jsonl.unlink(missing_ok=True)
+        save_json(cfg, run_dir / "config.json")
     n_fixed = cfg.n_fixed
     fixed_z = repro.noise(n_fixed, G.z_dim, cfg.seed, "fixed", device)
     fixed_y = (repro.class_grid_labels(G.n_classes, max(1, n_fixed // G.n_classes), device)[:n_fixed]
                if run.cond else None)
+    if run.cond and G.n_classes > 20:  # many classes (ImageNet): 10 of the trained classes, 10 images each
+        present = (torch.unique(data.labels) if isinstance(data, ImageSet)
+                   else torch.as_tensor(getattr(getattr(batches, "dataset", None), "classes", range(G.n_classes))))
+        ids = present[torch.linspace(0, len(present) - 1, min(10, len(present))).long()]
+        fixed_y = ids.repeat_interleave(max(1, n_fixed // len(ids))).to(device)[:n_fixed]
     if run.cond and len(fixed_y) < n_fixed:
         fixed_z = fixed_z[: len(fixed_y)]
+    nrow = G.n_classes if run.cond and G.n_classes <= 20 else 10
+
+    def sample_sheet(name: str) -> None:
+        if not main:
+            return
+        sampler = run.sampler
+        was = sampler.training
+        sampler.eval()
+        with torch.no_grad():
+            save_sample_sheet(sampler(fixed_z, fixed_y), run_dir / "samples" / name, nrow=nrow)
+        sampler.train(was)
+
     total = cfg.epochs * len(batches)
     limit = min(total, cfg.max_steps) if cfg.max_steps is not None else total
-    bar = tqdm(total=limit, initial=min(run.step, limit), desc=cfg.name, disable=not progress, leave=False)
+    bar = tqdm(total=limit, initial=min(run.step, limit), desc=cfg.name, disable=not (progress and main), leave=False)
     t0 = time.perf_counter()
     done_early = False
     while run.epoch < cfg.epochs and run.step < limit:
@@ -348,32 +431,39 @@ def _fit(G: nn.Module, D: nn.Module, data: ImageSet, cfg: TrainConfig, run_dir: 
             run.step += 1
             run.log(vals)
             bar.update(1)
+            if main and cfg.log_every and run.step % cfg.log_every == 0:
+                line = {"step": run.step, "epoch": run.epoch, "seconds": round(time.perf_counter() - t0, 3), **vals}
+                with open(jsonl, "a") as f:
+                    f.write(json.dumps(line) + "\n")
             if run.step % 20 == 0:
                 bar.set_postfix({k: f"{v:.3f}" for k, v in vals.items() if k in ("d_loss", "g_loss")})
+            if cfg.sample_every and run.step % cfg.sample_every == 0:
+                sample_sheet(f"step_{run.step:07d}.png")
             if run.step % cfg.ckpt_every == 0:
                 run.save(run_dir)
             if run.step >= limit:
                 done_early = run.batch < len(batches)
                 break
         if not done_early:
-            sampler = run.sampler
-            was = sampler.training
-            sampler.eval()
-            with torch.no_grad():
-                save_sample_sheet(sampler(fixed_z, fixed_y), run_dir / "samples" / f"epoch_{run.epoch:03d}.png",
-                                  nrow=G.n_classes if run.cond and G.n_classes <= 20 else 10)
-            sampler.train(was)
+            sample_sheet(f"epoch_{run.epoch:03d}.png")
             run.epoch += 1
             run.batch = 0
             run.save(run_dir)
     bar.close()
     run.save(run_dir)
+    if dist.enabled:  # averaged gradients keep the ranks' weights identical; check before saving rank 0's
+        sums = dist.gather([float(p.detach().double().sum()) for p in G.parameters()])
+        if any(s != sums[0] for s in sums[1:]):
+            raise RuntimeError("the ranks' generators diverged; report this with the launch command used")
     finished = run.step >= total
-    meta = {"config": cfg.to_dict(), "step": run.step, "finished": finished, "ema": run.G_ema is not None}
+    meta = {"config": cfg.to_dict(), "step": run.step, "finished": finished, "ema": run.G_ema is not None,
+            "world_size": dist.world}
     if run.G_ema is not None:
         G.load_state_dict(run.G_ema.state_dict())  # the average is the model (BigGAN's habit)
-    checkpoint.save_model(run_dir / "G", G, **meta)
-    checkpoint.save_model(run_dir / "D", D, **meta)
+    if main:
+        checkpoint.save_model(run_dir / "G", G, **meta)
+        checkpoint.save_model(run_dir / "D", D, **meta)
+    dist.barrier()
     G.eval()
     return {"history": run.history, "run_dir": str(run_dir), "steps": run.step, "resumed": resumed,
             "finished": finished, "seconds": time.perf_counter() - t0, "adapter": run.adapter}
@@ -390,18 +480,20 @@ def train_gan(G: nn.Module, D: nn.Module, data: ImageSet, cfg: TrainConfig, run_
     return _fit(G, D, data, cfg, run_dir, device, None, resume, progress)
 
 
-def train_blackbox(G: nn.Module, D: nn.Module, teacher_set: ImageSet, cfg: TrainConfig, run_dir: str | Path,
+def train_blackbox(G: nn.Module, D: nn.Module, teacher_set, cfg: TrainConfig, run_dir: str | Path,
                    device: str | torch.device = "auto", real: ImageSet | None = None, resume: bool = True,
-                   progress: bool = True) -> dict[str, Any]:
+                   progress: bool = True, dist: Dist | None = None) -> dict[str, Any]:
     """Black-box KD: train student G from a teacher's exported (z, y, image) set, never calling the teacher.
 
-    ``teacher_set``: an :class:`ImageSet` with ``z`` (``data.load_shards`` of an export).
+    ``teacher_set``: an :class:`ImageSet` with ``z`` (``data.load_shards`` of an export), or
+    a streamed ``teachers.ShardBatches`` for sets too large for memory.
     ``real``: optional real images of the same classes for the ``w_real`` GAN branch.
+    ``dist``: data-parallel context (``dist.setup()``); None for one process.
     Losses and defaults: ``config.TINYGAN``.
     """
     if cfg.kd != "blackbox":
         raise ValueError("train_blackbox needs cfg.kd='blackbox' (see config.TINYGAN)")
-    return _fit(G, D, teacher_set, cfg, run_dir, device, None, resume, progress, real)
+    return _fit(G, D, teacher_set, cfg, run_dir, device, None, resume, progress, real, dist)
 
 
 def train_distill(G: nn.Module, D: nn.Module, teacher: nn.Module, data: ImageSet, cfg: TrainConfig,

@@ -121,6 +121,18 @@ def test_pytorch_fid_path_with_an_inception_shaped_checkpoint(inception_shaped_c
     assert f.shape == (4, 2048) and np.isfinite(f).all()
     mu, s = metrics.feature_stats(f)
     assert metrics.frechet_distance(mu, s, mu, s) == pytest.approx(0, abs=1e-6)
+    logits = ex.logits(f)  # the checkpoint's 1008-way fc layer gives the Inception Score's logits
+    assert logits.shape == (4, 1008) and 1.0 <= metrics.inception_score(logits, splits=2)[0] <= 1008
+
+
+def test_inception_score_by_hand():
+    assert metrics.inception_score(np.zeros((50, 10)))[0] == pytest.approx(1.0)  # one flat p(y|x): IS 1
+    sharp = np.full((48, 4), -50.0)
+    sharp[np.arange(48), np.arange(48) % 4] = 50.0  # confident and spread evenly over 4 classes: IS 4
+    assert metrics.inception_score(sharp, splits=4)[0] == pytest.approx(4.0, rel=1e-6)
+    one = np.full((40, 4), -50.0)
+    one[:, 2] = 50.0  # confident but always the same class: IS 1
+    assert metrics.inception_score(one)[0] == pytest.approx(1.0, rel=1e-6)
 
 
 def test_inception_weights_by_environment_variable(inception_shaped_checkpoint, monkeypatch, tmp_path):

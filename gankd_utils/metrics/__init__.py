@@ -38,6 +38,23 @@ def protocol_name(kind: str, n: int, extractor: str, reference: str | None = Non
     return f"{kind}{count_tag(n)}_{extractor}" + (f"_{reference}" if reference else "")
 
 
+def inception_score(logits: np.ndarray, splits: int = 10) -> tuple[float, float]:
+    """Inception Score (Salimans et al. 2016): exp(E_x KL(p(y|x) || p(y))), mean and std over ``splits``.
+
+    ``logits`` (N, classes) from the FID Inception network's fc layer (1008 classes,
+    the TF graph the original IS used).
+    """
+    logits = np.asarray(logits, np.float64)
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    scores = []
+    for part in np.array_split(p, max(1, min(splits, len(p)))):
+        py = part.mean(0, keepdims=True)
+        kl = (part * (np.log(part + 1e-12) - np.log(py + 1e-12))).sum(1).mean()
+        scores.append(np.exp(kl))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
 class Evaluator:
     """One evaluation pipeline for every model of a chapter.
 
@@ -59,7 +76,8 @@ class Evaluator:
         ref = self.reference if ex == "inception" else None
         return {"fid": protocol_name("fid", self.n, ex, ref), "kid": protocol_name("kid", self.n, ex, ref),
                 "precision": protocol_name("precision", self.n, ex, ref),
-                "recall": protocol_name("recall", self.n, ex, ref), "acc": protocol_name("acc", self.n, ex)}
+                "recall": protocol_name("recall", self.n, ex, ref), "acc": protocol_name("acc", self.n, ex),
+                **({"is": protocol_name("is", self.n, ex)} if ex == "inception" else {})}
 
     def _cache_path(self) -> Path:
         key = f"{self.extractor.name}_{self.extractor.weights_id}_{self.real.fingerprint()}"
@@ -112,6 +130,7 @@ class Evaluator:
             feats, logits = self.extractor.features_and_logits(x, self.batch_size)
         else:
             feats, logits = self.extractor.features(x), None
+            inc_logits = self.extractor.logits(feats) if hasattr(self.extractor, "logits") else None
         mu, sig = feature_stats(feats)
         names = self.names()
         prec, rec = precision_recall(feats_r[:len(feats)], feats)  # equal set sizes, as the paper compares
@@ -120,6 +139,8 @@ class Evaluator:
                names["precision"]: prec, names["recall"]: rec}
         if logits is not None and y is not None:
             out[names["acc"]] = float((logits.argmax(1) == y.numpy()).mean())
+        if logits is None and inc_logits is not None:
+            out[names["is"]] = inception_score(inc_logits)[0]
         return out
 
     def describe(self) -> dict:
@@ -153,7 +174,7 @@ def save_metrics(path: str | Path, metrics: dict) -> Path:
     return atomic_write_text(path, json.dumps(clean(metrics), indent=2, sort_keys=True))
 
 
-__all__ = ["Evaluator", "ClassifierExtractor", "InceptionExtractor", "WeightsUnavailable", "get_classifier",
+__all__ = ["Evaluator", "inception_score", "ClassifierExtractor", "InceptionExtractor", "WeightsUnavailable", "get_classifier",
            "train_classifier", "classifier_accuracy", "inception_weights", "feature_stats", "frechet_distance",
            "kid", "precision_recall", "count_params", "count_nonzero", "count_keras_style", "count_macs", "state_bytes",
            "size_report", "generator_speed", "protocol_name", "count_tag", "save_metrics"]

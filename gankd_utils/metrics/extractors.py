@@ -216,7 +216,16 @@ class InceptionExtractor:
             except Exception as e:
                 raise WeightsUnavailable(f"{path} is not a usable FID Inception checkpoint ({type(e).__name__}: "
                                          f"{e}); delete it and download {INCEPTION_FILE} again") from e
-        self.model = model.to(repro.get_device(device)).eval()
+        dev = repro.get_device(device)
+        self.model = model.to(dev).eval()
+        # pytorch-fid keeps only the pool3 blocks; the checkpoint's 1008-way fc layer (the TF Inception
+        # graph of the original Inception Score) gives the logits for IS
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.fc = None
+        if "fc.weight" in state and "fc.bias" in state:
+            w = state["fc.weight"]
+            self.fc = torch.nn.Linear(w.shape[1], w.shape[0]).to(dev).eval()
+            self.fc.load_state_dict({"weight": w, "bias": state["fc.bias"]})
         self.weights_path, self.weights_id = path, digest[:16]
         self.standard_weights = digest.startswith(INCEPTION_SHA_PREFIX)
 
@@ -232,4 +241,12 @@ class InceptionExtractor:
             f = self.model((x + 1) / 2)[0]  # pytorch-fid wants [0, 1]
             out.append(f.flatten(1).cpu())
         return torch.cat(out).numpy()
+
+    @torch.no_grad()
+    def logits(self, feats: np.ndarray) -> np.ndarray | None:
+        """pool3 features (N, 2048) -> the 1008-way logits of the checkpoint's fc layer (None without one)."""
+        if self.fc is None:
+            return None
+        dev = self.fc.weight.device
+        return self.fc(torch.from_numpy(np.asarray(feats, np.float32)).to(dev)).cpu().numpy()
 

@@ -18,7 +18,7 @@ from .biggan import (ANIMAL_CLASSES, HANDLE_ENV, N_CLASSES, RESOLUTIONS, Z_DIM, 
                      check_class_ids, check_truncation, class_id, class_name, default_handle, explorer, find_class,
                      imagenet_classes, interpolate, load_biggan, one_hot, resolve_handle, truncated_z_sample,
                      try_load_biggan)
-from .dataset import ShardDataset, ShardShuffleSampler
+from .dataset import ShardBatches, ShardDataset, ShardShuffleSampler
 from .export import check_complete, export, finalize, load_teacher, plan_export
 from .torch_teacher import TorchTeacher
 
@@ -26,6 +26,6 @@ __all__ = [
     "ANIMAL_CLASSES", "HANDLE_ENV", "N_CLASSES", "RESOLUTIONS", "Z_DIM", "BigGAN", "HandleUnavailable",
     "check_class_ids", "check_truncation", "class_id", "class_name", "default_handle", "explorer", "find_class",
     "imagenet_classes", "interpolate", "load_biggan", "one_hot", "resolve_handle", "truncated_z_sample",
-    "try_load_biggan", "ShardDataset", "ShardShuffleSampler", "check_complete", "export", "finalize",
+    "try_load_biggan", "ShardBatches", "ShardDataset", "ShardShuffleSampler", "check_complete", "export", "finalize",
     "load_teacher", "plan_export", "TorchTeacher",
 ]

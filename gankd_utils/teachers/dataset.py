@@ -156,3 +156,53 @@ class ShardShuffleSampler(Sampler[int]):
             idx = np.concatenate([self.dataset.indices_of_shard(s) for s in order[start:start + self.group]])
             perm = torch.randperm(len(idx), generator=g).numpy()
             yield from idx[perm].tolist()
+
+
+class ShardBatches:
+    """Mini-batches ``(x, y, z)`` streamed from a shard folder: :class:`data.Batches`' interface for big sets.
+
+    For teacher sets too large for memory (TinyGAN distils from 600k BigGAN
+    images, 29 GB as uint8). Epoch e follows :class:`ShardShuffleSampler`'s
+    order, which depends only on (seed, e); ``epoch(e, skip)`` resumes mid-epoch.
+    With ``world`` processes, rank r takes its ``batch_size`` slice of every
+    global batch (disjoint data per rank). x float32 (B, C, H, W) in [-1, 1],
+    y int64 (B,), z float32 (B, z_dim).
+    """
+
+    def __init__(self, dataset: ShardDataset, batch_size: int, seed: int = 0, device: str | torch.device = "cpu",
+                 rank: int = 0, world: int = 1, shards_in_memory: int = 4):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if len(dataset) < batch_size * world:
+            raise ValueError(f"{dataset.folder} holds {len(dataset)} items, fewer than one batch of {batch_size}"
+                             + (f" for each of {world} processes" if world > 1 else ""))
+        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
+        self.device, self.rank, self.world = torch.device(device), rank, world
+        dataset.cache_shards = max(dataset.cache_shards, shards_in_memory + 1)
+        self.sampler = ShardShuffleSampler(dataset, seed=seed, shards_in_memory=shards_in_memory)
+
+    def __len__(self) -> int:
+        return len(self.dataset) // (self.batch_size * self.world)
+
+    def epoch(self, e: int, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        self.sampler.set_epoch(e)
+        order = np.fromiter(iter(self.sampler), dtype=np.int64, count=len(self.dataset))
+        ds = self.dataset
+        for i in range(skip, len(self)):
+            start = (i * self.world + self.rank) * self.batch_size
+            idx = order[start:start + self.batch_size]
+            xs, ys, zs = [], [], []
+            for s in np.unique(ds.shard_of[idx]):  # gather per shard (a few shards per batch)
+                part = idx[ds.shard_of[idx] == s]
+                arrays = ds._shard(int(s))
+                o = ds.offset_of[part]
+                xs.append(arrays["images"][o])
+                ys.append(arrays["labels"][o])
+                if "z" not in arrays:
+                    raise ShardError(f"{ds.folder} holds no z: black-box KD needs the teacher's noise "
+                                     "(export it with gankd_utils' exporter)")
+                zs.append(arrays["z"][o])
+            x = to_float(torch.from_numpy(np.concatenate(xs)).permute(0, 3, 1, 2))
+            yield (x.to(self.device, non_blocking=True),
+                   torch.from_numpy(np.concatenate(ys).astype(np.int64)).to(self.device),
+                   torch.from_numpy(np.concatenate(zs)).to(self.device))
