@@ -188,6 +188,49 @@ def run(cfg: _config.DistillConfig, real=None, progress: bool = True, resume: bo
     return {**res, "G": G, "teacher": info, "world": d.world, "streamed": stream}
 
 
+def train_or_load(cfg: _config.DistillConfig, real=None, retrain: bool = False, progress: bool = True,
+                  device: str = "auto") -> dict[str, Any]:
+    """The finished student of ``cfg`` when its run folder holds one with the same settings, else :func:`run`.
+
+    Returns ``{"G", "history", "run_dir", "loaded", "steps", "finished", ...}``.
+    """
+    from . import checkpoint, repro
+    from .train import _resumable_settings, is_finished
+
+    out = run_dir_of(cfg)
+    if not retrain and is_finished(out):
+        side = checkpoint.read_sidecar(out / "G")
+        if _resumable_settings(side.get("config", {})) == _resumable_settings(cfg.train_config().to_dict()):
+            return {**load_run(out, repro.get_device(device)), "loaded": True}
+    return {**run(cfg, real=real, progress=progress, resume=not retrain), "loaded": False}
+
+
+def load_run(folder: str | Path, device="cpu") -> dict[str, Any]:
+    """The student of a run folder written by ``distill`` (e.g. a long multi-GPU run), finished or paused.
+
+    A finished run gives its final G; a paused one the G of its last checkpoint
+    (``state/G``). Returns ``{"G", "history", "run_dir", "steps", "finished", "settings"}``.
+    """
+    from . import checkpoint
+
+    folder = Path(folder)
+    final, paused = folder / "G.safetensors", folder / "state" / "G.safetensors"
+    if final.exists():
+        side = checkpoint.read_sidecar(folder / "G")
+        G, finished, steps = checkpoint.load_model(folder / "G", device), bool(side.get("finished")), side.get("step")
+    elif paused.exists():
+        side = checkpoint.read_sidecar(folder / "state" / "G")
+        G, finished, steps = checkpoint.load_model(folder / "state" / "G", device), False, side.get("step")
+    else:
+        raise FileNotFoundError(f"{folder} holds no student checkpoint (G.safetensors or state/G.safetensors): "
+                                "give the folder a distill run wrote (its `out`)")
+    hist = folder / "history.json"
+    settings = folder / "distill.json"
+    return {"G": G.eval(), "history": json.loads(hist.read_text()) if hist.exists() else {}, "run_dir": str(folder),
+            "steps": steps, "finished": finished,
+            "settings": json.loads(settings.read_text()) if settings.exists() else {}}
+
+
 def main_from_args(args) -> int:
     """``python -m gankd_utils distill``: the command line around :func:`run`."""
     cfg = load_config(args.config, args.overrides)

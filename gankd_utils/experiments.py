@@ -134,6 +134,45 @@ def train_or_load(spec: Spec, base: TrainConfig, data, run_root: str | Path, tea
     return G.eval(), {"loaded": False, **res, "config": cfg}
 
 
+def export_cifar10_teacher(checkpoint_path: str | Path, profile: str, seed: int = 0, device="auto",
+                           progress: bool = True) -> dict[str, Any]:
+    """Export chapter 04's teacher (a G checkpoint) to its shard folder under ``paths.teachers_dir()``.
+
+    The folder name carries the profile, seed and the checkpoint's hash, so a
+    retrained teacher never mixes with an old export; a rerun keeps whole shards.
+    Returns the export summary plus ``folder``.
+    """
+    from . import config, data, paths, teachers
+
+    checkpoint_path = Path(checkpoint_path)
+    sizes = config.chapter_sizes("cifar10", profile, "export")
+    teacher = teachers.TorchTeacher.from_checkpoint(checkpoint_path, device)
+    folder = paths.teachers_dir() / f"cifar10_cgan_teacher_{profile}_s{seed}_{data.sha256_file(checkpoint_path)[:8]}"
+    info = teachers.export(teacher, folder, classes=list(range(10)), per_class=sizes["per_class"], seed=seed,
+                           shard_size=sizes["shard_size"], batch_size=256, progress=progress)
+    return {**info, "folder": folder}
+
+
+def cifar10_teacher_set(profile: str, seed: int = 0, device="auto", retrain: bool = False,
+                        progress: bool = True, diffaug: str = "translation,cutout") -> dict[str, Any]:
+    """Chapter 04's teacher and its exported set, for the chapters that distil it (05, 06, 07).
+
+    Loads the finished teacher of ``profile`` / ``seed`` (or trains it now, in that
+    profile, when chapter 04 has not) and exports it unless the export exists.
+    Returns ``{"teacher": G, "checkpoint", "folder", "trained": bool, "export": {...}}``.
+    """
+    from . import config, data
+
+    spec = cifar10_zoo(diffaug)["cgan_teacher"]
+    cfg = config.get("train", profile, chapter="cifar10", seed=seed)
+    root = run_root("cifar10", profile, seed)
+    G, info = train_or_load(spec, cfg, data.load_cifar10(train=True), root, {}, device, retrain, progress)
+    ckpt = root / spec.name / "G.safetensors"
+    exported = export_cifar10_teacher(ckpt, profile, seed, device, progress)
+    return {"teacher": G, "checkpoint": ckpt, "folder": exported["folder"], "trained": not info["loaded"],
+            "export": exported}
+
+
 CHAPTER_DIRS = {"mnist": "03_mnist", "cifar10": "04_cifar10"}
 ZOOS = {"mnist": mnist_zoo, "cifar10": cifar10_zoo}
 

@@ -183,28 +183,32 @@ def pareto_plot(points: Sequence[Mapping], x: str = "params", y: str = "fid", la
 
 def explorer(generators: Mapping[str, Callable[..., torch.Tensor]], class_names: Sequence[str] | None = None,
              n: int = 16, seed: int = 0, class_id: int = 0, interactive: bool | None = None,
-             path_stem: str | Path | None = None, nrow: int = 8):
-    """Pick a model, a class and a noise seed; see ``n`` samples.
+             path_stem: str | Path | None = None, nrow: int = 8, truncation: float | None = None,
+             class_ids: Sequence[int] | None = None):
+    """Pick a model, a class and a noise seed (and a truncation); see ``n`` samples.
 
-    ``generators`` maps a name to ``fn(n, class_id, seed) -> images (n, C, H, W) in [-1, 1]``.
+    ``generators`` maps a name to ``fn(n, class_id, seed) -> images (n, C, H, W) in [-1, 1]``,
+    or, when ``truncation`` is given, ``fn(n, class_id, seed, truncation)``.
+    ``class_ids``: the classes the picker offers (default: every class name's index).
     The call always renders (and, with ``path_stem``, saves) one grid for the
     given defaults, so a headless run shows a picture; with ipywidgets in a live
     kernel (``interactive`` None or True) it adds a model dropdown, a class
-    picker and seed / count sliders that redraw the grid.
+    picker and seed / count (/ truncation) sliders that redraw the grid.
     """
     _plt()  # Agg backend when headless
     names = list(generators)
     if not names:
         raise ValueError("explorer needs at least one generator")
 
-    def render(model: str, cls: int, sd: int, count: int, save: bool = False):
-        imgs = generators[model](count, cls, sd)
-        cname = class_names[cls] if class_names else str(cls)
-        fig = show_grids({f"{model} | class {cls} ({cname}) | seed {sd}": imgs}, nrow=nrow,
+    def render(model: str, cls: int, sd: int, count: int, trunc: float | None = None, save: bool = False):
+        imgs = generators[model](count, cls, sd) if trunc is None else generators[model](count, cls, sd, trunc)
+        cname = class_names[cls] if class_names and cls < len(class_names) else str(cls)
+        extra = "" if trunc is None else f" | truncation {trunc:.2f}"
+        fig = show_grids({f"{model} | class {cls} ({cname}) | seed {sd}{extra}": imgs}, nrow=nrow,
                          path_stem=path_stem if save else None, scale=0.5)
         return fig
 
-    fig = render(names[0], class_id, seed, n, save=True)
+    fig = render(names[0], class_id, seed, n, truncation, save=True)
     if interactive is None:
         interactive = _has_display()
     if not interactive:
@@ -214,15 +218,19 @@ def explorer(generators: Mapping[str, Callable[..., torch.Tensor]], class_names:
         from IPython.display import display
     except ImportError:
         return fig
-    opts = [(f"{i}: {c}", i) for i, c in enumerate(class_names)] if class_names else list(range(1000))
+    ids = list(class_ids) if class_ids is not None else list(range(len(class_names) if class_names else 1000))
+    opts = [(f"{i}: {class_names[i]}" if class_names and i < len(class_names) else str(i), i) for i in ids]
     ui = dict(model=W.Dropdown(options=names, value=names[0], description="model"),
               cls=W.Dropdown(options=opts, value=class_id, description="class"),
               sd=W.IntSlider(value=seed, min=0, max=999, description="seed"),
               count=W.IntSlider(value=n, min=1, max=64, description="samples"))
+    if truncation is not None:
+        ui["trunc"] = W.FloatSlider(value=truncation, min=0.02, max=1.0, step=0.02, description="truncation")
 
-    def _draw(model, cls, sd, count):
-        display(render(model, cls, sd, count))
+    def _draw(model, cls, sd, count, trunc=None):
+        display(render(model, cls, sd, count, trunc))
 
     out = W.interactive_output(_draw, ui)
-    display(W.VBox([W.HBox(list(ui.values())[:2]), W.HBox(list(ui.values())[2:]), out]))
+    widgets = list(ui.values())
+    display(W.VBox([W.HBox(widgets[:2]), W.HBox(widgets[2:]), out]))
     return None

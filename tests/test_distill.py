@@ -208,3 +208,18 @@ def test_biggan_path_at_128_through_export_and_distill(tmp_path):
     with torch.no_grad():
         x = G(torch.randn(2, 128), torch.tensor([1, 207]))
     assert x.shape == (2, 3, 128, 128)
+
+
+def test_train_or_load_and_load_run(tmp_path, teacher_set):
+    cfg = _cfg(teacher_set, tmp_path / "r", max_steps=None)
+    first = distill.train_or_load(cfg, progress=False)
+    again = distill.train_or_load(cfg, progress=False)
+    assert not first["loaded"] and again["loaded"] and again["finished"] and again["steps"] == 20
+    a, b = first["G"].state_dict(), again["G"].state_dict()
+    assert all(torch.equal(a[k].cpu(), b[k].cpu()) for k in a)
+    with pytest.raises(ValueError, match="other settings"):  # never loads or resumes a run of other settings
+        distill.train_or_load(_cfg(teacher_set, tmp_path / "r", max_steps=None, lr_g=1e-4), progress=False)
+    paused = distill.load_run(tmp_path / "r")
+    assert paused["finished"] and paused["steps"] == 20
+    with pytest.raises(FileNotFoundError, match="holds no student checkpoint"):
+        distill.load_run(tmp_path / "empty")

@@ -2,6 +2,7 @@
 import json
 import math
 import os
+from pathlib import Path
 
 import pytest
 
@@ -75,3 +76,20 @@ def test_notebook_04_smoke(tmp_path, cifar_root, _results_root, monkeypatch):
     for stem in ("samples_student_s", "samples_student_xs", "curves_kd"):
         assert (res / f"{stem}.png").exists() and (res / f"{stem}.pdf").exists(), stem
     assert os.listdir(tmp_path / "teachers")
+
+
+@pytest.mark.notebook
+def test_notebook_05_smoke(tmp_path, cifar_root, _results_root, monkeypatch):
+    monkeypatch.setenv("GANKD_TEACHERS", str(tmp_path / "teachers"))
+    nbrun.run_notebook(nbrun.NOTEBOOK_DIR / "05_tinygan_distill.ipynb", tmp_path / "05.ipynb", {"PROFILE": "smoke"})
+    res = _results_root / "05_tinygan"
+    m = json.loads((res / "metrics.json").read_text())
+    assert m["profile"] == "smoke" and m["teacher"]["resolution"] == 32 and m["teacher"]["count"] == 80
+    assert m["run"]["finished"] and m["run"]["steps"] == 10  # 80 images / batch 8, one epoch
+    student, teacher = m["models"]["tinygan_student"], m["models"]["cgan_teacher"]
+    assert student["params"] < teacher["params"] and student["compression_x"] > 1
+    assert math.isfinite(student["fid100_cifar10cls"]) and 0 <= student["acc100_cifar10cls"] <= 1
+    run = Path(m["run"]["run_dir"])
+    assert (run / "metrics.jsonl").exists() and (run / "distill.json").exists()
+    for stem in ("teacher_vs_student", "explorer_default", "curves", "table"):
+        assert any((res / f"{stem}.{ext}").exists() for ext in ("png", "md")), stem
