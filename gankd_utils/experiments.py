@@ -246,7 +246,7 @@ def evaluate_models(models: Mapping[str, nn.Module], specs: Mapping[str, Spec], 
         size = size_report(G)
         row: dict[str, Any] = {"model": name, "family": spec.family, "role": spec.role,
                                "params": size["params"], "nonzero_params": size["nonzero_params"],
-                               "mb_fp32": size["mb_fp32"], "mb_fp16": size["mb_fp16"],
+                               "mb_fp32": size["mb_fp32"], "mb_fp16": size["mb_fp16"], "mb_int8": size["mb_int8"],
                                "compression_x": (count_params(models[t_name]) / size["params"]
                                                  if t_name in models else None),
                                "macs_m": size["macs"] / 1e6}

@@ -181,6 +181,30 @@ def pareto_plot(points: Sequence[Mapping], x: str = "params", y: str = "fid", la
     return _finish(fig, path_stem)
 
 
+def speed_bars(rows: Sequence[Mapping], keys: Sequence[str] = ("cpu_img_per_s",), label: str = "model",
+               path_stem: str | Path | None = None, title: str | None = None, xlabel: str = "images per second"):
+    """Horizontal bars of speed columns (log axis), one group per model; missing values are skipped."""
+    plt = _plt()
+    names = [str(r[label]) for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 0.35 * len(rows) * len(keys) + 1.2))
+    h = 0.8 / len(keys)
+    for j, k in enumerate(keys):
+        vals = [r.get(k) for r in rows]
+        ys = [i + j * h for i, v in enumerate(vals) if v]
+        ax.barh(ys, [v for v in vals if v], height=h, label=k)
+    ax.set_yticks([i + h * (len(keys) - 1) / 2 for i in range(len(rows))], names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    if len(keys) > 1:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="x", which="both")
+    fig.tight_layout()
+    return _finish(fig, path_stem)
+
+
 def explorer(generators: Mapping[str, Callable[..., torch.Tensor]], class_names: Sequence[str] | None = None,
              n: int = 16, seed: int = 0, class_id: int = 0, interactive: bool | None = None,
              path_stem: str | Path | None = None, nrow: int = 8, truncation: float | None = None,

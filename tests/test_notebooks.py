@@ -93,3 +93,26 @@ def test_notebook_05_smoke(tmp_path, cifar_root, _results_root, monkeypatch):
     assert (run / "metrics.jsonl").exists() and (run / "distill.json").exists()
     for stem in ("teacher_vs_student", "explorer_default", "curves", "table"):
         assert any((res / f"{stem}.{ext}").exists() for ext in ("png", "md")), stem
+
+
+@pytest.mark.notebook
+def test_notebook_06_smoke(tmp_path, mnist_train, cifar_root, _results_root, monkeypatch):
+    monkeypatch.setenv("GANKD_TEACHERS", str(tmp_path / "teachers"))
+    nbrun.run_notebook(nbrun.NOTEBOOK_DIR / "06_compare.ipynb", tmp_path / "06.ipynb", {"PROFILE": "smoke"})
+    res = _results_root / "06_compare"
+    m = json.loads((res / "metrics.json").read_text())
+    assert m["profile"] == "smoke"
+    names = set(m["models"])
+    assert {"mnist/cdcgan_c32_kd", "mnist/iitgn_teacher", "cifar10/cgan_teacher", "cifar10/tinygan_student"} <= names
+    assert len(names) == 8 + 6
+    fids = {p["metrics"]["fid"] for p in m["protocols"]}
+    assert fids >= {"fid500_mnistcls", "fid100_cifar10cls"}
+    for key, row in m["models"].items():  # one pipeline per dataset: every row has its dataset's protocol columns
+        fid = "fid500_mnistcls" if key.startswith("mnist/") else "fid100_cifar10cls"
+        assert math.isfinite(row[fid]) and row["mb_int8"] < row["mb_fp32"] and row["cpu_latency_ms_b1"] > 0, key
+    for ds in ("mnist", "cifar10"):
+        assert (res / f"table_{ds}.csv").exists() and (res / f"table_{ds}.md").exists()
+        for stem in (f"pareto_{ds}", f"speed_{ds}"):
+            assert (res / f"{stem}.png").exists() and (res / f"{stem}.pdf").exists(), stem
+    report = (_results_root / "REPORT.md").read_text()
+    assert "Profiles in this report" in report and "smoke" in report and "06_compare/pareto_mnist.png" in report

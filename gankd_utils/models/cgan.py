@@ -48,13 +48,16 @@ class ResNetGenerator(nn.Module):
     256 channels and 4,304,387 parameters at z_dim=128, n_classes=10).
     ``bottom``: side of the first feature map (4 gives 32x32 images).
     ``separable``: depthwise-separable 3x3 convs in the blocks.
+    ``inner``: each block's width between its two 3x3 convs (3 ints), when
+    channel pruning (:func:`gankd_utils.compress.prune_channels`) narrowed
+    it; None keeps 4 ch. The residual stream stays 4 ch wide either way.
     Class-conditional BN in every block (both BNs) from one-hot classes.
     ``forward(z, y, return_features=True)`` also returns the last block's
     output (N, feature_channels, 8 bottom, 8 bottom), the map feature KD compares.
     """
 
     def __init__(self, ch: int = 64, z_dim: int = 128, n_classes: int = 10, bottom: int = 4,
-                 separable: bool = False):
+                 separable: bool = False, inner: list[int] | None = None):
         super().__init__()
         if ch < 1 or z_dim < 1 or bottom < 1:
             raise ValueError(f"ch, z_dim and bottom must be positive, got ch={ch}, z_dim={z_dim}, bottom={bottom}")
@@ -62,12 +65,20 @@ class ResNetGenerator(nn.Module):
             raise ValueError(f"ResNetGenerator is class-conditional: n_classes must be >= 1, got {n_classes}")
         self.hparams = {"ch": ch, "z_dim": z_dim, "n_classes": n_classes, "bottom": bottom, "separable": separable}
         width = 4 * ch
+        if inner is None:
+            inner = [width] * 3
+        else:
+            inner = [int(w) for w in inner]
+            if len(inner) != 3 or min(inner) < 1:
+                raise ValueError(f"inner must be 3 positive widths (one per block), got {inner}")
+            # only a non-default layout is recorded: sidecars of unpruned models stay as they were
+            self.hparams["inner"] = inner
         self.z_dim, self.n_classes, self.bottom, self.width = z_dim, n_classes, bottom, width
         self.img_shape = (3, 8 * bottom, 8 * bottom)
         self.feature_channels = width
         self.linear = nn.Linear(z_dim, bottom * bottom * width)
         self.blocks = nn.ModuleList(UpBlock(width, width, n_classes=n_classes, separable=separable,
-                                            upsample="nearest") for _ in range(3))
+                                            upsample="nearest", hidden=hidden) for hidden in inner)
         self.bn = nn.BatchNorm2d(width)
         self.out = nn.Conv2d(width, 3, 3, 1, 1)
         init_weights(self)

@@ -104,16 +104,29 @@ class CondDCGANGenerator(nn.Module):
     widths then halve: c (4x4), c/2 (8x8), c/4 (16x16), c/8 (32x32), and a 1x1
     conv on the centre 28x28 crop gives the image (the seed's final transposed
     conv with padding 2 does the same crop).
+
+    ``widths``: the four hidden widths, when they are not c, c/2, c/4, c/8
+    (a channel-pruned model, :func:`gankd_utils.compress.prune_channels`);
+    None keeps the layout above.
     """
 
-    def __init__(self, c: int = 512, z_dim: int = 100, n_classes: int = 10, out_channels: int = 1):
+    def __init__(self, c: int = 512, z_dim: int = 100, n_classes: int = 10, out_channels: int = 1,
+                 widths: list[int] | None = None):
         super().__init__()
         if c % 8 or c < 8:
             raise ValueError(f"width c must be a multiple of 8 (>= 8), got {c}")
         self.hparams = {"c": c, "z_dim": z_dim, "n_classes": n_classes, "out_channels": out_channels}
         self.z_dim, self.n_classes, self.img_shape = z_dim, n_classes, (out_channels, 28, 28)
-        widths = [c, c // 2, c // 4, c // 8]
-        layers: list[nn.Module] = [nn.ConvTranspose2d(z_dim + n_classes, c, 4, 1, 0, bias=False), nn.BatchNorm2d(c), nn.ReLU()]
+        if widths is None:
+            widths = [c, c // 2, c // 4, c // 8]
+        else:
+            widths = [int(w) for w in widths]
+            if len(widths) != 4 or min(widths) < 1:
+                raise ValueError(f"widths must be 4 positive hidden widths, got {widths}")
+            # only a non-default layout is recorded: sidecars of unpruned models stay as they were
+            self.hparams["widths"] = widths
+        layers: list[nn.Module] = [nn.ConvTranspose2d(z_dim + n_classes, widths[0], 4, 1, 0, bias=False),
+                                   nn.BatchNorm2d(widths[0]), nn.ReLU()]
         for cin, cout in zip(widths[:-1], widths[1:]):
             layers += [nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
         self.body = nn.Sequential(*layers)

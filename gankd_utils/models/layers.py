@@ -197,18 +197,23 @@ class UpBlock(nn.Module):
     :class:`ConditionalBatchNorm2d` takes: class ids (``n_classes``) or vectors
     (``cond_dim``). ``separable`` makes both 3x3 convs depthwise-separable
     (TinyGAN); ``upsample`` is 'nearest' (BigGAN) or 'bilinear' (TinyGAN).
+    ``hidden``: the width between the two 3x3 convs (default ``cout``; a
+    channel-pruned block has fewer), never seen outside the block.
     """
 
     def __init__(self, cin: int, cout: int, n_classes: int = 0, cond_dim: int = 0, separable: bool = False,
-                 upsample: str = "nearest"):
+                 upsample: str = "nearest", hidden: int | None = None):
         super().__init__()
         if upsample not in ("nearest", "bilinear"):
             raise ValueError(f"upsample must be 'nearest' or 'bilinear', got {upsample!r}")
+        hidden = cout if hidden is None else int(hidden)
+        if hidden < 1:
+            raise ValueError(f"hidden width must be >= 1, got {hidden}")
         self.upsample = upsample
         self.bn1 = ConditionalBatchNorm2d(cin, n_classes, cond_dim)
-        self.conv1 = conv3x3(cin, cout, separable)
-        self.bn2 = ConditionalBatchNorm2d(cout, n_classes, cond_dim)
-        self.conv2 = conv3x3(cout, cout, separable)
+        self.conv1 = conv3x3(cin, hidden, separable)
+        self.bn2 = ConditionalBatchNorm2d(hidden, n_classes, cond_dim)
+        self.conv2 = conv3x3(hidden, cout, separable)
         self.shortcut = nn.Conv2d(cin, cout, 1)
 
     def _up(self, x: torch.Tensor) -> torch.Tensor:

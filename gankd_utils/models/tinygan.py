@@ -65,6 +65,9 @@ class TinyGANGenerator(nn.Module):
     channels. ``embed_dim``: the shared class embedding (N, embed_dim) that
     drives every conditional BN; ``cond``: 'embed' (TinyGAN) or 'embed+z'
     (BigGAN-deep). 3,070,659 parameters at the defaults (128 px, 1000 classes).
+    ``inner``: each block's width between its two convs (one int per block),
+    when channel pruning (:func:`gankd_utils.compress.prune_channels`)
+    narrowed it; None keeps each block's output width.
 
     ``forward(z, y, return_features=True)`` also returns the last block's
     output (N, ch, resolution, resolution). :meth:`from_embedding` takes class
@@ -73,7 +76,7 @@ class TinyGANGenerator(nn.Module):
     """
 
     def __init__(self, resolution: int = 128, z_dim: int = 128, n_classes: int = 1000, embed_dim: int = 128,
-                 ch: int = 32, cond: str = "embed"):
+                 ch: int = 32, cond: str = "embed", inner: list[int] | None = None):
         super().__init__()
         n = _n_blocks(resolution)
         if cond not in ("embed", "embed+z"):
@@ -86,12 +89,21 @@ class TinyGANGenerator(nn.Module):
         self.z_dim, self.n_classes, self.embed_dim, self.cond = z_dim, n_classes, embed_dim, cond
         self.img_shape = (3, resolution, resolution)
         self.widths = [ch * 2 ** (n - 1)] + [ch * 2 ** (n - 1 - i) for i in range(n)]
+        if inner is None:
+            inner = self.widths[1:]
+        else:
+            inner = [int(w) for w in inner]
+            if len(inner) != n or min(inner) < 1:
+                raise ValueError(f"inner must be {n} positive widths (one per block), got {inner}")
+            # only a non-default layout is recorded: sidecars of unpruned models stay as they were
+            self.hparams["inner"] = inner
         self.feature_channels = ch
         cond_dim = embed_dim + (z_dim if cond == "embed+z" else 0)
         self.embed = nn.Embedding(n_classes, embed_dim)
         self.linear = nn.Linear(z_dim, 4 * 4 * self.widths[0])
-        self.blocks = nn.ModuleList(UpBlock(cin, cout, cond_dim=cond_dim, separable=True, upsample="bilinear")
-                                    for cin, cout in zip(self.widths[:-1], self.widths[1:]))
+        self.blocks = nn.ModuleList(UpBlock(cin, cout, cond_dim=cond_dim, separable=True, upsample="bilinear",
+                                            hidden=hidden)
+                                    for cin, cout, hidden in zip(self.widths[:-1], self.widths[1:], inner))
         self.bn = nn.BatchNorm2d(ch)
         self.out = nn.Conv2d(ch, 3, 3, 1, 1)
         self.reset_parameters()
