@@ -656,8 +656,31 @@ def compression_row(name: str, G: nn.Module | None = None, onnx_path: str | Path
     return row
 
 
+class OnnxGenerator(nn.Module):
+    """An ONNX file behind the generator interface, so the evaluation pipeline scores what would ship.
+
+    ``G(z, y)`` runs the file in ONNX Runtime on the CPU and returns a float32
+    torch tensor (N, C, H, W); ``like`` is the torch generator the file was
+    exported from (z_dim, n_classes, img_shape are taken from it).
+    """
+
+    def __init__(self, path: str | Path, like: nn.Module, threads: int | None = None):
+        super().__init__()
+        _check_generator(like)
+        self.path = _require_file(path)
+        self.session = ort_session(self.path, threads)
+        self.z_dim, self.n_classes, self.img_shape = like.z_dim, like.n_classes, like.img_shape
+        # models.generate reads the device from the parameters: this one says "CPU"
+        self.register_parameter("_device_anchor", nn.Parameter(torch.zeros(1), requires_grad=False))
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        out = onnx_generate(self.session, z.detach().cpu(), None if y is None else y.detach().cpu())
+        return torch.from_numpy(out)
+
+
 __all__ = [
     "INT8_OP_TYPES",
+    "OnnxGenerator",
     "calibration_batches",
     "compression_row",
     "example_inputs",

@@ -169,6 +169,14 @@ DISTILL_PROFILES: dict[str, dict[str, Any]] = {
 }
 
 
+# Notebook 07: compression steps per profile (KD fine-tune after channel pruning, timing repeats)
+COMPRESS_PROFILES: dict[str, dict[str, Any]] = {
+    "smoke": dict(amounts=(0.5,), finetune_steps=3, repeats=2),
+    "quick": dict(amounts=(0.3, 0.5), finetune_steps=150, repeats=5),
+    "full": dict(amounts=(0.3, 0.5), finetune_steps=3000, repeats=20),
+}
+
+
 def get(kind: str, profile: str, chapter: str | None = None, **overrides: Any):
     """A config of ``kind`` ('train' or 'eval') for ``profile`` (and ``chapter``'s diffs), then ``overrides``.
 

@@ -289,3 +289,123 @@ def kd_gap_closed(rows: Sequence[Mapping[str, Any]], metric: str) -> list[dict[s
                     "scratch": twin[metric], "kd": r[metric],
                     "gap_closed": (twin[metric] - r[metric]) / gap if gap else None})
     return out
+
+
+# ------------------------------------------------------------------ chapter 07
+
+def kd_finetune(G: nn.Module, name: str, part: Mapping[str, Any], profile: str, seed: int, steps: int,
+                run_dir: str | Path, device="auto", progress: bool = True) -> nn.Module:
+    """A short KD fine-tune of a compressed student ``G`` (e.g. channel-pruned), in place; returns G.
+
+    The student keeps the recipe it was distilled with: pixel / feature KD from
+    its family's teacher (MNIST), black-box KD from the exported CIFAR-10 teacher
+    set (chapter 04 students, TinyGAN); its discriminator continues from the
+    student's own run (``part["run_dirs"][name]/D``). ``part`` is one dataset of
+    :func:`gankd_utils.report.collect_models`.
+    """
+    import math
+
+    from . import config, data, distill
+    from .repro import get_device
+    from .train import train_blackbox, train_distill
+
+    device = get_device(device)
+    spec = part["specs"][name]
+    if spec.role != "kd":
+        raise ValueError(f"{name} is a {spec.role} model: only KD students get a KD fine-tune")
+    D = checkpoint.load_model(Path(part["run_dirs"][name]) / "D", device)
+    dataset = "mnist" if spec.family in ("iitgn", "columbia") else "cifar10"
+    if name == "tinygan_student":
+        ts = cifar10_teacher_set(profile, seed, device, progress=progress)
+        cfg = distill.profile_config(profile, ts["folder"], train={"seed": seed}).train_config()
+    else:
+        base = config.get("train", profile, chapter=dataset if dataset in config.CHAPTERS else None, seed=seed)
+        cfg = dataclasses.replace(base, **spec.recipe)
+    # stop after `steps`; epochs only need to be enough to get there
+    cfg = dataclasses.replace(cfg, name=f"{name}_finetune", max_steps=steps, n_train=None,
+                              epochs=max(cfg.epochs, math.ceil(steps / 10)), ckpt_every=max(steps, 1))
+    real = data.load_dataset(dataset, train=True)
+    if cfg.kd == "blackbox":
+        folder = (cifar10_teacher_set(profile, seed, device, progress=progress)["folder"] if name != "tinygan_student"
+                  else ts["folder"])
+        train_blackbox(G, D, data.load_shards(folder), cfg, run_dir, device, real=real, resume=False,
+                       progress=progress)
+    else:
+        teacher = part["models"][family_teacher(part["specs"], name)]
+        train_distill(G, D, teacher, real, cfg, run_dir, device, resume=False, progress=progress)
+    return G.eval()
+
+
+def compression_study(name: str, G: nn.Module, part: Mapping[str, Any], evaluator, out_dir: str | Path,
+                      profile: str, seed: int = 0, device="auto", amounts: Sequence[float] = (0.3, 0.5),
+                      finetune_steps: int = 200, repeats: int = 5, threads: int | None = None,
+                      progress: bool = True) -> dict[str, Any]:
+    """Every compression step of one KD student, each scored by the same ``evaluator`` and timed on the CPU.
+
+    Steps: fp32 torch (the baseline); the fp16 file; fp32 ONNX (ONNX Runtime, max |difference| to torch);
+    int8 ONNX (static QDQ); for each pruning ``amount``: channel-pruned, then a KD fine-tune of
+    ``finetune_steps`` steps, then that model as int8 ONNX; unstructured 50% zeros (reported with its
+    dense bytes, honestly). The files (fp16, ONNX, int8, pruned checkpoints) go to ``out_dir/runs/name/``.
+    Returns ``{"rows", "targets", "variants", "onnx_max_abs_diff", "fid", "files"}``.
+    """
+    import copy
+
+    from . import compress
+
+    out = Path(out_dir) / "runs" / name  # model files and fine-tune runs: kept locally, not committed
+    out.mkdir(parents=True, exist_ok=True)
+    G = copy.deepcopy(G).cpu().eval()
+    fid_key = evaluator.names()["fid"]
+    rows: list[dict[str, Any]] = []
+    variants: dict[str, nn.Module] = {}
+    timing = dict(repeats=repeats, threads=threads)
+
+    def add(step: str, runtime: str, model_for_quality: nn.Module, **row_kw) -> dict[str, Any]:
+        row = compress.compression_row(step, **row_kw, **timing)
+        q = evaluator(model_for_quality)
+        row.update(step=step, runtime=runtime, fid=q[fid_key], **{k: v for k, v in q.items()})
+        row["ms_b1"] = row["onnx_ms_b1"] if runtime == "onnxruntime" else row["torch_ms_b1"]
+        row["img_s_b64"] = row["onnx_img_s"] if runtime == "onnxruntime" else row["torch_img_s"]
+        rows.append(row)
+        variants[step] = model_for_quality
+        return row
+
+    compress.torch_speed(G, repeats=3, warmup=3)  # warm torch's thread pool: the baseline is timed first
+    base = add("fp32 torch", "torch", G, G=G)
+    fp16 = compress.to_fp16_safetensors(G, out / "G_fp16")
+    G16 = compress.load_fp16_safetensors(fp16)
+    add("fp16 file", "torch (fp32 compute)", G16, G=G16, file_path=fp16)
+    onnx32 = compress.export_onnx(G, out / "G_fp32.onnx")
+    diff = compress.onnx_max_abs_diff(G, onnx32)
+    add("fp32 ONNX", "onnxruntime", compress.OnnxGenerator(onnx32, G), G=G, onnx_path=onnx32)
+    cal = compress.calibration_batches(G, seed=seed)
+    int8 = compress.quantize_onnx_int8(onnx32, out / "G_int8.onnx", cal)
+    q8 = add("int8 ONNX", "onnxruntime", compress.OnnxGenerator(int8, G), G=G, onnx_path=int8)
+    prune_rows = []
+    for a in amounts:
+        P = compress.prune_channels(G, a)
+        add(f"pruned {a:.0%}", "torch", P, G=P)
+        P = kd_finetune(P, name, part, profile, seed, finetune_steps, out / f"finetune_{int(a * 100)}", device,
+                        progress).cpu().eval()
+        ft = add(f"pruned {a:.0%} + KD fine-tune", "torch", P, G=P)
+        checkpoint.save_model(out / f"G_pruned{int(a * 100)}_ft", P, amount=a, finetune_steps=finetune_steps)
+        p32 = compress.export_onnx(P, out / f"G_pruned{int(a * 100)}_ft.onnx")
+        p8 = compress.quantize_onnx_int8(p32, out / f"G_pruned{int(a * 100)}_ft_int8.onnx", cal)
+        add(f"pruned {a:.0%} + KD fine-tune, int8 ONNX", "onnxruntime", compress.OnnxGenerator(p8, P), G=P,
+            onnx_path=p8)
+        prune_rows.append((a, ft))
+    U = compress.prune_unstructured(G, 0.5)
+    add("unstructured 50% zeros (dense file)", "torch", U, G=U)
+    for r in rows:
+        r["fid_change_pct"] = 100.0 * (r["fid"] - base["fid"]) / base["fid"] if base["fid"] else None
+        r["macs_m"] = r["macs"] / 1e6 if r.get("macs") else None
+    sp_b1 = base["torch_ms_b1"] / q8["onnx_ms_b1"] if q8.get("onnx_ms_b1") else None
+    sp_b64 = q8["onnx_img_s"] / base["torch_img_s"] if base.get("torch_img_s") else None
+    targets = {"int8": {"speedup_b1": sp_b1, "speedup_b64": sp_b64, "fid_change_pct": q8["fid_change_pct"],
+                        "met": bool(sp_b1 and sp_b64 and min(sp_b1, sp_b64) >= 2 and q8["fid_change_pct"] <= 10)},
+               "pruning": [{"amount": a, "macs_removed_pct": 100 * (1 - r["macs"] / base["macs"]),
+                            "fid_change_pct": r["fid_change_pct"],
+                            "met": bool(1 - r["macs"] / base["macs"] >= 0.30 and r["fid_change_pct"] <= 10)}
+                           for a, r in prune_rows]}
+    return {"rows": rows, "targets": targets, "variants": variants, "onnx_max_abs_diff": diff, "fid": fid_key,
+            "files": str(out)}

@@ -50,6 +50,7 @@ def collect_models(profile: str, seed: int = 0, device="auto", train_missing: bo
         cfg = config.get("train", profile, chapter=chapter if chapter in config.CHAPTERS else None, seed=seed)
         models: dict[str, nn.Module] = {}
         sources: dict[str, str] = {}
+        run_dirs: dict[str, Path] = {name: root / name for name in zoo}
         real = None
         teacher_sets: dict[str, Any] = {}
         for name, spec in zoo.items():
@@ -74,6 +75,7 @@ def collect_models(profile: str, seed: int = 0, device="auto", train_missing: bo
             name = "tinygan_student"
             specs[name] = experiments.Spec(name, "cifar10", "kd", None, None, label="TinyGAN student (KD)")
             run_dir = paths.results_dir("05_tinygan", "runs", f"{profile}-seed{seed}", "tinygan_cifar10")
+            run_dirs[name] = run_dir
             G = _load_finished(run_dir, device)
             if G is not None:
                 models[name], sources[name] = G, f"loaded from {run_dir}"
@@ -85,7 +87,7 @@ def collect_models(profile: str, seed: int = 0, device="auto", train_missing: bo
                 real = real if real is not None else data.load_dataset(chapter, train=True)
                 models[name] = distill.train_or_load(cfg5, real=real, progress=progress, device=str(device))["G"]
                 sources[name] = f"trained now ({profile} profile)"
-        out[chapter] = {"models": models, "specs": specs, "sources": sources}
+        out[chapter] = {"models": models, "specs": specs, "sources": sources, "run_dirs": run_dirs}
     return out
 
 

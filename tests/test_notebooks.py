@@ -116,3 +116,31 @@ def test_notebook_06_smoke(tmp_path, mnist_train, cifar_root, _results_root, mon
             assert (res / f"{stem}.png").exists() and (res / f"{stem}.pdf").exists(), stem
     report = (_results_root / "REPORT.md").read_text()
     assert "Profiles in this report" in report and "smoke" in report and "06_compare/pareto_mnist.png" in report
+
+
+@pytest.mark.notebook
+def test_notebook_07_smoke(tmp_path, mnist_train, cifar_root, _results_root, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("GANKD_TEACHERS", str(tmp_path / "teachers"))
+    nbrun.run_notebook(nbrun.NOTEBOOK_DIR / "07_prune_quantize.ipynb", tmp_path / "07.ipynb",
+                       {"PROFILE": "smoke", "STUDENTS": ["mnist/cdcgan_c32_kd", "cifar10/cgan_student_xs_kd"]})
+    res = _results_root / "07_compress"
+    m = json.loads((res / "metrics.json").read_text())
+    assert m["profile"] == "smoke" and set(m["students"]) == {"mnist/cdcgan_c32_kd", "cifar10/cgan_student_xs_kd"}
+    for key, st in m["students"].items():
+        rows = {r["step"]: r for r in st["rows"]}
+        assert st["onnx_max_abs_diff"] < 1e-3, key  # ONNX Runtime computes what torch computes
+        base, fp16 = rows["fp32 torch"], rows["fp16 file"]
+        assert fp16["file_bytes"] < 0.55 * base["file_bytes"]
+        pruned = rows["pruned 50% + KD fine-tune"]
+        assert pruned["params"] < base["params"] and pruned["macs"] < base["macs"]
+        assert pruned["file_bytes"] < base["file_bytes"]  # a genuinely smaller dense model
+        zeros = rows["unstructured 50% zeros (dense file)"]
+        assert zeros["file_bytes"] == base["file_bytes"] and zeros["nonzero_params"] < 0.6 * base["params"]
+        assert all(math.isfinite(r["fid"]) and r["ms_b1"] > 0 for r in st["rows"]), key
+        assert {"int8", "pruning"} <= set(st["targets"])
+    # the CIFAR-10 student's convolutions run as int8: a smaller file
+    xs = {r["step"]: r for r in m["students"]["cifar10/cgan_student_xs_kd"]["rows"]}
+    assert xs["int8 ONNX"]["file_bytes"] < 0.6 * xs["fp32 ONNX"]["file_bytes"]
+    assert (res / "targets.md").exists() and (res / "grid_mnist_cdcgan_c32_kd.png").exists()
+    assert "07 · Beyond KD" in (_results_root / "REPORT.md").read_text()
