@@ -33,3 +33,4 @@ strip: setup
 
 bench: setup
 	$(PY) benchmarks/generator_speed.py
+	$(PY) benchmarks/compress_speed.py

@@ -223,3 +223,9 @@ def test_train_or_load_and_load_run(tmp_path, teacher_set):
     assert paused["finished"] and paused["steps"] == 20
     with pytest.raises(FileNotFoundError, match="holds no student checkpoint"):
         distill.load_run(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("name", ["tinygan_cifar10.json", "tinygan_biggan128.json"])
+def test_example_configs_load(name):
+    cfg = distill.load_config(REPO / "configs" / name)
+    assert cfg.train_config().kd == "blackbox" and cfg.generator["ch"] == 32
