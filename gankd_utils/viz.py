@@ -228,8 +228,10 @@ def explorer(generators: Mapping[str, Callable[..., torch.Tensor]], class_names:
         imgs = generators[model](count, cls, sd) if trunc is None else generators[model](count, cls, sd, trunc)
         cname = class_names[cls] if class_names and cls < len(class_names) else str(cls)
         extra = "" if trunc is None else f" | truncation {trunc:.2f}"
+        # about 16 px of figure per image side at 28-32 px, less per pixel for larger images
+        scale = min(0.5, 16.0 / max(int(imgs.shape[-1]), 16))
         fig = show_grids({f"{model} | class {cls} ({cname}) | seed {sd}{extra}": imgs}, nrow=nrow,
-                         path_stem=path_stem if save else None, scale=0.5)
+                         path_stem=path_stem if save else None, scale=scale)
         return fig
 
     fig = render(names[0], class_id, seed, n, truncation, save=True)

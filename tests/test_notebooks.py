@@ -144,3 +144,25 @@ def test_notebook_07_smoke(tmp_path, mnist_train, cifar_root, _results_root, mon
     assert xs["int8 ONNX"]["file_bytes"] < 0.6 * xs["fp32 ONNX"]["file_bytes"]
     assert (res / "targets.md").exists() and (res / "grid_mnist_cdcgan_c32_kd.png").exists()
     assert "07 · Beyond KD" in (_results_root / "REPORT.md").read_text()
+
+
+@pytest.mark.notebook
+@pytest.mark.tf
+def test_notebook_05_biggan_path(tmp_path, _results_root, monkeypatch):
+    """TEACHER='biggan' on a BigGAN-deep-signature module: export at 128 px, distil, explore, table."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import tf_fixtures
+
+    module = tf_fixtures.make_tf1_hub_module(tmp_path / "biggan")
+    monkeypatch.setenv("GANKD_TEACHERS", str(tmp_path / "teachers"))
+    monkeypatch.setenv("GANKD_RESULTS", str(tmp_path / "results"))
+    nbrun.run_notebook(nbrun.NOTEBOOK_DIR / "05_tinygan_distill.ipynb", tmp_path / "05.ipynb",
+                       {"PROFILE": "smoke", "TEACHER": "biggan", "BIGGAN_HANDLE": str(module), "DEVICE": "cpu",
+                        "BIGGAN_CLASSES": "1,207"})
+    m = json.loads((tmp_path / "results" / "05_tinygan" / "metrics.json").read_text())
+    assert (m["teacher"]["resolution"], m["teacher"]["n_classes"], m["teacher"]["classes"]) == (128, 1000, [1, 207])
+    assert m["teacher"]["count"] == 16 and m["run"]["finished"]  # 8 per class (smoke export size)
+    assert list(m["models"]) == ["tinygan_student"]  # a TF teacher has no torch row
+    assert (tmp_path / "results" / "05_tinygan" / "explorer_default.png").exists()
