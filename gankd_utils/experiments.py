@@ -315,9 +315,10 @@ def kd_finetune(G: nn.Module, name: str, part: Mapping[str, Any], profile: str, 
         raise ValueError(f"{name} is a {spec.role} model: only KD students get a KD fine-tune")
     D = checkpoint.load_model(Path(part["run_dirs"][name]) / "D", device)
     dataset = "mnist" if spec.family in ("iitgn", "columbia") else "cifar10"
+    blackbox = name == "tinygan_student" or spec.recipe.get("kd") == "blackbox"
+    folder = cifar10_teacher_set(profile, seed, device, progress=progress)["folder"] if blackbox else None
     if name == "tinygan_student":
-        ts = cifar10_teacher_set(profile, seed, device, progress=progress)
-        cfg = distill.profile_config(profile, ts["folder"], train={"seed": seed}).train_config()
+        cfg = distill.profile_config(profile, folder, train={"seed": seed}).train_config()
     else:
         base = config.get("train", profile, chapter=dataset if dataset in config.CHAPTERS else None, seed=seed)
         cfg = dataclasses.replace(base, **spec.recipe)
@@ -325,9 +326,7 @@ def kd_finetune(G: nn.Module, name: str, part: Mapping[str, Any], profile: str, 
     cfg = dataclasses.replace(cfg, name=f"{name}_finetune", max_steps=steps, n_train=None,
                               epochs=max(cfg.epochs, math.ceil(steps / 10)), ckpt_every=max(steps, 1))
     real = data.load_dataset(dataset, train=True)
-    if cfg.kd == "blackbox":
-        folder = (cifar10_teacher_set(profile, seed, device, progress=progress)["folder"] if name != "tinygan_student"
-                  else ts["folder"])
+    if blackbox:
         train_blackbox(G, D, data.load_shards(folder), cfg, run_dir, device, real=real, resume=False,
                        progress=progress)
     else:

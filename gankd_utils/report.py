@@ -142,7 +142,8 @@ def write_report(results: str | Path | None = None, extra_figures: Sequence[str]
     """
     base = Path(results) if results is not None else paths.results_root()
     lines = ["# gankd report", "",
-             f"Written by notebook 06 on {time.strftime('%Y-%m-%d %H:%M')} from the files under `results/`. "
+             f"Written by notebooks 06 and 07 (`report.write_report`) on {time.strftime('%Y-%m-%d %H:%M')} from "
+             "the files under `results/`. "
              "Every FID-like number is named by its protocol: `*_mnistcls` / `*_cifar10cls` use the project's own "
              "classifiers (not comparable with published FIDs); `*_inception_*` uses pytorch-fid's Inception "
              "weights.", ""]
