@@ -6,7 +6,7 @@ STAMP := $(VENV)/.gankd-installed
 PROFILE ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lab strip bench
+.PHONY: setup run test lab strip bench report
 
 setup: $(STAMP)
 
@@ -30,6 +30,10 @@ lab: setup
 # Strip outputs from the notebooks before committing (keeps the papermill `parameters` tag).
 strip: setup
 	$(VENV)/bin/nbstripout notebooks/*.ipynb
+
+# results/REPORT.md from what the notebooks saved (notebooks 06 and 07 also write it)
+report: setup
+	$(PY) -m gankd_utils report
 
 bench: setup
 	$(PY) benchmarks/generator_speed.py

@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/generator_speed.py [--device cpu] [--batch 64] [--repeats 20]
 
-Speed does not depend on the weights, so untrained generators of each MNIST
-architecture are timed; every model runs in the same process, one after the other.
+Speed does not depend on the weights, so untrained generators of every architecture
+of chapters 03-05 (MNIST DCGANs, the CIFAR-10 ResNet cGANs, the 32x32 TinyGAN
+student) are timed; every model runs in the same process, one after the other.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import torch
 import gankd_utils  # noqa: F401
 from gankd_utils import experiments
 from gankd_utils.metrics import count_params, generator_speed
+from gankd_utils.models import TinyGANGenerator
 
 
 def main() -> None:
@@ -25,7 +27,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    zoo = experiments.mnist_zoo()
+    zoo = {**experiments.mnist_zoo(), **experiments.cifar10_zoo(),
+           "tinygan_student": experiments.Spec("tinygan_student", "cifar10", "scratch",
+                                               lambda: TinyGANGenerator(resolution=32, n_classes=10), None)}
     seen = {}
     for name, spec in zoo.items():
         if spec.role == "kd":

@@ -6,6 +6,7 @@ Commands:
   export   a teacher's (z, y, image) triples to a shard folder (BigGAN or a torch checkpoint)
   distill  TinyGAN-style distillation of a student from a teacher's shard folder (one GPU or many)
   run      execute the numbered notebooks (what ``make run`` calls)
+  report   write results/REPORT.md from what the chapters saved
 """
 from __future__ import annotations
 
@@ -130,6 +131,13 @@ def cmd_distill(args: argparse.Namespace) -> int:
     return main_from_args(args)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    print(f"wrote {write_report(args.results)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m gankd_utils", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -183,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--restart", action="store_true", help="discard the run folder's resume state and start afresh")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=cmd_distill)
+
+    r = sub.add_parser("report", help="write results/REPORT.md from the chapters' saved tables and figures")
+    r.add_argument("--results", default=None, help="results folder (default: GANKD_RESULTS, else results/)")
+    r.set_defaults(func=cmd_report)
 
     sub.add_parser("run", help="execute the numbered notebooks (make run); see 'run --help'")
     return ap

@@ -35,3 +35,14 @@ def test_report_of_full_runs_only_has_no_warning(tmp_path):
     _chapter(tmp_path, "03_mnist", "full")
     text = report.write_report(tmp_path).read_text()
     assert "Profiles in this report" not in text and "Not a result" not in text
+
+
+def test_report_command(tmp_path):
+    import subprocess
+    import sys
+
+    _chapter(tmp_path, "05_tinygan", "smoke")
+    r = subprocess.run([sys.executable, "-m", "gankd_utils", "report", "--results", str(tmp_path)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "REPORT.md" in r.stdout
+    assert "05 · TinyGAN" in (tmp_path / "REPORT.md").read_text()
