@@ -229,3 +229,14 @@ def test_train_or_load_and_load_run(tmp_path, teacher_set):
 def test_example_configs_load(name):
     cfg = distill.load_config(REPO / "configs" / name)
     assert cfg.train_config().kd == "blackbox" and cfg.generator["ch"] == 32
+
+
+def test_example_cifar10_config_is_notebook_05_full_profile():
+    """A run of configs/tinygan_cifar10.json is the run notebook 05 loads in the full profile (same settings)."""
+    from gankd_utils.train import _resumable_settings
+
+    cmd = distill.load_config(REPO / "configs" / "tinygan_cifar10.json")
+    nb = distill.profile_config("full", "x", name="tinygan_cifar10", train={"seed": 0})
+    assert _resumable_settings(cmd.train_config().to_dict()) == _resumable_settings(nb.train_config().to_dict())
+    assert (cmd.generator, cmd.discriminator) == (nb.generator, nb.discriminator)
+    assert cmd.out.endswith("runs/full-seed0/tinygan_cifar10")
