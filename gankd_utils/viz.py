@@ -182,8 +182,12 @@ def pareto_plot(points: Sequence[Mapping], x: str = "params", y: str = "fid", la
 
 
 def speed_bars(rows: Sequence[Mapping], keys: Sequence[str] = ("cpu_img_per_s",), label: str = "model",
-               path_stem: str | Path | None = None, title: str | None = None, xlabel: str = "images per second"):
-    """Horizontal bars of speed columns (log axis), one group per model; missing values are skipped."""
+               path_stem: str | Path | None = None, title: str | None = None, xlabel: str = "images per second",
+               log: bool = True):
+    """Horizontal bars of speed (or size) columns, one group per model; missing values are skipped.
+
+    ``log``: a log axis (speeds spanning orders of magnitude); False for a linear axis from 0.
+    """
     plt = _plt()
     names = [str(r[label]) for r in rows]
     fig, ax = plt.subplots(figsize=(6, 0.35 * len(rows) * len(keys) + 1.2))
@@ -194,7 +198,8 @@ def speed_bars(rows: Sequence[Mapping], keys: Sequence[str] = ("cpu_img_per_s",)
         ax.barh(ys, [v for v in vals if v], height=h, label=k)
     ax.set_yticks([i + h * (len(keys) - 1) / 2 for i in range(len(rows))], names, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xscale("log")
+    if log:
+        ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     if title:
         ax.set_title(title, fontsize=10)

@@ -103,3 +103,14 @@ def test_cifar10_zoo_sizes():
     assert t / count_params(zoo["cgan_student_xs_kd"].make_g()) >= 10
     assert zoo["cgan_student_s_kd"].recipe["kd"] == "blackbox" and zoo["cgan_student_s_kd"].teacher == "cgan_teacher"
     assert zoo["cgan_student_s_scratch"].recipe.get("kd", "none") == "none"
+
+
+def test_speed_bars_log_and_linear(tmp_path):
+    from gankd_utils import viz
+
+    rows = [{"model": "a", "x": 10.0, "y": 3.0}, {"model": "b", "x": 1000.0, "y": None}]
+    fig = viz.speed_bars(rows, keys=["x", "y"], path_stem=tmp_path / "log")
+    assert fig.axes[0].get_xscale() == "log"
+    fig = viz.speed_bars(rows, keys=["x"], path_stem=tmp_path / "lin", log=False, xlabel="kB")
+    assert fig.axes[0].get_xscale() == "linear" and fig.axes[0].get_xlim()[0] <= 0
+    assert all((tmp_path / f"{s}.{e}").exists() for s in ("log", "lin") for e in ("png", "pdf"))
