@@ -293,27 +293,18 @@ def kd_gap_closed(rows: Sequence[Mapping[str, Any]], metric: str) -> list[dict[s
 
 # ------------------------------------------------------------------ chapter 07
 
-def kd_finetune(G: nn.Module, name: str, part: Mapping[str, Any], profile: str, seed: int, steps: int,
-                run_dir: str | Path, device="auto", progress: bool = True) -> nn.Module:
-    """A short KD fine-tune of a compressed student ``G`` (e.g. channel-pruned), in place; returns G.
+def finetune_inputs(name: str, part: Mapping[str, Any], profile: str, seed: int, device="auto",
+                    progress: bool = True) -> dict[str, Any]:
+    """What a KD fine-tune of student ``name`` learns from, loaded once for every fine-tune of that student.
 
-    The student keeps the recipe it was distilled with: pixel / feature KD from
-    its family's teacher (MNIST), black-box KD from the exported CIFAR-10 teacher
-    set (chapter 04 students, TinyGAN); its discriminator continues from the
-    student's own run (``part["run_dirs"][name]/D``). ``part`` is one dataset of
-    :func:`gankd_utils.report.collect_models`.
+    ``{"cfg": its TrainConfig, "real": the real training set, "teacher_set": the exported CIFAR-10 teacher set
+    (black-box KD) or None, "teacher": its family's teacher (online KD) or None}``.
     """
-    import math
-
     from . import config, data, distill
-    from .repro import get_device
-    from .train import train_blackbox, train_distill
 
-    device = get_device(device)
     spec = part["specs"][name]
     if spec.role != "kd":
         raise ValueError(f"{name} is a {spec.role} model: only KD students get a KD fine-tune")
-    D = checkpoint.load_model(Path(part["run_dirs"][name]) / "D", device)
     dataset = "mnist" if spec.family in ("iitgn", "columbia") else "cifar10"
     blackbox = name == "tinygan_student" or spec.recipe.get("kd") == "blackbox"
     folder = cifar10_teacher_set(profile, seed, device, progress=progress)["folder"] if blackbox else None
@@ -322,16 +313,41 @@ def kd_finetune(G: nn.Module, name: str, part: Mapping[str, Any], profile: str, 
     else:
         base = config.get("train", profile, chapter=dataset if dataset in config.CHAPTERS else None, seed=seed)
         cfg = dataclasses.replace(base, **spec.recipe)
+    return {"cfg": cfg, "real": data.load_dataset(dataset, train=True),
+            "teacher_set": data.load_shards(folder) if blackbox else None,
+            "teacher": None if blackbox else part["models"][family_teacher(part["specs"], name)]}
+
+
+def kd_finetune(G: nn.Module, name: str, part: Mapping[str, Any], profile: str, seed: int, steps: int,
+                run_dir: str | Path, device="auto", progress: bool = True,
+                inputs: Mapping[str, Any] | None = None) -> nn.Module:
+    """A short KD fine-tune of a compressed student ``G`` (e.g. channel-pruned), in place; returns G.
+
+    The student keeps the recipe it was distilled with: pixel / feature KD from
+    its family's teacher (MNIST), black-box KD from the exported CIFAR-10 teacher
+    set (chapter 04 students, TinyGAN); its discriminator continues from the
+    student's own run (``part["run_dirs"][name]/D``). ``part`` is one dataset of
+    :func:`gankd_utils.report.collect_models`; ``inputs`` is :func:`finetune_inputs`'s
+    result (loaded here when not given).
+    """
+    import math
+
+    from .repro import get_device
+    from .train import train_blackbox, train_distill
+
+    device = get_device(device)
+    inputs = inputs or finetune_inputs(name, part, profile, seed, device, progress)
+    D = checkpoint.load_model(Path(part["run_dirs"][name]) / "D", device)
+    cfg = inputs["cfg"]
     # stop after `steps`; epochs only need to be enough to get there
     cfg = dataclasses.replace(cfg, name=f"{name}_finetune", max_steps=steps, n_train=None,
                               epochs=max(cfg.epochs, math.ceil(steps / 10)), ckpt_every=max(steps, 1))
-    real = data.load_dataset(dataset, train=True)
-    if blackbox:
-        train_blackbox(G, D, data.load_shards(folder), cfg, run_dir, device, real=real, resume=False,
+    if inputs["teacher_set"] is not None:
+        train_blackbox(G, D, inputs["teacher_set"], cfg, run_dir, device, real=inputs["real"], resume=False,
                        progress=progress)
     else:
-        teacher = part["models"][family_teacher(part["specs"], name)]
-        train_distill(G, D, teacher, real, cfg, run_dir, device, resume=False, progress=progress)
+        train_distill(G, D, inputs["teacher"], inputs["real"], cfg, run_dir, device, resume=False,
+                      progress=progress)
     return G.eval()
 
 
@@ -362,7 +378,7 @@ def compression_study(name: str, G: nn.Module, part: Mapping[str, Any], evaluato
     def add(step: str, runtime: str, model_for_quality: nn.Module, **row_kw) -> dict[str, Any]:
         row = compress.compression_row(step, **row_kw, **timing)
         q = evaluator(model_for_quality)
-        row.update(step=step, runtime=runtime, fid=q[fid_key], **{k: v for k, v in q.items()})
+        row.update(step=step, runtime=runtime, fid=q[fid_key], **q)
         row["ms_b1"] = row["onnx_ms_b1"] if runtime == "onnxruntime" else row["torch_ms_b1"]
         row["img_s_b64"] = row["onnx_img_s"] if runtime == "onnxruntime" else row["torch_img_s"]
         rows.append(row)
@@ -381,11 +397,12 @@ def compression_study(name: str, G: nn.Module, part: Mapping[str, Any], evaluato
     int8 = compress.quantize_onnx_int8(onnx32, out / "G_int8.onnx", cal)
     q8 = add("int8 ONNX", "onnxruntime", compress.OnnxGenerator(int8, G), G=G, onnx_path=int8)
     prune_rows = []
+    ft_inputs = finetune_inputs(name, part, profile, seed, device, progress) if amounts else None
     for a in amounts:
         P = compress.prune_channels(G, a)
         add(f"pruned {a:.0%}", "torch", P, G=P)
         P = kd_finetune(P, name, part, profile, seed, finetune_steps, out / f"finetune_{int(a * 100)}", device,
-                        progress).cpu().eval()
+                        progress, ft_inputs).cpu().eval()
         ft = add(f"pruned {a:.0%} + KD fine-tune", "torch", P, G=P)
         checkpoint.save_model(out / f"G_pruned{int(a * 100)}_ft", P, amount=a, finetune_steps=finetune_steps)
         p32 = compress.export_onnx(P, out / f"G_pruned{int(a * 100)}_ft.onnx")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +133,7 @@ def _paragraph(folder: Path, metrics: dict[str, Any]) -> str:
     return " ".join(bits)
 
 
-def write_report(results: str | Path | None = None, extra_figures: Sequence[str] = ()) -> Path:
+def write_report(results: str | Path | None = None) -> Path:
     """Write ``results/REPORT.md`` from what the chapters saved; returns its path.
 
     Each chapter with a ``metrics.json`` gets a paragraph (what ran, profile,
@@ -170,8 +170,6 @@ def write_report(results: str | Path | None = None, extra_figures: Sequence[str]
         lines.insert(2, f"> **Profiles in this report: {', '.join(sorted(p for p in profiles if p))}.** Only "
                         "`full`-profile numbers are results; the others show the pipeline.")
         lines.insert(3, "")
-    for f in extra_figures:
-        lines.append(f"![]({f})")
     out = base / "REPORT.md"
     from .io import atomic_write_text
 
