@@ -22,6 +22,7 @@ import torch
 
 import gankd_utils  # noqa: F401
 from gankd_utils import compress
+from gankd_utils.metrics import speed_table
 from gankd_utils.models import CGAN_PRESETS, CondDCGANGenerator, ResNetGenerator, TinyGANGenerator
 from gankd_utils.models.layers import init_weights
 
@@ -87,19 +88,20 @@ def main() -> None:
             x32 = compress.onnx_generate(compress.ort_session(fp32), z, y)
             x8 = compress.onnx_generate(compress.ort_session(int8), z, y)
             err = float(np.abs(x8 - x32).mean())
-            kw = dict(batch_size=args.batch, repeats=args.repeats, threads=args.threads)
-            rows = [
-                ("fp32 torch", compress.compression_row("", G, **kw), "torch"),
-                ("fp16 safetensors", compress.compression_row("", G, file_path=fp16, speed=False), None),
-                ("fp32 ONNX", compress.compression_row("", G, onnx_path=fp32, **kw), "onnx"),
-                ("int8 ONNX", compress.compression_row("", G, onnx_path=int8, **kw), "onnx"),
-                ("pruned 50% ONNX", compress.compression_row("", pruned, onnx_path=pruned_path, **kw), "onnx"),
-            ]
-            for variant, r, which in rows:
-                ms = r.get(f"{which}_ms_b1") if which else None
-                ips = r.get(f"{which}_img_s") if which else None
+            variants = {"fp32 torch": (compress.compression_row("", G), G),
+                        "fp16 safetensors": (compress.compression_row("", G, file_path=fp16), None),
+                        "fp32 ONNX": (compress.compression_row("", G, onnx_path=fp32),
+                                      compress.OnnxGenerator(fp32, G, args.threads)),
+                        "int8 ONNX": (compress.compression_row("", G, onnx_path=int8),
+                                      compress.OnnxGenerator(int8, G, args.threads)),
+                        "pruned 50% ONNX": (compress.compression_row("", pruned, onnx_path=pruned_path),
+                                            compress.OnnxGenerator(pruned_path, pruned, args.threads))}
+            speed = speed_table({k: m for k, (_, m) in variants.items() if m is not None}, "cpu", args.batch,
+                                args.repeats, threads=args.threads)
+            for variant, (r, _) in variants.items():
+                s_ = speed.get(variant, {})
                 print(f"{LABEL[key]:16s} {variant:18s} {r['file_bytes']:>11,d} {r['params']:>9,d} {r['macs']:>11,d} "
-                      f"{fmt(ms, '8.2f'):>8s} {fmt(ips, '11.0f'):>11s} "
+                      f"{fmt(s_.get('ms_b1'), '8.2f'):>8s} {fmt(s_.get('img_per_s'), '11.0f'):>11s} "
                       f"{(f'{err:9.4f}' if variant == 'int8 ONNX' else ''):>9s}")
             kernels = compress.onnx_op_counts(int8, optimized=True)
             conv_like = {k: v for k, v in kernels.items() if any(s in k for s in ("Conv", "Gemm"))}

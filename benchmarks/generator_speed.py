@@ -4,7 +4,8 @@
 
 Speed does not depend on the weights, so untrained generators of every architecture
 of chapters 03-05 (MNIST DCGANs, the CIFAR-10 ResNet cGANs, the 32x32 TinyGAN
-student) are timed; every model runs in the same process, one after the other.
+student) are timed together with ``metrics.speed_table`` (interleaved rounds, a
+fixed thread count, the median and its spread), the measurement every table uses.
 """
 from __future__ import annotations
 
@@ -13,38 +14,34 @@ import argparse
 import torch
 
 import gankd_utils  # noqa: F401
-from gankd_utils import experiments
-from gankd_utils.metrics import count_params, generator_speed
-from gankd_utils.models import TinyGANGenerator
+from gankd_utils import config, zoo
+from gankd_utils.metrics import count_params, speed_table
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--repeats", type=int, default=20, help="interleaved timing rounds")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    zoo = {**experiments.mnist_zoo(), **experiments.cifar10_zoo(),
-           "tinygan_student": experiments.Spec("tinygan_student", "cifar10", "scratch",
-                                               lambda: TinyGANGenerator(resolution=32, n_classes=10), None)}
-    seen = {}
-    for name, spec in zoo.items():
-        if spec.role == "kd":
-            continue  # same architecture as the scratch twin
-        seen[name] = spec.make_g()
-    print(f"device={args.device} batch={args.batch} threads={torch.get_num_threads()} torch={torch.__version__}")
-    print(f"{'model':28s} {'params':>10s} {'img/s (batch)':>14s} {'latency b=1 ms':>15s} {'speed-up':>9s}")
+    entries = {**zoo.mnist_zoo(), **zoo.cifar10_zoo()}
+    settings = {"mnist": config.settings("mnist", "full"), "cifar10": config.settings("cifar10", "full")}
+    # a KD student has its scratch twin's architecture; the TinyGAN student is the one KD-only architecture
+    gens = {n: e.make_g(settings[e.dataset]) for n, e in entries.items() if e.role != "kd" or n == "tinygan_student"}
+    r = speed_table(gens, args.device, args.batch, args.repeats, threads=args.threads or torch.get_num_threads())
+    print(f"device={args.device} batch={args.batch} threads={args.threads or torch.get_num_threads()} "
+          f"rounds={args.repeats} torch={torch.__version__}")
+    print(f"{'model':28s} {'params':>10s} {'img/s (batch)':>14s} {'spread':>7s} {'latency b=1 ms':>15s} "
+          f"{'spread':>7s} {'speed-up':>9s}")
     base = {}
-    for name, G in seen.items():
-        fam = zoo[name].family
-        r = generator_speed(G, args.device, args.batch, args.repeats)
-        if zoo[name].role == "teacher":
-            base[fam] = r["images_per_s"]
-        up = r["images_per_s"] / base[fam] if fam in base else float("nan")
-        print(f"{name:28s} {count_params(G):>10,d} {r['images_per_s']:>14.0f} {r['latency_ms_b1']:>15.2f} {up:>8.1f}x")
+    for name, G in gens.items():
+        fam, s_ = entries[name].family, r[name]
+        if entries[name].role == "teacher":
+            base[fam] = s_["img_per_s"]
+        up = s_["img_per_s"] / base[fam] if fam in base else float("nan")
+        print(f"{name:28s} {count_params(G):>10,d} {s_['img_per_s']:>14.0f} {s_['img_per_s_spread_pct']:>6.0f}% "
+              f"{s_['ms_b1']:>15.2f} {s_['ms_b1_spread_pct']:>6.0f}% {up:>8.1f}x")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ so ``import gankd_utils`` first makes every later import safe.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 if "tensorflow" in sys.modules and "torchvision" not in sys.modules:
@@ -17,6 +18,11 @@ if "tensorflow" in sys.modules and "torchvision" not in sys.modules:
         "tensorflow; gankd_utils.teachers imports tensorflow for you when BigGAN "
         "is asked for."
     )
+
+# Progress bars are plain text (tqdm, not widgets): they survive a saved and reopened notebook,
+# where widget bars show "model not found". One refresh a second keeps saved outputs short
+# (tqdm reads TQDM_* defaults when it is first imported).
+os.environ.setdefault("TQDM_MININTERVAL", "1")
 
 import torchvision  # noqa: E402,F401  (must precede any tensorflow import)
 

@@ -5,12 +5,17 @@ executable) and ``NAME.json`` (``{"gankd": 1, "model": {"arch", "kwargs"},
 ...metadata}``), so a generator can be rebuilt from its spec. Optimizer and RNG
 state for resuming go to a ``.pt`` file that is only ever read with
 ``torch.load(weights_only=True)``: no file is unpickled.
+
+Resume I/O of a training run lives here too (:func:`save_resume` /
+:func:`load_resume`, layout ``RUN/state/``), with :func:`resume_key`: the
+settings that must agree for a run, or a finished checkpoint, to count as the
+same training.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
@@ -19,6 +24,9 @@ from safetensors.torch import load_file, save_file
 
 from . import models
 from .io import atomic_write, atomic_write_text
+
+if TYPE_CHECKING:
+    from .runstate import RunState
 
 FORMAT = 1
 
@@ -122,3 +130,80 @@ def _jsonable(o: Any) -> Any:
     if hasattr(o, "to_dict"):
         return o.to_dict()
     raise TypeError(f"cannot store {type(o).__name__} in a checkpoint sidecar")
+
+
+# ------------------------------------------------------------------ training runs
+
+# settings that say when to pause, save, log or draw samples, where to write, or how fast to run; not what to train
+BOOKKEEPING = frozenset({"name", "max_steps", "ckpt_every", "log_every", "sample_every", "fast"})
+
+
+def resume_key(cfg: Any) -> dict[str, Any]:
+    """The settings of a training config (a TrainConfig or its dict) that define the training itself.
+
+    A run resumes, and a finished checkpoint is reused, only when these agree.
+    """
+    d = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
+    return {k: v for k, v in json.loads(json.dumps(d, default=_jsonable)).items() if k not in BOOKKEEPING}
+
+
+def is_finished(run_dir: str | Path) -> bool:
+    """True when ``run_dir`` holds a finished generator (the notebooks then load instead of training)."""
+    p = Path(run_dir) / "G.json"
+    return p.exists() and bool(json.loads(p.read_text()).get("finished"))
+
+
+def save_resume(run_dir: str | Path, run: RunState, rngs: list[dict[str, Any]]) -> None:
+    """Write ``run``'s resume state under ``run_dir/state`` (``rngs``: every rank's RNG state, rank 0 first)."""
+    run_dir = Path(run_dir)
+    sd = run_dir / "state"
+    save_model(sd / "G", run.G, step=run.step)
+    save_model(sd / "D", run.D, step=run.step)
+    if run.G_ema is not None:
+        save_model(sd / "G_ema", run.G_ema, step=run.step)
+    adapter = {k: v.cpu() for k, v in run.adapter.state_dict().items()} if run.adapter else {}
+    save_state(sd / "state.pt", {
+        "step": run.step, "epoch": run.epoch, "batch": run.batch,
+        "opt_g": run.opt_g.state_dict(), "opt_d": run.opt_d.state_dict(),
+        "rng": rngs[0], "rng_ranks": rngs[1:], "world": run.dist.world, "adapter": adapter,
+    })
+    atomic_write_text(sd / "progress.json", json.dumps(
+        {"step": run.step, "epoch": run.epoch, "batch": run.batch, "config": run.cfg.to_dict()}, indent=2,
+        default=_jsonable))
+    atomic_write_text(run_dir / "history.json", json.dumps(run.history))
+
+
+def load_resume(run_dir: str | Path, run: RunState) -> bool:
+    """Restore ``run`` from ``run_dir/state``; False when there is nothing to resume.
+
+    Refuses (ValueError, saying what to do) a run of other settings or of another number of processes.
+    """
+    run_dir = Path(run_dir)
+    sd = run_dir / "state"
+    if not (sd / "state.pt").exists():
+        return False
+    prog = json.loads((sd / "progress.json").read_text())
+    if resume_key(prog.get("config", {})) != resume_key(run.cfg):
+        raise ValueError(f"{run_dir} holds a run with other settings; resume it with the same config, "
+                         "or start afresh (RETRAIN=True in a notebook, --retrain / --restart on the command "
+                         "line) or use another run folder")
+    st = load_state(sd / "state.pt")
+    saved_world = int(st.get("world", 1))
+    if saved_world != run.dist.world:
+        raise ValueError(f"{run_dir} was saved by a run of {saved_world} process(es), this one has "
+                         f"{run.dist.world}: resume with the same number of processes (an exact resume "
+                         "needs every rank's noise stream), or start afresh in another folder")
+    load_into(run.G, sd / "G")
+    load_into(run.D, sd / "D")
+    if run.G_ema is not None:
+        load_into(run.G_ema, sd / "G_ema")
+    run.opt_g.load_state_dict(st["opt_g"])
+    run.opt_d.load_state_dict(st["opt_d"])
+    if run.adapter is not None:
+        run.adapter.load_state_dict(st["adapter"])
+    run.set_rng_state(st["rng"] if run.dist.rank == 0 else st["rng_ranks"][run.dist.rank - 1])
+    run.step, run.epoch, run.batch = int(st["step"]), int(st["epoch"]), int(st["batch"])
+    hist = run_dir / "history.json"
+    run.history = json.loads(hist.read_text()) if hist.exists() else {}
+    run.trim_history()
+    return True

@@ -6,47 +6,32 @@ Commands:
   export   a teacher's (z, y, image) triples to a shard folder (BigGAN or a torch checkpoint)
   distill  TinyGAN-style distillation of a student from a teacher's shard folder (one GPU or many)
   run      execute the numbered notebooks (what ``make run`` calls)
+  full-run the full-profile walk in resumable stages (one GPU, short windows), packed to carry
   report   write results/REPORT.md from what the chapters saved
 """
 from __future__ import annotations
 
 import argparse
-import re
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
+import numpy as np
+import torch
 
-def parse_classes(spec: str, n_classes: int | None = None) -> list[int]:
-    """``"0-9"``, ``"1,3,5-7"`` -> sorted unique class ids, checked against ``n_classes``."""
-    ids: set[int] = set()
-    for part in str(spec).replace(" ", "").split(","):
-        if not part:
-            continue
-        m = re.fullmatch(r"(-?\d+)(?:-(-?\d+))?", part)
-        if not m or (m.group(2) is not None and int(m.group(1)) > int(m.group(2))):
-            raise ValueError(f"cannot read class list {spec!r} at {part!r}: use ids and ranges like '0-9' or '1,3,5-7'")
-        lo = int(m.group(1))
-        ids.update(range(lo, int(m.group(2)) + 1) if m.group(2) is not None else [lo])
-    if not ids:
-        raise ValueError(f"the class list {spec!r} is empty: give at least one class id")
-    bad = sorted(i for i in ids if i < 0 or (n_classes is not None and i >= n_classes))
-    if bad:
-        top = f"0..{n_classes - 1}" if n_classes is not None else ">= 0"
-        raise ValueError(f"class ids out of range {top}: {bad[:10]}")
-    return sorted(ids)
+from . import checkpoint, config, data, distill, fullrun, nbrun, repro, runs, shards, teachers
+from .classes import parse_classes
+from .data import to_uint8
+from .dist import from_env
+from .io import atomic_write
+from .models import generate
+from .report import write_report
+from .teachers.export import check_request
+from .zoo import zoo
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    import numpy as np
-    import torch
-
-    from . import checkpoint, repro
-    from .data import to_uint8
-    from .io import atomic_write
-    from .models import generate
-
     device = repro.get_device(args.device)
     G = checkpoint.load_model(args.checkpoint, device)
     if G.n_classes:
@@ -82,58 +67,72 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train (or resume) one model of a chapter's zoo, in the folder the notebook reads."""
-    import time
-
-    from . import config, data, experiments, repro
-
-    zoo = experiments.ZOOS[args.chapter]()
-    if args.model not in zoo:
-        raise ValueError(f"unknown model {args.model!r} for chapter {args.chapter}: choose one of {sorted(zoo)}")
-    spec = zoo[args.model]
-    overrides = {"seed": args.seed}
-    if args.max_steps is not None:
-        overrides["max_steps"] = args.max_steps
-    cfg = config.get("train", args.profile, chapter=args.chapter if args.chapter in config.CHAPTERS else None,
-                     **overrides)
+    """Train (or resume) one model of a dataset's zoo, in the folder the notebook reads."""
+    entries = zoo(args.chapter)
+    if args.model not in entries:
+        raise ValueError(f"unknown model {args.model!r} for {args.chapter}: choose one of {sorted(entries)}")
+    entry = entries[args.model]
+    overrides = {"max_steps": args.max_steps} if args.max_steps is not None else {}
+    settings = config.settings(args.chapter, args.profile, args.seed,
+                               **({"distill": {"train": overrides}} if entry.base == "distill" else {"train": overrides}))
     device = repro.get_device(args.device)
     real = data.load_dataset(args.chapter, train=True)
-    root = experiments.run_root(args.chapter, args.profile, args.seed)
-    teacher_sets, teachers = {}, {}
-    if spec.teacher is not None:
-        if spec.recipe.get("kd") == "blackbox":
-            if not args.teacher_set:
-                raise ValueError(f"{args.model} learns from an exported teacher set: pass --teacher-set DIR "
-                                 "(python -m gankd_utils export --teacher checkpoint ...)")
-            teacher_sets[spec.teacher] = data.load_shards(args.teacher_set)
-        else:
-            from . import checkpoint
-
-            teachers[spec.teacher] = checkpoint.load_model(root / spec.teacher / "G", device)
+    teachers_, teacher_set = {}, None
+    if entry.kd == "blackbox":
+        if not args.teacher_set:
+            raise ValueError(f"{args.model} learns from an exported teacher set: pass --teacher-set DIR "
+                             "(python -m gankd_utils export --teacher checkpoint ...)")
+        teacher_set = shards.load_shards(args.teacher_set)
+    elif entry.teacher is not None:
+        teacher_entry = entries[entry.teacher]
+        teachers_[entry.teacher] = checkpoint.load_model(runs.run_dir(teacher_entry, settings) / "G", device)
     t0 = time.perf_counter()
-    _, info = experiments.train_or_load(spec, cfg, real, root, teachers, device, retrain=args.retrain,
-                                        progress=not args.quiet, teacher_sets=teacher_sets)
-    steps = len(info["history"].get("step", []))
-    state = "loaded (already finished)" if info["loaded"] else ("finished" if info.get("finished") else "paused")
-    print(f"{args.model}: {state} at step {steps} in {time.perf_counter() - t0:.0f} s -> {info['run_dir']}")
+    t = runs.train_or_load(entry, settings, real, teachers_, teacher_set, device, retrain=args.retrain,
+                           progress=not args.quiet)
+    state = "loaded (already finished)" if t.loaded else ("finished" if t.finished else "paused")
+    print(f"{args.model}: {state} at step {t.steps} in {time.perf_counter() - t0:.0f} s -> {t.run_dir}")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .teachers.export import export_from_args
-
-    return export_from_args(args)
+    """``python -m gankd_utils export ...``: check the request, load the teacher, export, say what happened."""
+    check_request(args.per_class, args.truncation, args.shard_size, args.worker, args.workers)
+    if args.teacher == "biggan" and args.classes is not None:
+        parse_classes(args.classes, 1000)  # fail on a bad list before the slow model load
+    teacher = teachers.load_teacher(args.teacher, args.handle, args.checkpoint, args.device)
+    classes = None
+    if args.classes is not None:
+        if teacher.n_classes == 0:
+            raise ValueError(f"{teacher.name} is unconditional: drop --classes (--per-class sets how many images)")
+        classes = parse_classes(args.classes, teacher.n_classes)
+    res = teachers.export(teacher, args.out, classes=classes, per_class=args.per_class, truncation=args.truncation,
+                          seed=args.seed, shard_size=args.shard_size, batch_size=args.batch_size,
+                          worker=args.worker, workers=args.workers)
+    state = ("complete" if res["complete"] else
+             f"incomplete: {len(res['missing'])} shards still to come from other workers "
+             "(rerun without --worker/--workers to check)")
+    rate = f", {res['images_per_s']:.1f} img/s" if res["images_written"] else ""
+    print(f"{res['out']}: {res['n_shards']} shards, {state}; this run wrote {len(res['written'])} "
+          f"({res['images_written']} images{rate}), kept {len(res['kept'])}"
+          + (f", redid {len(res['redone'])} damaged" if res["redone"] else ""))
+    return 0
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    from .distill import main_from_args
-
-    return main_from_args(args)
+    """``python -m gankd_utils distill``: the command line around :func:`distill.run`."""
+    cfg = distill.load_config(args.config, args.overrides)
+    if not cfg.teacher_set:
+        raise ValueError("teacher_set is not set: put it in the config file or pass teacher_set=PATH")
+    res = distill.run(cfg, progress=not args.quiet, resume=not args.restart)
+    d = from_env()
+    if d.is_main:
+        state = "finished" if res.finished else "paused"
+        print(f"{cfg.name}: {state} at step {res.steps} ({d.world} process(es), "
+              f"{res.seconds:.0f} s) -> {res.run_dir}")
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_report
-
     print(f"wrote {write_report(args.results)}")
     return 0
 
@@ -170,9 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto")
     e.set_defaults(func=cmd_export)
 
-    t = sub.add_parser("train", help="train or resume one model of a chapter (same code and folders as the notebook)")
-    t.add_argument("--chapter", required=True, choices=["mnist", "cifar10"])
-    t.add_argument("--model", required=True, help="a model name of the chapter's zoo, e.g. cgan_teacher")
+    t = sub.add_parser("train", help="train or resume one model of a dataset's zoo (same code and folders as the notebook)")
+    t.add_argument("--chapter", "--dataset", dest="chapter", required=True, choices=["mnist", "cifar10"],
+                   help="the dataset whose models the chapter trains")
+    t.add_argument("--model", required=True, help="a model name of the dataset's zoo, e.g. cgan_teacher")
     t.add_argument("--profile", default="full", choices=["smoke", "quick", "full"])
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--max-steps", type=int, default=None,
@@ -197,15 +197,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_report)
 
     sub.add_parser("run", help="execute the numbered notebooks (make run); see 'run --help'")
+    sub.add_parser("full-run", help="the full-profile walk in resumable stages for short GPU windows; "
+                                    "see 'full-run --help'")
     return ap
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["run"]:  # the notebook runner has its own options
-        from .nbrun import main as run_main
-
-        return run_main(argv[1:])
+        return nbrun.main(argv[1:])
+    if argv[:1] == ["full-run"]:  # the staged full-profile walk has its own options
+        return fullrun.main(argv[1:])
     if argv[:1] == ["distill"]:  # key=value overrides may come before or after the options
         settings = [a for a in argv[1:] if "=" in a and not a.startswith("-")]
         argv = [a for a in argv if a not in settings] + settings

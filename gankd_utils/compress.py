@@ -49,13 +49,7 @@ from torch.nn.utils import parametrize
 
 from . import checkpoint, models, repro
 from .io import atomic_write, atomic_write_text
-from .metrics.size import (
-    count_macs,
-    count_nonzero,
-    count_params,
-    state_bytes,
-    time_calls,
-)
+from .metrics.size import count_macs, count_nonzero, count_params, state_bytes
 from .models.cgan import ResNetGenerator
 from .models.dcgan import CondDCGANGenerator
 from .models.layers import ConditionalBatchNorm2d, DepthwiseSeparableConv2d, UpBlock
@@ -133,10 +127,8 @@ def example_inputs(G: nn.Module, n: int = 2, seed: int = 0, purpose: str = "onnx
 
     Unconditional generators get ``(z,)`` alone.
     """
-    z = repro.noise(n, G.z_dim, seed, purpose)
-    if not G.n_classes:
-        return (z,)
-    return z, torch.arange(n, dtype=torch.int64) % G.n_classes
+    z, y = repro.latents(n, G.z_dim, G.n_classes, seed, purpose)
+    return (z,) if y is None else (z, y)
 
 
 def export_onnx(G: nn.Module, path: str | Path, opset: int = 17) -> Path:
@@ -573,57 +565,21 @@ def sparse_report(G: nn.Module) -> dict[str, int]:
 # one row of the compression table
 
 
-def onnx_speed(session, z_dim: int, n_classes: int, batch_size: int = 64, repeats: int = 5,
-               warmup: int = 2) -> dict[str, float]:
-    """Batch-1 latency (median ms) and images per second at ``batch_size`` of an ONNX Runtime session."""
-    if isinstance(session, (str, Path)):
-        session = ort_session(session)
-
-    def feeds(n):
-        z = repro.noise(n, z_dim, 0, "speed").numpy()
-        return _feeds(session, z, np.zeros(n, np.int64) if n_classes else None)
-
-    f1, fb = feeds(1), feeds(batch_size)
-    cpu = torch.device("cpu")
-    lat = sorted(time_calls(lambda: session.run(["image"], f1), cpu, repeats, warmup))
-    thr = sorted(time_calls(lambda: session.run(["image"], fb), cpu, repeats, warmup))
-    return {"latency_ms_b1": 1000 * lat[len(lat) // 2], "images_per_s": batch_size / thr[len(thr) // 2]}
-
-
-def torch_speed(G: nn.Module, batch_size: int = 64, repeats: int = 5, warmup: int = 2) -> dict[str, float]:
-    """Batch-1 latency (median ms) and images per second at ``batch_size`` of ``G`` on the CPU (a copy, eval mode)."""
-    G = copy.deepcopy(G).cpu().eval()
-    cpu = torch.device("cpu")
-    a1, ab = example_inputs(G, 1, 0, "speed"), example_inputs(G, batch_size, 0, "speed")
-    with torch.no_grad():
-        lat = sorted(time_calls(lambda: G(*a1), cpu, repeats, warmup))
-        thr = sorted(time_calls(lambda: G(*ab), cpu, repeats, warmup))
-    return {"latency_ms_b1": 1000 * lat[len(lat) // 2], "images_per_s": batch_size / thr[len(thr) // 2]}
-
-
 def compression_row(name: str, G: nn.Module | None = None, onnx_path: str | Path | None = None,
-                    file_path: str | Path | None = None, batch_size: int = 64, repeats: int = 5, warmup: int = 2,
-                    threads: int | None = None, speed: bool = True) -> dict[str, Any]:
-    """One row of the compression table for a model variant.
+                    file_path: str | Path | None = None) -> dict[str, Any]:
+    """The size columns of one row of the compression table for a model variant (speed: ``metrics.speed_table``).
 
     ``file_bytes``: the size of the file that would ship: ``file_path`` if
     given (an fp16 .safetensors, say), else ``onnx_path``, else an fp32
     safetensors of ``G``. From ``G`` (the torch model the variant computes
     like, e.g. the fp32 model for its int8 ONNX file): ``params``,
     ``nonzero_params``, ``macs`` per image, ``zlib_bytes`` (its fp32 file
-    compressed, which only zeros shrink). Speed on the CPU (median of
-    ``repeats`` after ``warmup`` calls; ``threads`` for torch or ORT, None:
-    their default) of the variant the row is about: with ``onnx_path``, the
-    ONNX file in ONNX Runtime (``onnx_ms_b1`` / ``onnx_img_s``), else ``G`` in
-    torch (``torch_ms_b1`` / ``torch_img_s``); batch-1 latency and images per
-    second at ``batch_size``. Missing entries are None; ``speed=False`` skips
-    the timings.
+    compressed, which only zeros shrink). Missing entries are None.
     """
     if G is None and onnx_path is None and file_path is None:
         raise ValueError("give at least one of G, onnx_path or file_path")
     row: dict[str, Any] = {"name": name, "file": None, "file_bytes": None, "params": None, "nonzero_params": None,
-                           "macs": None, "zlib_bytes": None, "torch_ms_b1": None, "torch_img_s": None,
-                           "onnx_ms_b1": None, "onnx_img_s": None}
+                           "macs": None, "zlib_bytes": None}
     shipped = file_path or onnx_path
     if shipped is not None:
         shipped = _require_file(shipped, "file")
@@ -636,23 +592,6 @@ def compression_row(name: str, G: nn.Module | None = None, onnx_path: str | Path
                    macs=count_macs(G, *example_inputs(G, 2, 0, "macs")))
         if shipped is None:
             row["file"], row["file_bytes"] = "fp32 safetensors (in memory)", state_bytes(G, "fp32")
-    if not speed:
-        return row
-    old_threads = torch.get_num_threads()
-    try:
-        if threads is not None:
-            torch.set_num_threads(threads)
-        if onnx_path is not None:
-            session = ort_session(onnx_path, threads)
-            z_dim = session.get_inputs()[0].shape[1]
-            n_classes = 1 if len(session.get_inputs()) > 1 else 0  # class 0 is fed: any count >= 1 will do
-            s = onnx_speed(session, z_dim, n_classes, batch_size, repeats, warmup)
-            row.update(onnx_ms_b1=s["latency_ms_b1"], onnx_img_s=s["images_per_s"])
-        elif G is not None:
-            s = torch_speed(G, batch_size, repeats, warmup)
-            row.update(torch_ms_b1=s["latency_ms_b1"], torch_img_s=s["images_per_s"])
-    finally:
-        torch.set_num_threads(old_threads)
     return row
 
 
@@ -689,7 +628,6 @@ __all__ = [
     "onnx_generate",
     "onnx_max_abs_diff",
     "onnx_op_counts",
-    "onnx_speed",
     "ort_session",
     "prune_channels",
     "prune_unstructured",
@@ -697,5 +635,4 @@ __all__ = [
     "quantized_ops",
     "sparse_report",
     "to_fp16_safetensors",
-    "torch_speed",
 ]

@@ -4,9 +4,11 @@ Every default is stated once, here, with a one-line reason (the habit of
 StudioGAN's ``src/config.py``); a profile is a small diff applied with
 ``dataclasses.replace``; each run saves its settings as ``config.json``.
 
-Profiles:
+Profiles (one table per dataset: :data:`MNIST`, :data:`CIFAR10`, :data:`IMAGENET`), resolved
+once into a :class:`Settings` object by :func:`settings` and passed down:
+
 - ``smoke``: every code path in seconds on 2 CPU cores; numbers are meaningless.
-- ``quick``: a laptop CPU; the whole walk in about half an hour, recognisable digits.
+- ``quick``: a laptop CPU; the pipeline end to end.
 - ``full``: one GPU; the numbers that go into the report.
 """
 from __future__ import annotations
@@ -16,6 +18,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .io import atomic_write_text
 
 PROFILE_NAMES = ("smoke", "quick", "full")
 
@@ -45,6 +49,7 @@ class TrainConfig:
     ema_decay: float = 0.0  # 0: off; else G's weights are averaged (BigGAN: 0.9999) and the average is saved
     diffaug: str = ""  # DiffAugment policy applied to D's inputs, e.g. "color,translation,cutout"
     ckpt_every: int = 500  # steps between resumable checkpoints (and one at every epoch end)
+    fast: str = "auto"  # auto: the fast path (bf16 autocast, TF32, fused Adam, noise on the device) on CUDA | on | off
     log_every: int = 50  # steps between lines of metrics.jsonl (history.json keeps every step)
     sample_every: int = 0  # steps between fixed-z sample sheets (0: only one per epoch)
     n_fixed: int = 100  # fixed-z sample sheet size (10 per class for conditional models)
@@ -124,87 +129,160 @@ class EvalConfig:
     speed_batch: int = 64  # throughput: images per generator call on the CPU
 
 
-PROFILES: dict[str, dict[str, dict[str, Any]]] = {
-    "smoke": {
-        "train": dict(n_train=512, epochs=1, batch_size=64, ckpt_every=4, n_fixed=20),
-        "eval": dict(n_samples=500, n_ref=2000, batch_size=250, cls_epochs=2, cls_n_train=3000, cls_width=8,
-                     timing_repeats=3),
-    },
-    "quick": {
-        # measured on 2 CPU cores: the eight MNIST models take about 2.5 s per step together
-        "train": dict(n_train=20_000, epochs=1, batch_size=64, ckpt_every=100),
-        "eval": dict(n_samples=2_000, n_ref=10_000, batch_size=500, cls_epochs=1, cls_n_train=None,
-                     timing_repeats=10),
-    },
-    "full": {"train": dict(), "eval": dict()},
-}
+@dataclass(frozen=True)
+class ExportConfig:
+    """How much of a teacher a profile exports to shards (chapters 02 and 04)."""
+
+    per_class: int = 5_000  # images per class (CIFAR-10 full: 50k images, the size of its training set)
+    shard_size: int = 5_000  # images per shard file
+    batch_size: int = 256  # teacher batch while exporting
+    classes: tuple[int, ...] | None = None  # None: every class of the teacher (BigGAN: its 398 animals)
 
 
-# Per-chapter diffs on top of a profile (CIFAR-10 needs other sizes than MNIST).
-CHAPTERS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
-    "cifar10": {
-        # the 4.3M teacher costs 1.6 GMAC per image: smoke keeps every batch tiny
-        "smoke": {"train": dict(dataset="cifar10", n_train=64, batch_size=8, epochs=1, ckpt_every=4),
-                  "eval": dict(n_samples=100, n_ref=500, batch_size=100, cls_epochs=1, cls_n_train=2000,
-                               cls_width=8, speed_batch=8, timing_repeats=2),
-                  "export": dict(per_class=8, shard_size=40)},
-        "quick": {"train": dict(dataset="cifar10", n_train=5_000, batch_size=64, epochs=1, ckpt_every=100),
-                  "eval": dict(n_samples=1_000, n_ref=5_000, cls_epochs=2, cls_n_train=20_000, cls_width=16),
-                  "export": dict(per_class=250, shard_size=1000)},
-        # one GPU: about 47k teacher steps at batch 64 (DESIGN.md: 19 ms per D+G step on the lent H200)
-        "full": {"train": dict(dataset="cifar10", batch_size=64, epochs=60, ckpt_every=2000),
-                 "eval": dict(n_samples=10_000, cls_epochs=30, cls_width=64),
-                 "export": dict(per_class=5_000, shard_size=5_000)},
-    },
-}
+@dataclass(frozen=True)
+class CompressConfig:
+    """Chapter 07: pruning amounts, the KD fine-tune after pruning, and timing repeats."""
+
+    amounts: tuple[float, ...] = (0.3, 0.5)  # channel-pruning amounts (share of channels removed)
+    finetune_steps: int = 3000  # KD fine-tune steps after each pruning
+    repeats: int = 20  # timed rounds of every CPU speed figure (the median is reported)
 
 
-# Notebook 05 / the distill command: TinyGAN student sizes per profile (CIFAR-10 teacher set, 32x32 student).
-DISTILL_PROFILES: dict[str, dict[str, Any]] = {
-    "smoke": dict(generator={"ch": 8, "embed_dim": 16}, discriminator={"ch": 8},
-                  train=dict(epochs=1, batch_size=8, ckpt_every=4, log_every=1, n_fixed=20, n_critic=2)),
-    "quick": dict(train=dict(epochs=8, batch_size=32, ckpt_every=100, log_every=10)),
-    # TinyGAN's widths; 50 epochs over a 50k-image teacher set = 39k steps of 64 (pixel weight 0 after epoch 20)
-    "full": dict(train=dict(epochs=50, batch_size=64, ckpt_every=2000, log_every=50, sample_every=5000)),
-}
+@dataclass(frozen=True)
+class Settings:
+    """Everything one profile of one dataset sets: resolved once (a notebook's parameters, the CLI) and passed down.
 
-
-# Notebook 07: compression steps per profile (KD fine-tune after channel pruning, timing repeats)
-COMPRESS_PROFILES: dict[str, dict[str, Any]] = {
-    "smoke": dict(amounts=(0.5,), finetune_steps=3, repeats=2),
-    "quick": dict(amounts=(0.3, 0.5), finetune_steps=150, repeats=5),
-    "full": dict(amounts=(0.3, 0.5), finetune_steps=3000, repeats=20),
-}
-
-
-def get(kind: str, profile: str, chapter: str | None = None, **overrides: Any):
-    """A config of ``kind`` ('train' or 'eval') for ``profile`` (and ``chapter``'s diffs), then ``overrides``.
-
-    >>> get("train", "smoke", name="teacher").epochs
-    1
+    ``distill``: :class:`DistillConfig` keys of the TinyGAN student (generator / discriminator
+    widths and ``train`` settings over :data:`TINYGAN`); ``view``: figure sizes of notebook 01.
     """
-    if profile not in PROFILES:
+
+    dataset: str
+    profile: str
+    seed: int
+    train: TrainConfig | None
+    eval: EvalConfig | None
+    export: ExportConfig | None
+    compress: CompressConfig | None
+    distill: dict = field(default_factory=dict)
+    view: dict = field(default_factory=dict)
+    student_seeds: int = 1  # students train with this many seeds (seed, seed + 1, ...): KD vs scratch with a spread
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def for_seed(self, seed: int) -> "Settings":
+        """The same settings with another seed (training data order, noise and initial weights)."""
+        distill = {**self.distill, "train": {**self.distill.get("train", {}), "seed": seed}} if self.distill else {}
+        return dataclasses.replace(self, seed=seed, distill=distill,
+                                   train=dataclasses.replace(self.train, seed=seed) if self.train else None)
+
+    def seeds(self, role: str) -> tuple[int, ...]:
+        """The seeds a model of ``role`` trains with: a teacher once, students ``student_seeds`` times."""
+        return (self.seed,) if role == "teacher" else tuple(self.seed + k for k in range(self.student_seeds))
+
+
+# One table per dataset: each profile lists what it changes from the dataclass defaults above.
+MNIST: dict[str, dict[str, dict[str, Any]]] = {
+    "smoke": {"train": dict(n_train=512, epochs=1, batch_size=64, ckpt_every=4, n_fixed=20),
+              "eval": dict(n_samples=500, n_ref=2000, batch_size=250, cls_epochs=2, cls_n_train=3000, cls_width=8,
+                           timing_repeats=3),
+              "export": dict(per_class=4, shard_size=16),
+              "compress": dict(amounts=(0.5,), finetune_steps=3, repeats=2)},
+    # measured on 2 CPU cores: the eight MNIST models take about 2.5 s per step together
+    "quick": {"train": dict(n_train=20_000, epochs=1, batch_size=64, ckpt_every=100),
+              "eval": dict(n_samples=2_000, n_ref=10_000, batch_size=500, cls_epochs=1, cls_n_train=None,
+                           timing_repeats=10),
+              "export": dict(per_class=100, shard_size=250),
+              "compress": dict(amounts=(0.3, 0.5), finetune_steps=150, repeats=5)},
+    # One GPU, the whole walk in 25 minutes (planned from DESIGN.md's measured 3.7-4.4 ms per D+G step on the
+    # lent H200, to be confirmed by benchmarks/train_speed.py): 10 epochs over all 60k images at batch 128
+    # (4,680 steps; the Columbia project ran 25), students with 3 seeds so that KD vs scratch has a spread.
+    "full": {"train": dict(epochs=10), "eval": dict(), "export": dict(per_class=1_000, shard_size=1_000),
+             "compress": dict(finetune_steps=1000), "student_seeds": 3},
+}
+
+CIFAR10: dict[str, dict[str, dict[str, Any]]] = {
+    # the 4.3M teacher costs 1.6 GMAC per image: smoke keeps every batch tiny
+    "smoke": {"train": dict(n_train=64, epochs=1, batch_size=8, ckpt_every=4, n_fixed=20),
+              "eval": dict(n_samples=100, n_ref=500, batch_size=100, cls_epochs=1, cls_n_train=2000, cls_width=8,
+                           timing_repeats=2, speed_batch=8),
+              "export": dict(per_class=8, shard_size=40),
+              "distill": dict(generator={"ch": 8, "embed_dim": 16}, discriminator={"ch": 8},
+                              train=dict(epochs=1, batch_size=8, ckpt_every=4, log_every=1, n_fixed=20, n_critic=2)),
+              "compress": dict(amounts=(0.5,), finetune_steps=3, repeats=2)},
+    "quick": {"train": dict(n_train=5_000, epochs=1, batch_size=64, ckpt_every=100),
+              "eval": dict(n_samples=1_000, n_ref=5_000, cls_epochs=2, cls_n_train=20_000, cls_width=16,
+                           timing_repeats=10),
+              "export": dict(per_class=250, shard_size=1000),
+              "distill": dict(train=dict(epochs=8, batch_size=32, ckpt_every=100, log_every=10)),
+              "compress": dict(amounts=(0.3, 0.5), finetune_steps=150, repeats=5)},
+    # One GPU, the whole walk in 25 minutes (planned from DESIGN.md's measured 29 ms per bf16 D+G step of the
+    # teacher at batch 256 and 19 ms at 64 on the lent H200, to be confirmed by benchmarks/train_speed.py):
+    # 30 epochs at batch 128 = 11.7k steps per model, teacher and students alike (about 5 min for the teacher);
+    # TinyGAN's widths, 20 epochs over the 50k-image teacher set at batch 128 = 7.8k steps (the pixel weight
+    # reaches 0 after epoch 20, as in TinyGAN's schedule); one seed per CIFAR-10 student (the budget).
+    "full": {"train": dict(epochs=30, batch_size=128, ckpt_every=2000),
+             "eval": dict(n_samples=10_000, cls_epochs=30, cls_width=64),
+             "export": dict(per_class=5_000, shard_size=5_000),
+             "distill": dict(train=dict(epochs=20, batch_size=128, ckpt_every=2000, log_every=50, sample_every=2000)),
+             "compress": dict(finetune_steps=1000)},
+}
+
+# ImageNet (BigGAN-deep, chapters 01 and 02): what the notebooks draw and export
+IMAGENET: dict[str, dict[str, dict[str, Any]]] = {
+    "smoke": {"view": dict(per_class=2, steps=4, sweep_n=3, explorer_n=4),
+              "export": dict(classes=(0, 1, 2), per_class=2, shard_size=4, batch_size=4)},
+    "quick": {"view": dict(per_class=4, steps=8, sweep_n=5, explorer_n=8),
+              "export": dict(classes=tuple(range(10)), per_class=4, shard_size=16, batch_size=8)},
+    "full": {"view": dict(per_class=8, steps=12, sweep_n=8, explorer_n=16),
+             "export": dict(classes=tuple(range(398)), per_class=50, shard_size=1000, batch_size=64)},
+}
+
+DATASETS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {"mnist": MNIST, "cifar10": CIFAR10, "imagenet": IMAGENET}
+
+
+def settings(dataset: str, profile: str, seed: int = 0, **overrides: dict[str, Any]) -> Settings:
+    """The :class:`Settings` of ``dataset`` in ``profile``, then ``overrides`` per part.
+
+    >>> settings("mnist", "smoke", train={"epochs": 2}).train.epochs
+    2
+    """
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}: choose one of {sorted(DATASETS)}")
+    if profile not in PROFILE_NAMES:
         raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILE_NAMES)}")
-    if chapter is not None and chapter not in CHAPTERS:
-        raise ValueError(f"unknown chapter {chapter!r}: known {sorted(CHAPTERS)}")
-    cls = {"train": TrainConfig, "eval": EvalConfig}[kind]
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(overrides) - names
+    table = DATASETS[dataset][profile]
+    parts = {"train": TrainConfig, "eval": EvalConfig, "export": ExportConfig, "compress": CompressConfig}
+    unknown = set(overrides) - set(parts) - {"distill", "view", "student_seeds"}
     if unknown:
-        raise TypeError(f"{cls.__name__} has no setting(s) {sorted(unknown)}; known: {sorted(names)}")
-    diff = CHAPTERS[chapter][profile].get(kind, {}) if chapter else {}
-    return dataclasses.replace(cls(), **{**PROFILES[profile][kind], **diff, **overrides})
-
-
-def chapter_sizes(chapter: str, profile: str, part: str) -> dict[str, Any]:
-    """Other per-profile sizes of a chapter, e.g. ``chapter_sizes('cifar10', 'full', 'export')``."""
-    return dict(CHAPTERS[chapter][profile][part])
+        raise TypeError(f"settings() takes overrides for {sorted([*parts, 'distill', 'view'])}, not {sorted(unknown)}")
+    built: dict[str, Any] = {}
+    for part, cls in parts.items():
+        if part not in table and part not in overrides:
+            built[part] = None
+            continue
+        values = {**table.get(part, {}), **(overrides.get(part) or {})}
+        if part == "train":
+            values = {"dataset": dataset, **values, "seed": seed}
+        if part == "eval" and "seed" in values:
+            raise TypeError("the evaluation seed is the settings' seed: pass seed=..., not eval={'seed': ...}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        bad = set(values) - names
+        if bad:
+            raise TypeError(f"{cls.__name__} has no setting(s) {sorted(bad)}; known: {sorted(names)}")
+        built[part] = cls(**values)
+    distill = {k: dict(v) if isinstance(v, dict) else v for k, v in table.get("distill", {}).items()}
+    for key, value in (overrides.get("distill") or {}).items():
+        distill[key] = {**distill.get(key, {}), **value} if isinstance(value, dict) else value
+    if "distill" in table or overrides.get("distill"):
+        distill["train"] = {**distill.get("train", {}), "seed": seed}
+    view = {**table.get("view", {}), **(overrides.get("view") or {})}
+    seeds = int(overrides.get("student_seeds") or table.get("student_seeds", 1))
+    return Settings(dataset, profile, seed, distill=distill, view=view, student_seeds=seeds, **built)
 
 
 def save_json(cfg: Any, path: str | Path) -> None:
     """Write a config (dataclass or dict) as JSON, atomically."""
-    from .io import atomic_write_text
-
     data = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else cfg
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True))
 

@@ -7,10 +7,8 @@
 - CIFAR-10: the npz shards ``<data root>/cifar10/train_XX.npz`` + ``test.npz``
   when present, else torchvision's ``cifar-10-batches-py`` (downloaded with
   ``download=True`` when absent).
-- Shards (teacher exports, offline copies of real data): a folder of ``*.npz``
-  files with ``images`` uint8 (N, H, W, C), ``labels`` int64 (N,), optional
-  ``z`` float32 (N, zdim), plus ``manifest.json``; written atomically and
-  byte-reproducibly (fixed zip time stamps).
+- Image folders (``folder/<class>/<image>``): real images for TinyGAN's real branch.
+- The shard format (teacher exports) lives in :mod:`gankd_utils.shards`.
 
 Images inside the package are tensors (N, C, H, W): uint8 in [0, 255] at rest,
 float in [-1, 1] once batched for a GAN.
@@ -19,9 +17,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
-import json
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -29,11 +24,13 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from . import paths
-from .io import atomic_write, atomic_write_text
+from PIL import Image
+from torchvision.datasets import CIFAR10, MNIST
+from torchvision.datasets.utils import check_integrity
 
-MNIST_CLASSES = tuple(str(i) for i in range(10))
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+from . import paths
+from .classes import CIFAR10_CLASSES, MNIST_CLASSES
+
 
 
 class DatasetUnavailable(FileNotFoundError):
@@ -119,9 +116,6 @@ def _read_idx_gz(path: Path) -> np.ndarray:
 
 def load_mnist(train: bool = True, root: str | Path | None = None, download: bool = True) -> ImageSet:
     """MNIST as an :class:`ImageSet` of (N, 1, 28, 28) uint8 images."""
-    from torchvision.datasets import MNIST
-    from torchvision.datasets.utils import check_integrity
-
     root = Path(root) if root is not None else paths.data_root()
     raw = root / "MNIST" / "raw"
     prefix = "train" if train else "t10k"
@@ -172,8 +166,6 @@ def load_cifar10(train: bool = True, root: str | Path | None = None, download: b
             raise ValueError(f"{npz_dir}: expected uint8 images (N, 32, 32, 3), got {x.dtype} {x.shape}")
         images = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
         return ImageSet(images, torch.from_numpy(y), CIFAR10_CLASSES, f"cifar10-{split}")
-    from torchvision.datasets import CIFAR10
-
     batches = root / "cifar-10-batches-py"
     if not batches.exists() and (not download or paths.offline()):
         raise DatasetUnavailable(
@@ -210,10 +202,13 @@ class Batches:
     ``batch_size * world`` items after ``i * batch_size * world`` of the epoch's
     permutation and rank ``rank`` takes its own ``batch_size`` of them, so the
     ranks see disjoint data and every rank has ``len(self)`` batches.
+
+    ``on_device``: keep the whole uint8 set on ``device`` (a GPU) and gather each batch
+    there; the order still comes from the CPU generator, so it is the same stream.
     """
 
     def __init__(self, data: ImageSet, batch_size: int, seed: int = 0, device: str | torch.device = "cpu",
-                 rank: int = 0, world: int = 1):
+                 rank: int = 0, world: int = 1, on_device: bool = False):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not 0 <= rank < world:
@@ -223,6 +218,10 @@ class Batches:
                              + (f" for each of {world} processes" if world > 1 else ""))
         self.data, self.batch_size, self.seed, self.device = data, batch_size, seed, torch.device(device)
         self.rank, self.world = rank, world
+        # on_device: the uint8 set is copied to the device once and indexed there (no copy per batch)
+        self.images = data.images.to(self.device) if on_device else data.images
+        self.labels = data.labels.to(self.device) if on_device else data.labels
+        self.z = None if data.z is None else (data.z.to(self.device) if on_device else data.z)
 
     def __len__(self) -> int:
         return len(self.data) // (self.batch_size * self.world)
@@ -232,133 +231,13 @@ class Batches:
         perm = torch.randperm(len(self.data), generator=g)
         for i in range(skip, len(self)):
             start = (i * self.world + self.rank) * self.batch_size
-            idx = perm[start:start + self.batch_size]
-            x = to_float(self.data.images[idx]).to(self.device, non_blocking=True)
-            y = self.data.labels[idx].to(self.device, non_blocking=True)
-            if self.data.z is None:
+            idx = perm[start:start + self.batch_size].to(self.images.device)
+            x = to_float(self.images[idx]).to(self.device, non_blocking=True)
+            y = self.labels[idx].to(self.device, non_blocking=True)
+            if self.z is None:
                 yield x, y
             else:
-                yield x, y, self.data.z[idx].to(self.device, non_blocking=True)
-
-
-# ---------------------------------------------------------------- shards
-
-SHARD_FORMAT = "gankd-shards/1"
-MANIFEST = "manifest.json"
-
-
-def shard_name(index: int) -> str:
-    return f"shard_{index:05d}.npz"
-
-
-def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    # A zip with fixed time stamps and no compression: the same arrays always
-    # give the same bytes (np.savez stamps the current time), so an export
-    # resumed after a crash is byte-identical to an uninterrupted one.
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
-        for key in sorted(arrays):
-            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.external_attr = 0o644 << 16
-            with zf.open(info, "w", force_zip64=True) as f:
-                np.lib.format.write_array(f, np.ascontiguousarray(arrays[key]), allow_pickle=False)
-    return buf.getvalue()
-
-
-def write_shard(folder: str | Path, index: int, images: np.ndarray, labels: np.ndarray,
-                z: np.ndarray | None = None) -> dict:
-    """Write one shard atomically; return its manifest entry (file, count, sha256).
-
-    ``images`` uint8 (N, H, W, C); ``labels`` int (N,); ``z`` float32 (N, zdim) or None.
-    """
-    images = np.asarray(images)
-    labels = np.asarray(labels).astype(np.int64)
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
-        raise ValueError(f"shard images must be uint8 (N, H, W, C) with C in (1, 3), got {images.dtype} {images.shape}")
-    if labels.shape != (len(images),):
-        raise ValueError(f"labels must have shape ({len(images)},), got {labels.shape}")
-    arrays = {"images": images, "labels": labels}
-    if z is not None:
-        z = np.asarray(z, dtype=np.float32)
-        if z.ndim != 2 or len(z) != len(images):
-            raise ValueError(f"z must be (N, zdim) with N={len(images)}, got {z.shape}")
-        arrays["z"] = z
-    data = _npz_bytes(arrays)
-    name = shard_name(index)
-    atomic_write(Path(folder) / name, lambda tmp: Path(tmp).write_bytes(data))
-    return {"file": name, "count": int(len(images)), "sha256": hashlib.sha256(data).hexdigest()}
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-class ShardError(ValueError):
-    """A shard folder is incomplete, corrupted or does not match the request."""
-
-
-def read_manifest(folder: str | Path) -> dict:
-    path = Path(folder) / MANIFEST
-    if not path.exists():
-        raise ShardError(f"{folder} has no {MANIFEST}: it is not a shard folder (or the export never started)")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ShardError(f"{path} is not valid JSON ({e}); delete the folder and export again") from e
-    if manifest.get("format") != SHARD_FORMAT:
-        raise ShardError(f"{path}: format {manifest.get('format')!r}, expected {SHARD_FORMAT!r}")
-    return manifest
-
-
-def write_manifest(folder: str | Path, manifest: dict) -> None:
-    manifest = {**manifest, "format": SHARD_FORMAT}
-    atomic_write_text(Path(folder) / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
-
-
-def load_shard(folder: str | Path, entry: dict, verify: bool = True) -> dict[str, np.ndarray]:
-    """Arrays of one shard; with ``verify`` its sha256 is checked against the manifest entry."""
-    path = Path(folder) / entry["file"]
-    if not path.exists():
-        raise ShardError(f"shard {path} is listed in the manifest but missing; run the export again to redo it")
-    if verify:
-        digest = sha256_file(path)
-        if digest != entry["sha256"]:
-            raise ShardError(f"shard {path} is corrupted or was changed (sha256 {digest[:12]}..., manifest says "
-                             f"{entry['sha256'][:12]}...); delete it and run the export again to redo it")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            out = {k: f[k] for k in f.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-        raise ShardError(f"shard {path} is truncated or not a shard ({e}); delete it and export again") from e
-    if len(out.get("images", ())) != entry["count"]:
-        raise ShardError(f"shard {path} holds {len(out.get('images', ()))} images, the manifest says {entry['count']}")
-    return out
-
-
-def load_shards(folder: str | Path, verify: bool = True) -> ImageSet:
-    """Every shard of a complete folder as one :class:`ImageSet` (for small sets)."""
-    manifest = read_manifest(folder)
-    if not manifest.get("complete", True):
-        raise ShardError(f"{folder}: the export is incomplete (an interrupted run, or workers still writing); "
-                         "run the same export command again to finish it")
-    entries = manifest.get("shards", [])
-    if not entries:
-        raise ShardError(f"{folder}: the manifest lists no shards")
-    parts = [load_shard(folder, e, verify) for e in entries]
-    x = np.concatenate([p["images"] for p in parts])
-    y = np.concatenate([p["labels"] for p in parts])
-    z = np.concatenate([p["z"] for p in parts]) if all("z" in p for p in parts) else None
-    # class names indexed by label (labels are the teacher's class ids, possibly a subset)
-    ids = [int(c) for c in manifest.get("classes", [])] or sorted(set(int(v) for v in np.unique(y)))
-    names = manifest.get("class_names") or [str(c) for c in ids]
-    by_id = dict(zip(ids, names))
-    classes = tuple(str(by_id.get(i, i)) for i in range(max(ids) + 1))
-    return ImageSet(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y), classes,
-                    f"shards:{Path(folder).name}", None if z is None else torch.from_numpy(z))
+                yield x, y, self.z[idx].to(self.device, non_blocking=True)
 
 
 # ------------------------------------------------------------ image folders
@@ -375,8 +254,6 @@ def load_image_folder(folder: str | Path, resolution: int, class_ids: Sequence[i
     them, and matched in order to ``class_ids`` (the teacher's class ids, e.g. an
     export manifest's ``classes``). Images become uint8 (N, 3, resolution, resolution).
     """
-    from PIL import Image
-
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"real-image folder {root} does not exist: give an ImageFolder tree "

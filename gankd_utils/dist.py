@@ -23,6 +23,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from . import repro
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -103,8 +105,6 @@ def setup(device: str = "auto") -> tuple[Dist, torch.device]:
     ``device``: "auto" (this rank's GPU when CUDA is present, else the CPU), "cpu",
     or "cuda". Each rank uses GPU ``LOCAL_RANK``.
     """
-    from . import repro
-
     d = from_env()
     dev = repro.get_device(device)
     if dev.type == "cuda":

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import paths, runlog
+from .config import default_profile
 
 NOTEBOOK_DIR = paths.REPO_ROOT / "notebooks"
 
@@ -51,19 +52,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="folder for executed copies (default: results/executed)")
     ap.add_argument("--keep-going", action="store_true", help="run the rest when one notebook fails")
     args = ap.parse_args(argv)
-    from .config import default_profile
-
     profile = args.profile or os.environ.get("PROFILE") or default_profile()
     out_dir = Path(args.out) if args.out else paths.results_dir("executed")
     runlog.clear_skipped()
-    failures = []
+    failures, times = [], {}
     for nb in notebooks(args.only):
         t0 = time.perf_counter()
         print(f"[gankd] running {nb.name} (profile {profile}) ...", flush=True)
         try:
             run_notebook(nb, out_dir / nb.name, {"PROFILE": profile})
-            print(f"[gankd]   done in {time.perf_counter() - t0:.0f} s -> {out_dir / nb.name}", flush=True)
+            times[nb.name] = time.perf_counter() - t0
+            print(f"[gankd]   done in {times[nb.name]:.0f} s -> {out_dir / nb.name}", flush=True)
         except Exception as e:  # papermill raises PapermillExecutionError with the failing cell
+            times[nb.name] = time.perf_counter() - t0
             failures.append(nb.name)
             print(f"[gankd]   FAILED after {time.perf_counter() - t0:.0f} s: {e}", file=sys.stderr, flush=True)
             if not args.keep_going:
@@ -71,6 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     skipped = runlog.read_skipped()
     print("\n[gankd] summary")
     print(f"  profile: {profile}; executed notebooks in {out_dir}")
+    for name, sec in times.items():
+        print(f"  {name}: {sec / 60:.1f} min" + (" (FAILED)" if name in failures else ""))
+    print(f"  in all: {sum(times.values()) / 60:.1f} min")
     if skipped:
         print(f"  skipped ({len(skipped)}):")
         for e in skipped:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -68,6 +69,29 @@ def labels(n: int, n_classes: int, seed: int | torch.Generator, purpose: str | i
     """Uniform class ids of shape (n,), drawn on the CPU like :func:`noise`."""
     g = seed if isinstance(seed, torch.Generator) else generator(seed, purpose)
     return torch.randint(0, n_classes, (n,), generator=g).to(device)
+
+
+def latents(n: int, z_dim: int, n_classes: int = 0, seed: int | torch.Generator = 0, purpose: str | int = "fixed",
+            classes: Sequence[int] | None = None, layout: str = "cycle",
+            device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The one way to draw a batch of generator inputs: ``(z (n, z_dim), y (n,) or None)``.
+
+    z comes from (seed, purpose) as in :func:`noise`, so two models called with the same
+    arguments see the same noise. For a conditional model (``n_classes`` > 0) y runs
+    through ``classes`` (default: all): ``layout="cycle"`` gives classes[i % k] (one class
+    per column of a grid ``k`` wide), ``"rows"`` gives each class n // k times in a row.
+    """
+    z = noise(n, z_dim, seed, purpose, device)
+    if not n_classes:
+        return z, None
+    ids = torch.as_tensor(list(classes) if classes is not None else range(n_classes), dtype=torch.int64)
+    if layout == "cycle":
+        y = ids[torch.arange(n) % len(ids)]
+    elif layout == "rows":
+        y = ids.repeat_interleave(max(1, -(-n // len(ids))))[:n]
+    else:
+        raise ValueError(f"layout must be 'cycle' or 'rows', got {layout!r}")
+    return z, y.to(device)
 
 
 def class_grid_labels(n_classes: int, per_class: int, device: str | torch.device = "cpu") -> torch.Tensor:

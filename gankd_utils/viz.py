@@ -6,12 +6,17 @@ the Agg backend when there is no display, so a headless run still saves.
 """
 from __future__ import annotations
 
+import io
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image as PILImage
+
+from .data import to_uint8
 
 
 def image_grid(images: torch.Tensor | np.ndarray, nrow: int = 10, pad: int = 2, pad_value: int = 255) -> np.ndarray:
@@ -19,8 +24,6 @@ def image_grid(images: torch.Tensor | np.ndarray, nrow: int = 10, pad: int = 2, 
 
     ``images``: float (N, C, H, W) in [-1, 1], or uint8 (N, C, H, W) / (N, H, W, C).
     """
-    from .data import to_uint8
-
     if isinstance(images, np.ndarray):
         images = torch.from_numpy(images)
     if images.dtype != torch.uint8:
@@ -42,12 +45,10 @@ def image_grid(images: torch.Tensor | np.ndarray, nrow: int = 10, pad: int = 2, 
 
 def save_sample_sheet(images: torch.Tensor, path: str | Path, nrow: int = 10) -> Path:
     """Save a grid of ``images`` as a PNG (lossless)."""
-    from PIL import Image
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     g = image_grid(images, nrow=nrow)
-    Image.fromarray(g[..., 0] if g.shape[-1] == 1 else g).save(path)
+    PILImage.fromarray(g[..., 0] if g.shape[-1] == 1 else g).save(path)
     return path
 
 
@@ -62,8 +63,6 @@ def _plt():
 
 
 def _has_display() -> bool:
-    import os
-
     if os.environ.get("GANKD_HEADLESS"):  # set by the notebook runner (papermill)
         return False
     try:
@@ -98,22 +97,40 @@ def _finish(fig, path_stem):
 
 
 def show_grids(grids: Mapping[str, torch.Tensor | np.ndarray], nrow: int = 10, title: str | None = None,
-               path_stem: str | Path | None = None, scale: float = 0.28):
-    """Side-by-side image grids, one panel per name (e.g. teacher | scratch | KD on the same z)."""
+               path_stem: str | Path | None = None, scale: float = 0.28, max_cols: int = 3):
+    """Image grids side by side, one titled panel per name (e.g. teacher | scratch | KD on the same z).
+
+    Panels are 2.5-5 inches wide (``scale`` inches per 10 pixels, clamped) and at most
+    ``max_cols`` to a row, so titles stay readable however many panels there are.
+    """
     plt = _plt()
     arrays = {k: image_grid(v, nrow=nrow) for k, v in grids.items()}
     h, w = next(iter(arrays.values())).shape[:2]
-    fig, axes = plt.subplots(1, len(arrays), figsize=(len(arrays) * w * scale / 10 + 0.5, h * scale / 10 + 0.8),
+    panel_w = min(5.0, max(2.5, w * scale / 10))
+    panel_h = panel_w * h / w
+    ncols = min(len(arrays), max_cols)
+    nrows = math.ceil(len(arrays) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * panel_w + 0.3, nrows * (panel_h + 0.45) + 0.3),
                              squeeze=False)
-    for ax, (name, g) in zip(axes[0], arrays.items()):
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (name, g) in zip(axes.flat, arrays.items()):
         ax.imshow(g[..., 0] if g.shape[-1] == 1 else g, cmap="gray" if g.shape[-1] == 1 else None,
                   interpolation="nearest")
-        ax.set_title(name, fontsize=10)
-        ax.axis("off")
+        ax.set_title(name, fontsize=11)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=12)
     fig.tight_layout()
     return _finish(fig, path_stem)
+
+
+def palette(names: Sequence[str]) -> dict[str, tuple]:
+    """One fixed colour per name (matplotlib's tab10, then tab20), in the order given: pass the same names
+    in the same order to every figure of a chapter and each model keeps its colour."""
+    import matplotlib
+
+    colors = list(matplotlib.colormaps["tab10"].colors) + list(matplotlib.colormaps["tab20"].colors[1::2])
+    return {n: colors[i % len(colors)] for i, n in enumerate(dict.fromkeys(names))}
 
 
 def smooth(values: Sequence[float], k: int = 25) -> np.ndarray:
@@ -130,30 +147,40 @@ def smooth(values: Sequence[float], k: int = 25) -> np.ndarray:
 
 
 def loss_curves(histories: Mapping[str, Mapping[str, Sequence[float]]], keys: Sequence[str] = ("d_loss", "g_adv"),
-                path_stem: str | Path | None = None, k: int = 25):
-    """One panel per loss key, one line per run (smoothed over ``k`` steps)."""
+                path_stem: str | Path | None = None, k: int = 25, colors: Mapping[str, tuple] | None = None,
+                max_cols: int = 3):
+    """One panel per loss key (at most ``max_cols`` to a row), one line per run (smoothed over ``k`` steps).
+
+    Each run keeps one colour in every panel (``colors``, default :func:`palette` of the runs), and
+    the legend, under the figure, lists every run.
+    """
     plt = _plt()
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.2), squeeze=False)
-    for ax, key in zip(axes[0], keys):
+    colors = dict(colors or palette(list(histories)))
+    ncols = min(len(keys), max_cols)
+    nrows = math.ceil(len(keys) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.0 * nrows + 0.4), squeeze=False)
+    for ax in axes.flat[len(keys):]:
+        ax.axis("off")
+    for ax, key in zip(axes.flat, keys):
         for name, h in histories.items():
             if key in h and len(h[key]):
-                ax.plot(h["step"], smooth(h[key], k), label=name, lw=1.2)
-        ax.set_title(key)
+                ax.plot(h["step"], smooth(h[key], k), label=name, lw=1.2, color=colors.get(name))
+        ax.set_title(key, fontsize=11)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
+    handles = [plt.Line2D([], [], color=colors.get(n), lw=2, label=n) for n in histories]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 3), fontsize=9, frameon=False,
+               bbox_to_anchor=(0.5, 0.0))
+    fig.tight_layout(rect=(0, 0.06 + 0.04 * math.ceil(len(handles) / 3), 1, 1))
     return _finish(fig, path_stem)
 
 
 def progress_gif(sample_dir: str | Path, out: str | Path, duration_ms: int = 400) -> Path | None:
     """A GIF of the per-epoch sample sheets in ``sample_dir`` (training progress at a glance)."""
-    from PIL import Image
-
     frames = sorted(Path(sample_dir).glob("epoch_*.png"))
     if not frames:
         return None
-    imgs = [Image.open(f).convert("P") for f in frames]
+    imgs = [PILImage.open(f).convert("P") for f in frames]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     imgs[0].save(out, save_all=True, append_images=imgs[1:], duration=duration_ms, loop=0)
@@ -213,55 +240,96 @@ def speed_bars(rows: Sequence[Mapping], keys: Sequence[str] = ("cpu_img_per_s",)
 def explorer(generators: Mapping[str, Callable[..., torch.Tensor]], class_names: Sequence[str] | None = None,
              n: int = 16, seed: int = 0, class_id: int = 0, interactive: bool | None = None,
              path_stem: str | Path | None = None, nrow: int = 8, truncation: float | None = None,
-             class_ids: Sequence[int] | None = None):
-    """Pick a model, a class and a noise seed (and a truncation); see ``n`` samples.
+             class_ids: Sequence[int] | None = None, conditional: Mapping[str, bool] | None = None,
+             scale: float | None = None) -> None:
+    """Pick a model, a class and a noise seed (and a truncation); see ``n`` samples. For any generator.
 
     ``generators`` maps a name to ``fn(n, class_id, seed) -> images (n, C, H, W) in [-1, 1]``,
-    or, when ``truncation`` is given, ``fn(n, class_id, seed, truncation)``.
-    ``class_ids``: the classes the picker offers (default: every class name's index).
-    The call always renders (and, with ``path_stem``, saves) one grid for the
-    given defaults, so a headless run shows a picture; with ipywidgets in a live
-    kernel (``interactive`` None or True) it adds a model dropdown, a class
-    picker and seed / count (/ truncation) sliders that redraw the grid.
+    or, when ``truncation`` is given, ``fn(n, class_id, seed, truncation)`` (BigGAN, TinyGAN).
+    ``conditional[name]``: whether that model takes a class (default: every model does when
+    ``class_names`` is given); the class picker shows only for conditional models, with
+    ``"id: name"`` options over ``class_ids`` (default: every class), and a search box when
+    there are more than 20. The first model is the default.
+
+    Every call first shows the grid of the given defaults as an ordinary image output (and
+    saves it with ``path_stem``), so the picture is there headless and after the notebook is
+    reopened; in a live kernel with ipywidgets (``interactive`` None or True, and
+    ``GANKD_HEADLESS`` unset) the controls follow in a box of CSS class ``gankd-explorer``,
+    redrawing the grid in an output area of class ``gankd-explorer-view``.
     """
-    _plt()  # Agg backend when headless
+    from IPython.display import Image, display
+
     names = list(generators)
     if not names:
         raise ValueError("explorer needs at least one generator")
+    cond = {m: bool(class_names) if conditional is None else bool(conditional.get(m, False)) for m in names}
+    ids = list(class_ids) if class_ids is not None else list(range(len(class_names) if class_names else 0))
 
-    def render(model: str, cls: int, sd: int, count: int, trunc: float | None = None, save: bool = False):
-        imgs = generators[model](count, cls, sd) if trunc is None else generators[model](count, cls, sd, trunc)
-        cname = class_names[cls] if class_names and cls < len(class_names) else str(cls)
-        extra = "" if trunc is None else f" | truncation {trunc:.2f}"
-        # about 16 px of figure per image side at 28-32 px, less per pixel for larger images
-        scale = min(0.5, 16.0 / max(int(imgs.shape[-1]), 16))
-        fig = show_grids({f"{model} | class {cls} ({cname}) | seed {sd}{extra}": imgs}, nrow=nrow,
-                         path_stem=path_stem if save else None, scale=scale)
-        return fig
+    def caption(model: str, cls: int, sd: int, trunc: float | None) -> str:
+        parts = [model]
+        if cond[model]:
+            cname = class_names[cls] if class_names and cls < len(class_names) else str(cls)
+            parts.append(f"class {cls} ({cname})")
+        parts.append(f"seed {sd}")
+        if trunc is not None:
+            parts.append(f"truncation {trunc:.2f}")
+        return " | ".join(parts)
 
-    fig = render(names[0], class_id, seed, n, truncation, save=True)
+    def render(model: str, cls: int, sd: int, count: int, trunc: float | None, save: bool = False) -> bytes:
+        fn = generators[model]
+        imgs = fn(count, cls, sd) if trunc is None else fn(count, cls, sd, trunc)
+        side = int(imgs.shape[-1])
+        fig = show_grids({caption(model, cls, sd, trunc): imgs}, nrow=nrow,
+                         path_stem=path_stem if save else None,
+                         scale=scale if scale is not None else min(0.5, 16.0 / max(side, 16)))
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+        return buf.getvalue()
+
+    display(Image(data=render(names[0], class_id, seed, n, truncation, save=True)))
     if interactive is None:
         interactive = _has_display()
     if not interactive:
-        return fig
+        return None
     try:
         import ipywidgets as W
-        from IPython.display import display
     except ImportError:
-        return fig
-    ids = list(class_ids) if class_ids is not None else list(range(len(class_names) if class_names else 1000))
+        return None
     opts = [(f"{i}: {class_names[i]}" if class_names and i < len(class_names) else str(i), i) for i in ids]
-    ui = dict(model=W.Dropdown(options=names, value=names[0], description="model"),
-              cls=W.Dropdown(options=opts, value=class_id, description="class"),
-              sd=W.IntSlider(value=seed, min=0, max=999, description="seed"),
-              count=W.IntSlider(value=n, min=1, max=64, description="samples"))
-    if truncation is not None:
-        ui["trunc"] = W.FloatSlider(value=truncation, min=0.02, max=1.0, step=0.02, description="truncation")
+    model_w = W.Dropdown(options=names, value=names[0], description="model")
+    cls_w = W.Dropdown(options=opts, value=class_id if class_id in ids else (ids[0] if ids else None),
+                       description="class")
+    search_w = W.Text(value="", placeholder="type to search, e.g. retriever", description="search")
+    seed_w = W.IntSlider(value=seed, min=0, max=999, description="seed")
+    count_w = W.IntSlider(value=n, min=1, max=64, description="samples")
+    trunc_w = W.FloatSlider(value=truncation or 1.0, min=0.02, max=1.0, step=0.02, description="truncation")
+    view = W.Output()
+    view.add_class("gankd-explorer-view")
+    class_row = W.HBox([search_w, cls_w] if len(opts) > 20 else [cls_w])
 
-    def _draw(model, cls, sd, count, trunc=None):
-        display(render(model, cls, sd, count, trunc))
+    def redraw(_=None) -> None:
+        class_row.layout.display = None if cond[model_w.value] and opts else "none"
+        png = render(model_w.value, cls_w.value if cls_w.value is not None else 0, seed_w.value, count_w.value,
+                     trunc_w.value if truncation is not None else None)
+        with view:
+            view.clear_output(wait=True)
+            display(Image(data=png))
 
-    out = W.interactive_output(_draw, ui)
-    widgets = list(ui.values())
-    display(W.VBox([W.HBox(widgets[:2]), W.HBox(widgets[2:]), out]))
+    def on_search(change) -> None:
+        q = change["new"].strip().lower()
+        hits = [o for o in opts if q in o[0].lower()] if q else opts
+        if hits:  # keep the last pick while the query matches nothing
+            keep = cls_w.value if any(v == cls_w.value for _, v in hits) else hits[0][1]
+            cls_w.options = hits
+            cls_w.value = keep
+
+    search_w.observe(on_search, names="value")
+    controls = [model_w, cls_w, seed_w, count_w] + ([trunc_w] if truncation is not None else [])
+    for w in controls:
+        w.observe(redraw, names="value")
+    box = W.VBox([W.HBox([model_w] if len(names) > 1 else []), class_row,
+                  W.HBox([seed_w, count_w] + ([trunc_w] if truncation is not None else [])), view])
+    box.add_class("gankd-explorer")
+    redraw()
+    display(box)
     return None

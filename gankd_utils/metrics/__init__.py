@@ -17,13 +17,15 @@ import torch
 
 from .. import paths
 from ..data import ImageSet, to_float
+from ..io import atomic_write, atomic_write_text
+from ..models import generate
 from .extractors import (ClassifierExtractor, InceptionExtractor, WeightsUnavailable, classifier_accuracy,
                          get_classifier, inception_weights, train_classifier)
 from .frechet import feature_stats, frechet_distance
 from .kid import kid
 from .prdc import precision_recall
-from .size import (count_keras_style, count_macs, count_nonzero, count_params, generator_speed, size_report,
-                   state_bytes)
+from .size import count_keras_style, count_macs, count_nonzero, count_params, size_report, state_bytes
+from .speed import generator_speed, speed_table
 
 KID_REF_ROWS = 10_000  # real feature rows kept in the cache for KID
 
@@ -98,8 +100,6 @@ class Evaluator:
         feats = np.concatenate(feats)
         mu, sigma = feature_stats(feats)
         keep = feats[np.random.default_rng(0).permutation(len(feats))[:KID_REF_ROWS]].astype(np.float32)
-        from ..io import atomic_write
-
         def write(tmp):
             with open(tmp, "wb") as f:
                 np.savez(f, mu=mu, sigma=sigma, feats=keep)
@@ -112,8 +112,6 @@ class Evaluator:
         return torch.arange(self.n) % n_classes
 
     def samples(self, G) -> tuple[torch.Tensor, torch.Tensor | None]:
-        from ..models import generate
-
         y = self.labels(G.n_classes) if getattr(G, "n_classes", 0) else None
         x = generate(G, n=self.n, labels=y, seed=self.seed, purpose="eval", batch_size=self.batch_size)
         return x, y
@@ -158,8 +156,6 @@ class Evaluator:
 
 def save_metrics(path: str | Path, metrics: dict) -> Path:
     """Write ``metrics.json`` atomically (NaN-free JSON)."""
-    from ..io import atomic_write_text
-
     def clean(o):
         if isinstance(o, dict):
             return {str(k): clean(v) for k, v in o.items()}
@@ -177,4 +173,4 @@ def save_metrics(path: str | Path, metrics: dict) -> Path:
 __all__ = ["Evaluator", "inception_score", "ClassifierExtractor", "InceptionExtractor", "WeightsUnavailable", "get_classifier",
            "train_classifier", "classifier_accuracy", "inception_weights", "feature_stats", "frechet_distance",
            "kid", "precision_recall", "count_params", "count_nonzero", "count_keras_style", "count_macs", "state_bytes",
-           "size_report", "generator_speed", "protocol_name", "count_tag", "save_metrics"]
+           "size_report", "generator_speed", "speed_table", "protocol_name", "count_tag", "save_metrics"]

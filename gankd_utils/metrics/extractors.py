@@ -20,10 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 import torch.nn.functional as F
 
 from .. import checkpoint, paths, repro
-from ..data import Batches, ImageSet, load_dataset, sha256_file
+from ..data import Batches, ImageSet, load_dataset, to_float
+from ..io import sha256_file
+from ..models import ConvClassifier
 
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
 INCEPTION_SHA_PREFIX = "6726825d"
@@ -66,10 +69,6 @@ def train_classifier(dataset: str, epochs: int, n_train: int | None, device="aut
                      progress: bool = True, root: str | Path | None = None,
                      width: int = 16) -> tuple[torch.nn.Module, float]:
     """Train a :class:`ConvClassifier` on ``dataset``; return (model, test accuracy in [0, 1])."""
-    from tqdm.auto import tqdm
-
-    from ..models import ConvClassifier
-
     device = repro.get_device(device)
     train = load_dataset(dataset, train=True, root=root).subset(n_train, seed)
     test = load_dataset(dataset, train=False, root=root)
@@ -111,7 +110,6 @@ def _augment(x: torch.Tensor, g: torch.Generator, flip: bool, shift: int = 2) ->
 @torch.no_grad()
 def classifier_accuracy(model: torch.nn.Module, data: ImageSet, batch_size: int = 1000) -> float:
     """Top-1 accuracy of ``model`` on a real :class:`ImageSet`, in [0, 1]."""
-    from ..data import to_float
 
     model.eval()
     device = next(model.parameters()).device

@@ -1,8 +1,5 @@
-"""Size and speed: parameters, non-zero parameters, bytes of the file that would ship, MACs, throughput, latency."""
+"""Size: parameters, non-zero parameters, bytes of the file that would ship, MACs (speed: :mod:`.speed`)."""
 from __future__ import annotations
-
-import time
-from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -90,47 +87,6 @@ def count_macs(model: nn.Module, *inputs: torch.Tensor) -> int:
             h.remove()
         model.train(was_training)
     return total // max(1, len(inputs[0]))
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_calls(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 3) -> list[float]:
-    """Wall time in seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return times
-
-
-def generator_speed(G: nn.Module, device: str | torch.device = "cpu", batch_size: int = 64,
-                    repeats: int = 10) -> dict[str, float]:
-    """Batch-1 latency (median ms) and images per second at ``batch_size`` for a generator on ``device``."""
-    device = torch.device(device)
-    G = G.to(device).eval()
-
-    def inputs(n):
-        z = repro.noise(n, G.z_dim, 0, "speed", device)
-        y = torch.zeros(n, dtype=torch.int64, device=device) if getattr(G, "n_classes", 0) else None
-        return z, y
-
-    z1, y1 = inputs(1)
-    zb, yb = inputs(batch_size)
-    with torch.no_grad():
-        lat = time_calls(lambda: G(z1, y1), device, repeats=max(repeats, 5))
-        thr = time_calls(lambda: G(zb, yb), device, repeats=repeats)
-    lat.sort()
-    thr.sort()
-    return {"latency_ms_b1": 1000 * lat[len(lat) // 2], "images_per_s": batch_size / thr[len(thr) // 2],
-            "batch_size": batch_size, "device": str(device)}
 
 
 def size_report(G: nn.Module) -> dict[str, float]:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 import torch.nn as nn
+
+from .. import repro
 
 from .cgan import CGAN_PRESETS, ProjectionDiscriminator, ResNetGenerator
 from .classifier import ConvClassifier
@@ -57,10 +60,6 @@ def generate(G: nn.Module, n: int | None = None, labels=None, seed: int = 0, pur
     z is drawn on the CPU from (seed, purpose) unless given, so two models
     called with the same arguments see the same noise.
     """
-    import torch
-
-    from .. import repro
-
     device = device or next(G.parameters()).device
     if getattr(G, "n_classes", 0):
         if labels is None:

@@ -29,8 +29,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..classes import check_labels
 from .dcgan import check_inputs
-from .layers import DownBlock, SNEmbedding, SNLinear, UpBlock, check_images, check_labels, init_weights
+from .layers import DownBlock, SNEmbedding, SNLinear, UpBlock, check_images, init_weights
 
 # generator parameters as torch counts them (metrics.count_params), n_classes=10, z_dim=128;
 # multiply-adds per image (metrics.count_macs): teacher 1,615M, student_s 102.4M, student_xs 7.0M

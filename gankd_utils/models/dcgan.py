@@ -25,20 +25,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..classes import check_labels
+
 
 def check_inputs(z: torch.Tensor, y: torch.Tensor | None, z_dim: int, n_classes: int) -> None:
-    """Shape and range checks with messages a notebook user can act on."""
+    """A generator's inputs: z (N, z_dim), and for a conditional model y (N,) class ids (:func:`classes.check_labels`)."""
     if z.ndim != 2 or z.shape[1] != z_dim:
         raise ValueError(f"z must have shape (N, {z_dim}), got {tuple(z.shape)}")
     if n_classes:
-        if y is None:
-            raise ValueError(f"this generator is class-conditional: pass y, class ids in 0..{n_classes - 1}")
-        if y.shape != (z.shape[0],):
-            raise ValueError(f"y must have shape ({z.shape[0]},) to match z, got {tuple(y.shape)}")
-        if y.dtype.is_floating_point:
-            raise ValueError("y must hold integer class ids, not floats")
-        if len(y) and (int(y.min()) < 0 or int(y.max()) >= n_classes):
-            raise ValueError(f"class ids must lie in 0..{n_classes - 1}, got {int(y.min())}..{int(y.max())}")
+        check_labels(y, z.shape[0], n_classes)
 
 
 class IITGNGenerator(nn.Module):

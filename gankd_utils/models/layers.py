@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm as _torch_spectral_norm
 
+from .. import repro
+
 # ---------------------------------------------------------------------------------------------------------------
 # spectral norm
 
@@ -281,18 +283,6 @@ def check_images(x: torch.Tensor, channels: int, size: int | None = None, multip
         raise ValueError(f"image height and width must be positive multiples of {multiple}, got {h}x{w}")
 
 
-def check_labels(y: torch.Tensor | None, n: int, n_classes: int) -> None:
-    """Class-id checks with the messages of :func:`gankd_utils.models.dcgan.check_inputs`."""
-    if y is None:
-        raise ValueError(f"this model is class-conditional: pass y, class ids in 0..{n_classes - 1}")
-    if y.shape != (n,):
-        raise ValueError(f"y must have shape ({n},) to match the batch, got {tuple(y.shape)}")
-    if y.dtype.is_floating_point:
-        raise ValueError("y must hold integer class ids, not floats")
-    if len(y) and (int(y.min()) < 0 or int(y.max()) >= n_classes):
-        raise ValueError(f"class ids must lie in 0..{n_classes - 1}, got {int(y.min())}..{int(y.max())}")
-
-
 def _randn(shape, generator: torch.Generator | None) -> torch.Tensor:
     # drawn on the CPU (where a seeded generator lives), copied to the weight's device by copy_
     return torch.randn(shape, generator=generator)
@@ -353,3 +343,27 @@ def _reset_power_iteration(p: nn.Module, w: torch.Tensor, generator: torch.Gener
         v = F.normalize(mat.t() @ u, dim=0, eps=p.eps)
     p._u.copy_(u)
     p._v.copy_(v)
+
+
+def dcgan_init(model: nn.Module, seed: int) -> nn.Module:
+    """DCGAN initialisation (conv weights N(0, 0.02), BN scale N(1, 0.02), bias 0), from a CPU seed.
+
+    For the DCGAN-family models; spectral-norm and conditional-BN models
+    (``models.cgan``, ``models.tinygan``) use :func:`init_weights`, and this
+    function refuses them.
+    """
+    if any(parametrize.is_parametrized(m) for m in model.modules()):
+        raise TypeError(f"{type(model).__name__} uses spectral norm: initialise it with models.layers.init_weights")
+    g = repro.generator(seed, "init")
+    with torch.no_grad():
+        for m in model.modules():
+            if getattr(m, "weight", None) is None:
+                continue
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * 0.02)
+                if m.bias is not None:
+                    m.bias.zero_()
+            elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                m.weight.copy_(1.0 + torch.randn(m.weight.shape, generator=g) * 0.02)
+                m.bias.zero_()
+    return model

@@ -45,8 +45,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..classes import check_labels
 from .dcgan import check_inputs
-from .layers import SNConv2d, SNEmbedding, SNLinear, UpBlock, check_images, check_labels, init_weights
+from .layers import SNConv2d, SNEmbedding, SNLinear, UpBlock, check_images, init_weights
 
 N_BLOCKS = {32: 3, 64: 4, 128: 5}  # 4x4 doubled once per block
 

@@ -38,7 +38,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import paths
+from .. import paths, repro, runlog, viz
+from ..classes import check_class_ids, imagenet_classes
 
 N_CLASSES = 1000  # ImageNet-1k
 Z_DIM = 128  # BigGAN-deep's latent size at every resolution
@@ -46,7 +47,6 @@ RESOLUTIONS = (128, 256, 512)
 ANIMAL_CLASSES = tuple(range(398))  # ImageNet ids 0 (tench) .. 397 (puffer): TinyGAN's 398 animal classes
 HANDLE_ENV = "GANKD_BIGGAN_HANDLE"
 Z_BOUND = 2.0  # truncated normal support [-2, 2] before scaling, as in the BigGAN paper's truncation trick
-_CLASSES_FILE = Path(__file__).with_name("imagenet_classes.txt")
 
 
 class HandleUnavailable(FileNotFoundError):
@@ -54,15 +54,6 @@ class HandleUnavailable(FileNotFoundError):
 
 
 # ---------------------------------------------------------------- class names
-
-@functools.lru_cache(maxsize=1)
-def imagenet_classes() -> tuple[str, ...]:
-    """The 1000 ImageNet class names in the standard index order (0 tench ... 999 toilet tissue)."""
-    names = tuple(line.strip() for line in _CLASSES_FILE.read_text(encoding="utf-8").splitlines() if line.strip())
-    if len(names) != N_CLASSES:
-        raise RuntimeError(f"{_CLASSES_FILE} holds {len(names)} names, expected {N_CLASSES}: the package is damaged")
-    return names
-
 
 def class_name(class_id: int) -> str:
     """Name of ImageNet class ``class_id`` (0..999)."""
@@ -98,24 +89,6 @@ def class_id(spec: int | str) -> int:
                      "give the id or the full name")
 
 
-def check_class_ids(ids: Any, n_classes: int = N_CLASSES) -> np.ndarray:
-    """Class ids as int64 (N,), with a clear error for an empty list, non-integers or ids out of range."""
-    arr = np.asarray(ids.cpu() if isinstance(ids, torch.Tensor) else ids)
-    if arr.size == 0:
-        raise ValueError(f"the class list is empty: give at least one class id in 0..{n_classes - 1} "
-                         "(e.g. 207 for golden retriever; teachers.find_class('retriever') searches the names)")
-    if arr.dtype.kind not in "iu":
-        if arr.dtype.kind == "f" and np.all(arr == np.round(arr)):
-            arr = arr.astype(np.int64)
-        else:
-            raise ValueError(f"class ids must be integers in 0..{n_classes - 1}, got {arr.dtype} values")
-    arr = arr.astype(np.int64).reshape(-1)
-    bad = arr[(arr < 0) | (arr >= n_classes)]
-    if bad.size:
-        raise ValueError(f"class ids must lie in 0..{n_classes - 1} (ImageNet), got {sorted(set(bad.tolist()))[:10]}")
-    return arr
-
-
 def check_truncation(truncation: float) -> float:
     """``truncation`` as a float in (0, 1], or a ValueError that says what it does."""
     try:
@@ -131,8 +104,6 @@ def check_truncation(truncation: float) -> float:
 # ---------------------------------------------------------------- noise and labels
 
 def _as_generator(seed: int | torch.Generator | None, purpose: str) -> torch.Generator:
-    from .. import repro
-
     if isinstance(seed, torch.Generator):
         return seed
     if seed is None:
@@ -349,6 +320,10 @@ class BigGAN:
     def __repr__(self) -> str:
         return f"BigGAN({self.name}, handle={self.handle!r})"
 
+    def class_names(self) -> tuple[str, ...]:
+        """The 1000 ImageNet class names, indexed by class id."""
+        return imagenet_classes()
+
     def default_classes(self) -> tuple[int, ...]:
         return ANIMAL_CLASSES
 
@@ -443,6 +418,13 @@ class BigGAN:
         yb = one_hot([class_id(cb)], self.n_classes)[0]
         return self.generate(interpolate(za, zb, steps), interpolate(ya, yb, steps), truncation, batch_size)
 
+    def sampler(self):
+        """``fn(n, class_id, seed, truncation) -> images``: what ``viz.explorer`` draws from."""
+        def fn(n: int, c: int, sd: int, t: float) -> torch.Tensor:
+            return self.generate(truncated_z_sample(n, t, sd, self.z_dim, purpose="explore"), [c] * n, t)
+
+        return fn
+
     def truncation_sweep(self, cls: int | str, truncations: Sequence[float] = (0.2, 0.4, 0.6, 0.8, 1.0),
                          n: int = 8, seed: int = 0, batch_size: int = 16) -> dict[float, torch.Tensor]:
         """Samples of one class at each truncation, from one noise draw (so only t changes).
@@ -503,8 +485,6 @@ def try_load_biggan(handle: str | os.PathLike | None = None, resolution: int = 1
     For notebooks that must go on offline: the message says which handle
     failed, why, and the setting that points at a local copy.
     """
-    from .. import runlog
-
     try:
         return load_biggan(handle, resolution, device), None
     except HandleUnavailable as e:
@@ -524,8 +504,6 @@ def grid_scale(resolution: int) -> float:
 def show(grids: dict[str, torch.Tensor], nrow: int = 8, path_stem: str | os.PathLike | None = None,
          title: str | None = None):
     """``viz.show_grids`` at a scale fit for BigGAN's large images; saved as PNG + PDF with ``path_stem``."""
-    from .. import viz
-
     res = int(next(iter(grids.values())).shape[-1])
     return viz.show_grids(grids, nrow=nrow, title=title, path_stem=path_stem, scale=grid_scale(res))
 
@@ -535,8 +513,6 @@ def sweep_figure(sweep: dict[float, torch.Tensor], title: str = "", path_stem: s
 
     ``sweep``: :meth:`BigGAN.truncation_sweep`'s ``{t: images (n, 3, H, W)}``.
     """
-    from .. import viz
-
     plt = viz._plt()
     ts = list(sweep)
     n = len(next(iter(sweep.values())))
@@ -563,8 +539,6 @@ def sweep_figure(sweep: dict[float, torch.Tensor], title: str = "", path_stem: s
 def noise_figure(truncations: Sequence[float] = (0.25, 0.5, 1.0), n: int = 20000, seed: int = 0,
                  path_stem: str | os.PathLike | None = None):
     """Histograms of :func:`truncated_z_sample` entries at a few truncations (support [-2 t, 2 t])."""
-    from .. import viz
-
     plt = viz._plt()
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     bins = np.linspace(-2.1, 2.1, 85)
@@ -579,84 +553,3 @@ def noise_figure(truncations: Sequence[float] = (0.25, 0.5, 1.0), n: int = 20000
     if path_stem is not None:
         viz.save_figure(fig, path_stem)
     return fig
-
-
-# ---------------------------------------------------------------- the explorer
-
-def explorer(model: BigGAN, cls: int | str = 207, truncation: float = 0.5, seed: int = 0, n: int = 8,
-             interactive: bool | None = None, path_stem: str | os.PathLike | None = None, nrow: int = 8):
-    """Class picker (search box + dropdown), truncation, seed and count sliders over ``model``.
-
-    The call first renders (and with ``path_stem`` saves) one grid for the
-    given values, so a headless run shows a picture. In a live kernel with
-    ipywidgets (``interactive`` None or True) it then shows the controls; they
-    redraw an image widget (not an Output widget, whose capture protocol can
-    stall headless notebook runners). ``GANKD_HEADLESS=1`` turns the controls off.
-    """
-    from .. import viz
-
-    names = imagenet_classes()
-    c0, t0 = class_id(cls), check_truncation(truncation)
-
-    def images(c: int, t: float, sd: int, count: int) -> torch.Tensor:
-        return model.generate(truncated_z_sample(count, t, sd, model.z_dim, purpose="explore"), [c] * count, t)
-
-    def caption(c: int, t: float, sd: int) -> str:
-        return f"{c}: {names[c]} | truncation {t:g} | seed {sd}"
-
-    fig = viz.show_grids({caption(c0, t0, seed): images(c0, t0, seed, n)}, nrow=nrow, path_stem=path_stem,
-                         scale=grid_scale(model.resolution))
-    if interactive is None:
-        interactive = viz._has_display() and not _headless()
-    if not interactive:
-        return fig
-    try:
-        import ipywidgets as W
-        from IPython.display import display
-    except ImportError:
-        return fig
-    import io
-
-    import matplotlib.pyplot as plt
-    from PIL import Image
-
-    plt.close(fig)  # the image widget shows the same grid
-
-    def options(query: str) -> list[tuple[str, int]]:
-        hits = find_class(query) if query.strip() else list(enumerate(names))
-        return [(f"{i}: {nm}", i) for i, nm in hits]
-
-    search = W.Text(value="", placeholder="type to search, e.g. retriever", description="search")
-    pick = W.Dropdown(options=options(""), value=c0, description="class")
-    trunc = W.FloatSlider(value=t0, min=0.02, max=1.0, step=0.02, description="truncation")
-    sd = W.IntSlider(value=seed, min=0, max=999, description="seed")
-    count = W.IntSlider(value=n, min=1, max=32, description="samples")
-    title = W.HTML()
-    picture = W.Image(format="png")
-
-    def redraw(_=None):
-        c = pick.value if pick.value is not None else c0
-        grid = viz.image_grid(images(c, trunc.value, sd.value, count.value), nrow=nrow)
-        buf = io.BytesIO()
-        Image.fromarray(grid).save(buf, format="PNG")
-        picture.value = buf.getvalue()
-        title.value = f"<b>{caption(c, trunc.value, sd.value)}</b>"
-
-    def on_search(change):
-        opts = options(change["new"])
-        if opts:  # keep the last pick while the query matches nothing
-            keep = pick.value if any(v == pick.value for _, v in opts) else opts[0][1]
-            pick.options = opts
-            pick.value = keep
-
-    search.observe(on_search, names="value")
-    for w in (pick, trunc, sd, count):
-        w.observe(redraw, names="value")
-    redraw()
-    display(W.VBox([W.HBox([search, pick]), W.HBox([trunc, sd, count]), title, picture]))
-    return None
-
-
-def _headless() -> bool:
-    """True when ``GANKD_HEADLESS`` says no one is watching (batch runs of the notebooks)."""
-    return os.environ.get("GANKD_HEADLESS", "").strip().lower() in {"1", "true", "yes", "on"}

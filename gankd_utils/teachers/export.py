@@ -27,8 +27,8 @@ refused, never mixed.
 
 Workers: worker k of n writes shards k, k + n, ...; each finishes by checking
 whether the whole set is there (:func:`finalize`), and the last one marks the
-manifest complete. Readers (:func:`check_complete`, ``ShardDataset``) refuse
-an incomplete set.
+manifest complete. Readers (``shards.check_complete``, ``shards.ShardDataset``)
+refuse an incomplete set.
 
 Generation and disk writes overlap: one background thread writes shard i
 while the teacher generates shard i + 1 (a bounded queue keeps at most two
@@ -36,8 +36,6 @@ shards in memory), so the export runs at the teacher's own speed.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import queue
 import socket
@@ -49,10 +47,14 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from .. import repro
-from ..data import MANIFEST, SHARD_FORMAT, ShardError, load_shard, read_manifest, sha256_file, shard_name, write_shard
-from .biggan import check_class_ids, check_truncation, imagenet_classes
+from ..classes import check_class_ids
+from ..io import sha256_file
+from ..shards import MANIFEST, ShardError, load_shard, read_manifest, shard_name, write_manifest, write_shard
+from .biggan import check_truncation, load_biggan
+from .torch_teacher import TorchTeacher
 
 # The request fields a resumed export (or another worker) must agree on.
 COMPARED = ("teacher", "teacher_kind", "teacher_sha256", "resolution", "channels", "z_dim", "noise",
@@ -71,6 +73,8 @@ class Teacher(Protocol):
     def identity(self) -> dict[str, Any]: ...
 
     def default_classes(self) -> tuple[int, ...]: ...
+
+    def class_names(self) -> tuple[str, ...]: ...
 
     def sample_z(self, n: int, truncation: float, generator: torch.Generator) -> np.ndarray: ...
 
@@ -93,7 +97,7 @@ def plan_export(teacher: Teacher, classes: Sequence[int] | None = None, per_clas
         classes = check_class_ids(list(classes), teacher.n_classes).tolist()
         if len(set(classes)) != len(classes):
             raise ValueError("the class list repeats a class id; give each class once (per_class sets how many)")
-    names = imagenet_classes() if teacher.kind == "biggan" else None
+    names = teacher.class_names()
     count = len(classes) * int(per_class)
     n_shards = -(-count // int(shard_size))
     shards = [{"file": shard_name(i), "count": min(shard_size, count - i * shard_size), "sha256": None}
@@ -103,7 +107,7 @@ def plan_export(teacher: Teacher, classes: Sequence[int] | None = None, per_clas
         "truncation": float(truncation),
         "seed": int(seed),
         "classes": [int(c) for c in classes],
-        "class_names": [names[c] if names else ("all" if c < 0 else str(c)) for c in classes],
+        "class_names": ["all" if c < 0 else names[c] for c in classes],
         "class_seeds": [repro.purpose_seed(int(seed), f"export:{c}") for c in classes],
         "per_class": int(per_class),
         "count": count,
@@ -152,7 +156,7 @@ def _open_folder(out: Path, plan: dict[str, Any]) -> dict[str, Any]:
         raise ShardError(f"{out} holds shards ({strays[0]}, ...) but no {MANIFEST}: they were not written by this "
                          "export and are refused rather than mixed; use another folder or empty this one")
     out.mkdir(parents=True, exist_ok=True)
-    _write_manifest(out, plan)
+    write_manifest(out, plan)
     return read_manifest(out)
 
 
@@ -161,25 +165,7 @@ def _record(out: Path, index: int, entry: dict[str, Any]) -> None:
     # rare lost update only costs finalize() one hash of that shard
     m = read_manifest(out)
     m["shards"][index] = {**m["shards"][index], **entry}
-    _write_manifest(out, m)
-
-
-def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
-    """``data.write_manifest``'s bytes, through a temp file named by host, process and thread.
-
-    The name lets a later run tell a temp file left by a killed process (same
-    host, process gone) from one another worker is writing right now.
-    """
-    text = json.dumps({**manifest, "format": SHARD_FORMAT}, indent=2, sort_keys=True)
-    tmp = out / f".{MANIFEST}.{socket.gethostname()}.{os.getpid()}.{threading.get_ident()}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out / MANIFEST)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_manifest(out, m)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -241,25 +227,8 @@ def finalize(out: str | os.PathLike) -> dict[str, Any]:
                 e["sha256"] = sha256_file(out / e["file"])
     m["complete"] = not missing
     if m != before:
-        _write_manifest(out, m)
+        write_manifest(out, m)
     return {"complete": not missing, "missing": missing}
-
-
-def check_complete(folder: str | os.PathLike) -> dict[str, Any]:
-    """The manifest of a complete shard folder, or a :class:`ShardError` saying what is missing."""
-    folder = Path(folder)
-    m = read_manifest(folder)
-    entries = m.get("shards") or []
-    missing = [e["file"] for e in entries if not (folder / e["file"]).exists()]
-    unhashed = [e["file"] for e in entries if not e.get("sha256")]
-    if not entries or missing or unhashed or m.get("complete") is False:
-        detail = (f"{len(missing)} of {len(entries)} shards are missing ({', '.join(missing[:4])}"
-                  f"{', ...' if len(missing) > 4 else ''})" if missing else
-                  "the manifest lists no shards" if not entries else
-                  "the export was not finalized")
-        raise ShardError(f"{folder} is not a complete export: {detail}. Run the export again with the same arguments "
-                         "(it keeps the whole shards and redoes the rest), or wait for the other workers to finish.")
-    return m
 
 
 # ---------------------------------------------------------------- the export
@@ -343,8 +312,6 @@ def export(teacher: Teacher, out: str | os.PathLike, classes: Sequence[int] | No
     ``{"out", "n_shards", "written", "kept", "redone", "images_written",
     "seconds", "images_per_s", "complete", "missing"}``.
     """
-    from tqdm.auto import tqdm
-
     check_request(per_class, truncation, shard_size, worker, workers)
     if int(batch_size) < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
@@ -395,48 +362,18 @@ def export(teacher: Teacher, out: str | os.PathLike, classes: Sequence[int] | No
             "seconds": seconds, "images_per_s": written / seconds if seconds > 0 and written else 0.0, **fin}
 
 
-# ---------------------------------------------------------------- the command
+# ---------------------------------------------------------------- teachers by kind
 
 def load_teacher(kind: str, handle: str | None = None, checkpoint: str | None = None, device: str = "auto"):
     """A teacher by kind: ``"biggan"`` (TF-Hub handle) or ``"checkpoint"`` (a gankd torch generator)."""
     if kind == "biggan":
         if checkpoint:
             raise ValueError("--checkpoint is for --teacher checkpoint; BigGAN is chosen with --handle")
-        from .biggan import load_biggan
-
         return load_biggan(handle, device=device)
     if kind == "checkpoint":
         if not checkpoint:
             raise ValueError("--teacher checkpoint needs --checkpoint NAME.safetensors (a gankd generator checkpoint)")
         if handle:
             raise ValueError("--handle is for --teacher biggan; a torch teacher is chosen with --checkpoint")
-        from .torch_teacher import TorchTeacher
-
         return TorchTeacher.from_checkpoint(checkpoint, device)
     raise ValueError(f"unknown teacher {kind!r}: choose 'biggan' or 'checkpoint'")
-
-
-def export_from_args(args: argparse.Namespace) -> int:
-    """``python -m gankd_utils export ...`` (the arguments of ``cli.build_parser``)."""
-    from ..cli import parse_classes
-
-    check_request(args.per_class, args.truncation, args.shard_size, args.worker, args.workers)
-    if args.teacher == "biggan" and args.classes is not None:
-        parse_classes(args.classes, 1000)  # fail on a bad list before the slow model load
-    teacher = load_teacher(args.teacher, args.handle, args.checkpoint, args.device)
-    classes = None
-    if args.classes is not None:
-        if teacher.n_classes == 0:
-            raise ValueError(f"{teacher.name} is unconditional: drop --classes (--per-class sets how many images)")
-        classes = parse_classes(args.classes, teacher.n_classes)
-    res = export(teacher, args.out, classes=classes, per_class=args.per_class, truncation=args.truncation,
-                 seed=args.seed, shard_size=args.shard_size, batch_size=args.batch_size, worker=args.worker,
-                 workers=args.workers)
-    state = ("complete" if res["complete"] else
-             f"incomplete: {len(res['missing'])} shards still to come from other workers "
-             "(rerun without --worker/--workers to check)")
-    rate = f", {res['images_per_s']:.1f} img/s" if res["images_written"] else ""
-    print(f"{res['out']}: {res['n_shards']} shards, {state}; this run wrote {len(res['written'])} "
-          f"({res['images_written']} images{rate}), kept {len(res['kept'])}"
-          + (f", redid {len(res['redone'])} damaged" if res["redone"] else ""))
-    return 0

@@ -20,9 +20,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .. import repro
-from ..data import sha256_file, to_uint8
-from .biggan import check_class_ids, check_truncation, truncated_z_sample
+from .. import checkpoint, repro
+from ..classes import check_class_ids, class_names
+from ..data import to_uint8
+from ..io import sha256_file
+from .biggan import check_truncation, truncated_z_sample
 
 
 class TorchTeacher:
@@ -36,7 +38,8 @@ class TorchTeacher:
     kind = "checkpoint"
 
     def __init__(self, G: nn.Module, device: str | torch.device = "auto", name: str | None = None,
-                 source: str | None = None, weights_sha256: str | None = None):
+                 source: str | None = None, weights_sha256: str | None = None,
+                 names: tuple[str, ...] | None = None):
         if not hasattr(G, "z_dim"):
             raise TypeError(f"{type(G).__name__} has no z_dim attribute: a teacher generator must say its noise size")
         self.device = repro.get_device(device)
@@ -53,18 +56,24 @@ class TorchTeacher:
         self.name = name or type(G).__name__
         self.handle = source
         self.weights_sha256 = weights_sha256
+        if names is not None and len(names) != self.n_classes:
+            raise ValueError(f"{len(names)} class names for a generator of {self.n_classes} classes")
+        self._names = tuple(names) if names is not None else tuple(str(i) for i in range(self.n_classes))
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "auto") -> "TorchTeacher":
-        """Load a gankd generator checkpoint (``NAME.safetensors`` with ``NAME.json`` beside it)."""
-        from .. import checkpoint
+        """Load a gankd generator checkpoint (``NAME.safetensors`` with ``NAME.json`` beside it).
 
+        The class names come from the dataset the generator was trained on (its sidecar's config).
+        """
         weights = Path(path)
         if weights.suffix != ".safetensors":
             weights = weights.with_suffix(".safetensors")
         G = checkpoint.load_model(weights, repro.get_device(device))
+        dataset = checkpoint.read_sidecar(weights).get("config", {}).get("dataset")
+        names = class_names(dataset) if dataset in ("mnist", "cifar10") and G.n_classes == 10 else None
         return cls(G, device, name=f"{type(G).__name__}:{weights.stem}", source=str(path),
-                   weights_sha256=sha256_file(weights))
+                   weights_sha256=sha256_file(weights), names=names)
 
     def __repr__(self) -> str:
         return f"TorchTeacher({self.name}, {self.channels}x{self.height}x{self.width}, classes={self.n_classes})"
@@ -72,6 +81,10 @@ class TorchTeacher:
     @property
     def conditional(self) -> bool:
         return self.n_classes > 0
+
+    def class_names(self) -> tuple[str, ...]:
+        """Names of the generator's classes, indexed by class id (ids as text when unknown)."""
+        return self._names
 
     def default_classes(self) -> tuple[int, ...]:
         """Every class of a conditional generator; ``(-1,)`` (one unlabelled group) otherwise."""

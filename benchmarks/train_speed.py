@@ -1,0 +1,114 @@
+"""Training speed of every model of the walk: the plain fp32 eager path and the fast path side by side.
+
+    .venv/bin/python benchmarks/train_speed.py [--device auto] [--steps 20] [--profile full] [--only mnist]
+
+For each model of chapters 03-05 (the zoo), in one process: milliseconds per
+training step (one D update, plus the G update every ``n_critic``-th step, as the
+recipe runs it) and images per second, with ``fast="off"`` (fp32, eager, noise
+from a CPU generator) and ``fast="on"`` (bf16 autocast, TF32, fused Adam, noise
+on the device, no host sync per step); the ratio is the figure. Batches are
+random images of the right shape: a step's cost does not depend on what the
+images show. The last table multiplies each model's step cost by the steps the
+profile plans for it (seeds included) and estimates the training time of the walk.
+It prints figures; it is not a test.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+import torch
+
+import gankd_utils  # noqa: F401
+from gankd_utils import config, recipes, repro, zoo
+from gankd_utils.data import ImageSet
+from gankd_utils.runstate import RunState
+
+DATASET_SIZE = {"mnist": 60_000, "cifar10": 50_000}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def step_ms(entry, settings, device, fast: str, steps: int, teacher=None) -> float:
+    """Mean milliseconds per training step over ``steps`` steps, after 3 warm-up steps."""
+    cfg = dataclasses.replace(zoo.train_config(entry, settings), fast=fast)
+    G, D = zoo.build(entry, settings)
+    G, D = G.to(device).train(), D.to(device).train()
+    shape = (1, 28, 28) if entry.dataset == "mnist" else (3, 32, 32)
+    g = repro.generator(0, "bench")
+    n = cfg.batch_size
+    x = torch.rand(n, *shape, generator=g).mul(2).sub(1).to(device)
+    y = torch.randint(0, 10, (n,), generator=g).to(device)
+    z = torch.randn(n, G.z_dim, generator=g).to(device)
+    real = None
+    if entry.kd == "blackbox":
+        real = ImageSet(torch.randint(0, 256, (4 * n, *shape), dtype=torch.uint8, generator=g),
+                        torch.randint(0, 10, (4 * n,), generator=g), tuple(str(i) for i in range(10)), "bench")
+    run = RunState(G, D, cfg, device, teacher=teacher, real=real, adapter=cfg.kd == "feature")
+    step = recipes.step_for(cfg)
+    batch = (x, y, z) if entry.kd == "blackbox" else (x, y)
+    for i in range(3):
+        run.log(step(run, batch, i % cfg.n_critic == 0))
+    run.flush()
+    _sync(device)
+    t0 = time.perf_counter()
+    for i in range(steps):
+        run.log(step(run, batch, i % cfg.n_critic == 0))
+    _sync(device)
+    ms = 1000 * (time.perf_counter() - t0) / steps
+    run.flush()
+    return ms
+
+
+def planned_steps(entry, settings) -> int:
+    """The training steps ``settings`` plans for ``entry`` (its data: the teacher set for black-box KD)."""
+    cfg = zoo.train_config(entry, settings)
+    n = cfg.n_train or (settings.export.per_class * 10 if entry.kd == "blackbox" else DATASET_SIZE[entry.dataset])
+    total = cfg.epochs * (n // cfg.batch_size)
+    return min(total, cfg.max_steps) if cfg.max_steps else total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--steps", type=int, default=20, help="timed steps per model and path")
+    ap.add_argument("--profile", default="full", help="whose batch sizes and planned steps to use")
+    ap.add_argument("--only", nargs="*", default=["mnist", "cifar10"], help="datasets")
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = repro.get_device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"device={device} ({name}) torch={torch.__version__} profile={args.profile} steps={args.steps}")
+    print(f"{'model':26s} {'batch':>5s} {'fp32 eager ms':>13s} {'fast ms':>8s} {'ratio':>6s} "
+          f"{'fast img/s':>10s} {'planned steps':>13s} {'runs':>4s} {'est. s':>7s}")
+    total = 0.0
+    for ds in args.only:
+        s = config.settings(ds, args.profile)
+        entries = zoo.zoo(ds)
+        teachers = {}
+        for n, e in entries.items():
+            if e.role == "teacher":
+                teachers[n] = zoo.build(e, s)[0].to(device).eval()
+        for n, e in entries.items():
+            teacher = teachers.get(e.teacher) if e.kd in recipes.ONLINE_KD else None
+            slow = step_ms(e, s, device, "off", args.steps, teacher)
+            fast = step_ms(e, s, device, "on", args.steps, teacher)
+            bs = zoo.train_config(e, s).batch_size
+            planned = planned_steps(e, s)
+            seeds = len(s.seeds(e.role))
+            est = planned * fast / 1000 * seeds
+            total += est
+            print(f"{n:26s} {bs:>5d} {slow:>13.2f} {fast:>8.2f} {slow / fast:>5.2f}x {bs / fast * 1000:>10.0f} "
+                  f"{planned:>13,d} {seeds:>4d} {est:>7.0f}")
+    print(f"estimated training time of the {args.profile} walk, models one after another on the fast path: "
+          f"{total / 60:.1f} min (evaluation, export and chapter 07's fine-tunes not included)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""Scoring a set of models with one pipeline, and the ``metrics.json`` every chapter saves.
+
+- :func:`evaluators`: a chapter's evaluation pipelines: the project's own classifier
+  (works offline; its FID is not comparable with published ones), plus pytorch-fid's
+  Inception network when its weights can be had (else the skip is recorded and said).
+- :func:`evaluate_models`: one row per generator: size, compression against its
+  family's teacher, every evaluator's metrics, and speed measured for all models
+  together (:func:`metrics.speed_table`: interleaved rounds, fixed threads, spread).
+- :func:`kd_gap_closed`: the share of the scratch-to-teacher gap each KD student closed.
+- :func:`save_chapter_metrics`: ``results/<chapter>/metrics.json`` with the profile,
+  seed, device, protocols and skips that REPORT.md reads.
+"""
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from . import data, metrics, paths, runlog
+from .config import Settings
+from .runs import base_name
+from .zoo import Entry, family_teacher
+
+
+def evaluators(settings: Settings, real: data.ImageSet, device="auto", where: str = "",
+               reference: str | None = None, classifier: bool = True,
+               say=print) -> list[metrics.Evaluator]:
+    """The evaluation pipelines of a chapter on ``real`` (the reference set).
+
+    ``classifier``: the project's own ``settings.dataset`` classifier (trained once and cached);
+    Inception FID / IS are added when pytorch-fid's weights are available, else the
+    skip is recorded under ``where`` and ``say`` tells the user. ``reference``: the
+    Inception protocol's reference name (default ``<dataset>train``).
+    """
+    ev = settings.eval
+    out = []
+    if classifier:
+        clf = metrics.get_classifier(settings.dataset, epochs=ev.cls_epochs, n_train=ev.cls_n_train,
+                                     width=ev.cls_width, device=device, seed=settings.seed)
+        out.append(metrics.Evaluator(clf, real, ev.n_samples, seed=settings.seed, batch_size=ev.batch_size,
+                                     n_ref=ev.n_ref))
+    try:
+        out.append(metrics.Evaluator(metrics.InceptionExtractor(device), real, ev.n_samples, seed=settings.seed,
+                                     reference=reference or f"{settings.dataset}train", batch_size=100,
+                                     n_ref=ev.n_ref))
+    except metrics.WeightsUnavailable as e:
+        say(runlog.note_skipped(where, "Inception FID / IS", str(e)))  # the message says how to enable it
+    return out
+
+
+def metric_columns(evs: Sequence[metrics.Evaluator]) -> list[str]:
+    """Every protocol column the evaluators fill (class accuracy only from classifiers)."""
+    cols: list[str] = []
+    for ev in evs:
+        cols += [v for k, v in ev.names().items() if k != "acc" or ev.extractor.name != "inception"]
+    return cols
+
+
+def evaluate_models(models: Mapping[str, nn.Module], entries: Mapping[str, Entry], evs: Sequence[metrics.Evaluator],
+                    speed_batch: int = 64, rounds: int = 10, threads: int | None = None,
+                    progress: bool = True) -> list[dict[str, Any]]:
+    """One row per model: size, compression against its family's teacher, every evaluator's metrics, speed.
+
+    Every model is scored by the same evaluators (same samples, features and reference).
+    CPU speed is measured for all models together on the CPU; GPU throughput where
+    the models sit on a GPU.
+    """
+    rows = []
+    cols = metric_columns(evs)
+    for name, G in tqdm(list(models.items()), desc="evaluate", disable=not progress, leave=False):
+        e = entries[base_name(name)]  # "name@seed": another seed of the same model
+        t_name = family_teacher(entries, e.name)
+        size = metrics.size_report(G)
+        row: dict[str, Any] = {"model": name, "family": e.family, "role": e.role, "params": size["params"],
+                               "nonzero_params": size["nonzero_params"], "mb_fp32": size["mb_fp32"],
+                               "mb_fp16": size["mb_fp16"], "mb_int8": size["mb_int8"],
+                               "compression_x": (metrics.count_params(models[t_name]) / size["params"]
+                                                 if t_name in models else None),
+                               "macs_m": size["macs"] / 1e6}
+        row.update({c: None for c in cols})
+        for ev in evs:
+            got = ev(G)
+            if not getattr(G, "n_classes", 0):
+                got = {k: v for k, v in got.items() if not k.startswith("acc")}
+            row.update(got)
+        rows.append(row)
+    cpu = metrics.speed_table({n: copy.deepcopy(G).cpu() for n, G in models.items()}, "cpu", speed_batch, rounds,
+                              threads=threads)
+    devices = {next(G.parameters()).device for G in models.values()}
+    gpu_dev = next((d for d in devices if d.type == "cuda"), None)
+    gpu = metrics.speed_table(dict(models), gpu_dev, 1024, rounds) if gpu_dev is not None else {}
+    for row in rows:
+        c = cpu[row["model"]]
+        row.update(cpu_latency_ms_b1=c["ms_b1"], cpu_latency_spread_pct=c["ms_b1_spread_pct"],
+                   cpu_img_per_s=c["img_per_s"], gpu_img_per_s=gpu.get(row["model"], {}).get("img_per_s"))
+    return rows
+
+
+def mean_over_seeds(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per model from rows of several seeds (``name@seed``): numbers averaged, with ``<col>_std``
+    (sample standard deviation over seeds) beside each quality column and ``seeds`` (how many)."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(base_name(r["model"]), []).append(r)
+    out = []
+    for name, rs in groups.items():
+        row: dict[str, Any] = {"model": name, "seeds": len(rs)}
+        for k, v in rs[0].items():
+            if k in ("model",):
+                continue
+            vals = [r.get(k) for r in rs]
+            if all(x == vals[0] for x in vals):
+                row[k] = vals[0]
+            elif all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in vals):
+                row[k] = float(np.mean(vals))
+                if re.match(r"(fid|kid|acc|precision|recall|is)\d", k):
+                    row[f"{k}_std"] = float(np.std(vals, ddof=1))
+            else:
+                row[k] = vals[0]
+        out.append(row)
+    return out
+
+
+def kd_gap_closed(rows: Sequence[Mapping[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """For each KD student: the share of its scratch twin's gap to the teacher that KD closed.
+
+    ``(scratch - kd) / (scratch - teacher)`` on ``metric`` (lower is better): 1 means
+    as good as the teacher, 0 no better than scratch, negative worse.
+    """
+    by = {r["model"]: r for r in rows}
+    teacher = {r["family"]: r for r in rows if r["role"] == "teacher"}
+    out = []
+    for r in rows:
+        if r["role"] != "kd" or not r["model"].endswith("_kd"):
+            continue
+        twin = by.get(r["model"][: -len("_kd")] + "_scratch")
+        t = teacher.get(r["family"])
+        if twin is None or t is None or r.get(metric) is None:
+            continue
+        gap = twin[metric] - t[metric]
+        out.append({"student": r["model"], "compression_x": r.get("compression_x"), "teacher": t[metric],
+                    "scratch": twin[metric], "kd": r[metric],
+                    "gap_closed": (twin[metric] - r[metric]) / gap if gap else None})
+    return out
+
+
+def save_chapter_metrics(chapter: str, settings: Settings, device: str | torch.device,
+                         evs: Sequence[metrics.Evaluator] = (), **extra: Any) -> Path:
+    """``results/<chapter>/metrics.json``: profile, seed, device, protocols, skips, then ``extra``."""
+    return metrics.save_metrics(paths.results_dir(chapter) / "metrics.json", {
+        "chapter": chapter, "profile": settings.profile, "seed": settings.seed, "device": str(device),
+        "protocols": [ev.describe() for ev in evs], **extra,
+        "skipped": [e for e in runlog.read_skipped() if e["where"] == chapter],
+    })

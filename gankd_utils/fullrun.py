@@ -1,0 +1,276 @@
+"""The full-profile walk in stages that fit short GPU windows (``python -m gankd_utils full-run``).
+
+A stage trains what one part of the walk needs, runs that chapter's notebook on
+the finished models (which then only load them), ships the final generator
+weights under ``results/weights/`` (:mod:`gankd_utils.weights`) and packs what it
+made into archives of at most 16 MiB, to be carried off a remote machine:
+
+| stage              | trains                                                | notebook |
+|--------------------|-------------------------------------------------------|----------|
+| ``mnist``          | the 8 MNIST models (students with every seed)          | 03       |
+| ``cifar10-teacher``| chapter 04's teacher (resumable over several commands) | -        |
+| ``cifar10-students``| the teacher set export, the four CIFAR-10 students    | 04       |
+| ``tinygan``        | the TinyGAN student (resumable)                        | 05       |
+| ``compare``        | nothing: every shipped model, one pipeline            | 06       |
+| ``compress``       | chapter 07's KD fine-tunes of the pruned students      | 07       |
+
+Every stage is resumable: ``--budget-s`` pauses a training at a checkpoint when its
+time is up (the command says "paused"; run it again to go on), and a stage whose
+models are finished loads them. Stages read what earlier stages shipped: on a fresh
+machine the shipped weights are copied back into their run folders
+(:func:`weights.restore`), so a walk one machine began, another continues.
+
+Archives (``--pack DIR``): ``<stage>.results.tar.gz`` (tables, figures, metrics.json,
+the executed notebook, REPORT.md, the shipped weights of the stage) and, while a
+training is paused, ``<stage>.resume.tar.gz`` (its run folders with resume state:
+never committed, only carried to the next machine); a larger archive is split into
+``.partNN`` files of at most 16 MiB. ``--unpack DIR`` puts them back in place.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import tarfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import config, data, nbrun, paths, repro, runs, weights, zoo
+
+STAGES = ("mnist", "cifar10-teacher", "cifar10-students", "tinygan", "compare", "compress")
+PART_BYTES = 16 * 2 ** 20  # the most one carried file may hold
+NOTEBOOK = {"mnist": "03", "cifar10-students": "04", "tinygan": "05", "compare": "06", "compress": "07"}
+RESULTS = {"mnist": ["03_mnist"], "cifar10-teacher": [], "cifar10-students": ["04_cifar10"],
+           "tinygan": ["05_tinygan"], "compare": ["06_compare"], "compress": ["07_compress"]}
+SHIPS = {"mnist": "mnist/", "cifar10-teacher": "cifar10/cgan_teacher", "cifar10-students": "cifar10/cgan_student",
+         "tinygan": "cifar10/tinygan_student", "compare": None, "compress": None}  # weights a stage ships (prefix)
+
+
+def _shipped_parts(entry: zoo.Entry) -> tuple[str, ...]:
+    """G for every model; D too for KD students (chapter 07's fine-tunes continue their critic)."""
+    return ("G", "D") if entry.role == "kd" else ("G",)
+
+
+def restore_shipped(dataset: str, settings: config.Settings) -> list[str]:
+    """Copy every shipped model of ``dataset`` into its run folder (where none is finished); returns their keys."""
+    done = []
+    for name, e in zoo.zoo(dataset).items():
+        key = f"{dataset}/{name}"
+        folder = runs.run_dir(e, settings)
+        if weights.has(dataset, name) and runs.load_finished(folder) is None:
+            parts = [p for p in _shipped_parts(e) if _has_part(key, p)]
+            weights.restore(key, folder, parts)
+            done.append(key)
+    return done
+
+
+def _has_part(key: str, part: str) -> bool:
+    m = weights.manifest() or {}
+    return f"{key}/{part}.safetensors" in m.get("models", {}).get(key, {}).get("files", [])
+
+
+def _ship(dataset: str, names: Sequence[str], settings: config.Settings, device: str) -> None:
+    entries = zoo.zoo(dataset)
+    finished = {f"{dataset}/{n}": runs.run_dir(entries[n], settings) for n in names
+                if runs.load_finished(runs.run_dir(entries[n], settings)) is not None}
+    for key, folder in finished.items():  # one model at a time: its own parts
+        weights.ship({key: folder}, parts=_shipped_parts(entries[key.split("/")[1]]), profile=settings.profile,
+                     device=device)
+
+
+def _notebook(stage: str, profile: str, seed: int) -> Path:
+    try:
+        import papermill  # noqa: F401
+    except ImportError as e:
+        raise RuntimeError(f"stage {stage} executes notebook {NOTEBOOK[stage]}, which needs papermill, nbclient and "
+                           "ipykernel: pip install papermill nbclient ipykernel (or carry their wheels and pip "
+                           "install --no-index --find-links WHEELS papermill nbclient ipykernel)") from e
+    nb = nbrun.notebooks([NOTEBOOK[stage]])[0]
+    return nbrun.run_notebook(nb, paths.results_dir("executed") / nb.name, {"PROFILE": profile, "SEED": seed})
+
+
+def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float | None = None, device="auto",
+              notebook: bool = True, say=print) -> dict[str, Any]:
+    """Run one stage; returns ``{"stage", "finished", "paused", "seconds", "trained"}``.
+
+    ``budget_s``: seconds after which a training pauses at a checkpoint (None: no limit).
+    ``notebook``: also execute the stage's notebook when its models are finished.
+    """
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}: choose one of {', '.join(STAGES)}")
+    t0 = time.monotonic()
+    deadline = t0 + budget_s if budget_s else None
+    device = repro.get_device(device)
+    out: dict[str, Any] = {"stage": stage, "paused": [], "trained": []}
+    if stage == "mnist":
+        s = config.settings("mnist", profile, seed)
+        restore_shipped("mnist", s)
+        got = runs.train_all(zoo.mnist_zoo(), s, data.load_mnist(train=True), device=device)
+        _ship("mnist", list(zoo.mnist_zoo()), s, str(device))
+        out["trained"] = [k for k, t in got.items() if not t.loaded]
+    else:
+        s = config.settings("cifar10", profile, seed)
+        restore_shipped("cifar10", s)
+        entries = zoo.cifar10_zoo()
+        cifar = data.load_cifar10(train=True) if stage in ("cifar10-teacher", "cifar10-students", "tinygan") else None
+        if stage == "cifar10-teacher":
+            t = runs.train_or_load(entries["cgan_teacher"], s, cifar, device=device, deadline=deadline)
+            out["paused"] = [] if t.finished else ["cgan_teacher"]
+            out["trained"] = [] if t.loaded else ["cgan_teacher"]
+            if t.finished:
+                _ship("cifar10", ["cgan_teacher"], s, str(device))
+        elif stage in ("cifar10-students", "tinygan"):
+            teacher = entries["cgan_teacher"]
+            if runs.load_finished(runs.run_dir(teacher, s), zoo.train_config(teacher, s)) is None:
+                raise RuntimeError("the CIFAR-10 teacher is not finished (nor shipped): run the cifar10-teacher "
+                                   "stage until it says finished, then this one")
+            ts = runs.cifar10_teacher_set(s, device, real=cifar)
+            names = ([n for n, e in entries.items() if e.chapter == "04_cifar10" and e.role != "teacher"]
+                     if stage == "cifar10-students" else ["tinygan_student"])
+            for n in names:
+                for k in s.seeds(entries[n].role):
+                    t = runs.train_or_load(entries[n], s.for_seed(k), cifar, teacher_set=ts["set"], device=device,
+                                           deadline=deadline)
+                    (out["trained"] if not t.loaded else []).append(runs.seed_key(n, k, seed))
+                    if not t.finished:
+                        out["paused"].append(runs.seed_key(n, k, seed))
+            _ship("cifar10", names, s, str(device))
+        else:  # compare, compress: everything comes from the shipped weights
+            restore_shipped("mnist", config.settings("mnist", profile, seed))
+    out["finished"] = not out["paused"]
+    if out["paused"]:
+        say(f"stage {stage}: paused ({', '.join(out['paused'])}) after {time.monotonic() - t0:.0f} s; "
+            "run the same command again to go on")
+    elif notebook and stage in NOTEBOOK:
+        _notebook(stage, profile, seed)
+    out["seconds"] = time.monotonic() - t0
+    return out
+
+
+# ------------------------------------------------------------------ archives
+
+def _check_weights_root() -> None:
+    if weights.weights_root().resolve() != (paths.results_root() / "weights").resolve():
+        raise ValueError("archives keep the shipped weights under the results folder (results/weights): unset "
+                         "GANKD_WEIGHTS to pack or unpack")
+
+
+def _add_tree(tar: tarfile.TarFile, root: Path, rel: Path, exclude_runs: bool) -> None:
+    p = root / rel
+    if not p.exists():
+        return
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
+    for f in files:
+        r = f.relative_to(root)
+        if exclude_runs and "runs" in r.parts:
+            continue
+        tar.add(f, arcname=r.as_posix(), recursive=False)
+
+
+def _write_split(blob: bytes, stem: Path) -> list[Path]:
+    """``stem`` itself when small enough, else ``stem.part00``, ``stem.part01``, ... of PART_BYTES each."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    if len(blob) <= PART_BYTES:
+        stem.write_bytes(blob)
+        return [stem]
+    parts = []
+    for i in range(0, len(blob), PART_BYTES):
+        p = stem.with_name(f"{stem.name}.part{i // PART_BYTES:02d}")
+        p.write_bytes(blob[i:i + PART_BYTES])
+        parts.append(p)
+    return parts
+
+
+def pack(stage: str, out_dir: str | Path, paused: Sequence[str] = ()) -> list[Path]:
+    """Archives of what ``stage`` made (see the module docstring); returns the files written."""
+    _check_weights_root()
+    root = paths.results_root()
+    out_dir = Path(out_dir)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for chapter in RESULTS[stage]:
+            _add_tree(tar, root, Path(chapter), exclude_runs=True)
+        if stage in NOTEBOOK:
+            for nb in nbrun.notebooks([NOTEBOOK[stage]]):
+                _add_tree(tar, root, Path("executed") / nb.name, exclude_runs=False)
+        _add_tree(tar, root, Path("REPORT.md"), exclude_runs=False)
+        wroot = weights.weights_root()
+        if SHIPS[stage] is not None and wroot.is_dir():  # this stage's weights and the manifest of all
+            for f in sorted(wroot.rglob("*")):
+                rel = f.relative_to(wroot).as_posix()
+                if f.is_file() and (rel.startswith(SHIPS[stage]) or "/" not in rel):
+                    tar.add(f, arcname=(Path("weights") / rel).as_posix(), recursive=False)
+    files = _write_split(buf.getvalue(), out_dir / f"{stage}.results.tar.gz")
+    if paused:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            for chapter in ("04_cifar10", "05_tinygan", "03_mnist"):
+                runs_dir = root / chapter / "runs"
+                for key in paused:
+                    for folder in runs_dir.glob(f"*/{runs.base_name(key)}"):
+                        _add_tree(tar, root, folder.relative_to(root), exclude_runs=False)
+        blob = buf.getvalue()
+        if len(blob) > 64 * 2 ** 20:
+            print(f"note: the resume archive is {len(blob) / 2 ** 20:.0f} MiB; where a remote machine takes at most "
+                  "64 MiB in, finish this stage there (run it again) rather than carrying it to another one")
+        files += _write_split(blob, out_dir / f"{stage}.resume.tar.gz")
+    return files
+
+
+def unpack(in_dir: str | Path) -> list[str]:
+    """Extract every archive (joining ``.partNN`` files) of ``in_dir`` into the results folder.
+
+    The weights' manifests of the archives are merged (:func:`weights.merge`), newest model
+    entries winning, whatever order the archives come in.
+    """
+    _check_weights_root()
+    in_dir = Path(in_dir)
+    root = paths.results_root()
+    wrel = weights.weights_root().resolve()
+    stems = sorted({p.name.split(".part")[0] for p in in_dir.glob("*.tar.gz*")})
+    manifests, done = [], []
+    for stem in stems:
+        whole = in_dir / stem
+        blob = whole.read_bytes() if whole.exists() else b"".join(
+            p.read_bytes() for p in sorted(in_dir.glob(f"{stem}.part[0-9][0-9]")))
+        with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
+            members = []
+            for m in tar.getmembers():
+                target = (root / m.name).resolve()
+                if not m.isfile() or not target.is_relative_to(root.resolve()):
+                    raise ValueError(f"{stem}: refusing {m.name!r} (not a plain file inside the results folder)")
+                if target.parent == wrel and target.name == weights.MANIFEST:
+                    manifests.append(json.loads(tar.extractfile(m).read()))
+                elif not (target.parent == wrel and target.name == weights.SUMS):
+                    members.append(m)
+            tar.extractall(root, members=members, filter="data")
+        done.append(stem)
+    weights.merge(manifests)
+    return done
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m gankd_utils full-run", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--stage", choices=STAGES, help="the stage to run")
+    ap.add_argument("--profile", default="full", choices=config.PROFILE_NAMES)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--budget-s", type=float, default=None, help="pause a training at a checkpoint after this long")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--no-notebook", action="store_true", help="train and ship only; do not execute the notebook")
+    ap.add_argument("--pack", default=None, help="folder for the stage's archives (parts of at most 16 MiB)")
+    ap.add_argument("--unpack", default=None, help="extract archives of earlier stages from this folder first")
+    args = ap.parse_args(argv)
+    if args.unpack:
+        print(f"unpacked: {', '.join(unpack(args.unpack)) or 'nothing'}")
+    if not args.stage:
+        return 0 if args.unpack else ap.error("give --stage (or --unpack DIR)")
+    res = run_stage(args.stage, args.profile, args.seed, args.budget_s, args.device, not args.no_notebook)
+    state = "finished" if res["finished"] else "paused"
+    print(f"stage {args.stage}: {state} in {res['seconds']:.0f} s; trained now: {', '.join(res['trained']) or 'none'}")
+    if args.pack:
+        for f in pack(args.stage, args.pack, res["paused"]):
+            print(f"packed {f} ({f.stat().st_size / 2 ** 20:.1f} MiB)")
+    return 0

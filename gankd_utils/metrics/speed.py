@@ -1,0 +1,97 @@
+"""Generator speed: one measurement for every table (chapters 03-07 and the benchmarks).
+
+A busy machine makes single timings lie: a model timed while another job runs
+can look many times slower than its identical twin timed a second later. So
+:func:`speed_table` times all the models of a table together, interleaved:
+
+- a fixed thread count (``threads``; restored afterwards), the same for every model;
+- every model warmed up first, then ``rounds`` rounds, each timing one batch-1 call
+  and one batch-``batch_size`` call of every model, the model order rotating per round;
+- the fastest round is the figure (other jobs only ever add time, so the minimum
+  is the least disturbed measurement), and the spread (25th to 75th percentile, as a
+  share of the median) is reported beside it, so a reader sees how much the
+  machine disturbed the timing.
+
+Any generator-like callable ``G(z, y)`` with ``z_dim`` and ``n_classes`` attributes
+works: torch modules, and the ONNX Runtime wrapper of :mod:`gankd_utils.compress`.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .. import repro
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _inputs(G: nn.Module, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    return repro.latents(n, G.z_dim, int(getattr(G, "n_classes", 0) or 0), 0, "speed", device=device)
+
+
+def speed_table(models: Mapping[str, Any], device: str | torch.device = "cpu", batch_size: int = 64,
+                rounds: int = 10, warmup: int = 2, threads: int | None = None) -> dict[str, dict[str, float]]:
+    """``{name: {"ms_b1", "ms_b1_spread_pct", "img_per_s", "img_per_s_spread_pct", ...}}`` for every model.
+
+    Torch modules are moved to ``device`` and put in eval mode (pass copies when the
+    caller's must stay where they are); an ONNX wrapper computes on the CPU whatever the
+    device. ``threads``: torch's CPU thread count while timing (None: leave it as it is).
+    """
+    device = torch.device(device)
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    try:
+        prepared = {}
+        for name, G in models.items():
+            if isinstance(G, nn.Module):
+                G = G.to(device).eval()
+            prepared[name] = (G, _inputs(G, 1, device), _inputs(G, batch_size, device))
+        lat: dict[str, list[float]] = {n: [] for n in prepared}
+        thr: dict[str, list[float]] = {n: [] for n in prepared}
+        names = list(prepared)
+        with torch.no_grad():
+            for name in names:
+                G, a1, ab = prepared[name]
+                for _ in range(warmup):
+                    G(*a1)
+                    G(*ab)
+            _sync(device)
+            for r in range(rounds):
+                k = r % len(names)
+                for name in names[k:] + names[:k]:
+                    G, a1, ab = prepared[name]
+                    t0 = time.perf_counter()
+                    G(*a1)
+                    _sync(device)
+                    t1 = time.perf_counter()
+                    G(*ab)
+                    _sync(device)
+                    t2 = time.perf_counter()
+                    lat[name].append(t1 - t0)
+                    thr[name].append(t2 - t1)
+    finally:
+        torch.set_num_threads(old_threads)
+    out = {}
+    for name in names:
+        lq = np.percentile(lat[name], [25, 50, 75])
+        tq = np.percentile(thr[name], [25, 50, 75])
+        out[name] = {"ms_b1": 1000 * min(lat[name]), "ms_b1_spread_pct": 100 * (lq[2] - lq[0]) / lq[1],
+                     "img_per_s": batch_size / min(thr[name]), "img_per_s_spread_pct": 100 * (tq[2] - tq[0]) / tq[1],
+                     "batch_size": batch_size, "rounds": rounds, "threads": threads or old_threads,
+                     "device": str(device)}
+    return out
+
+
+def generator_speed(G: Any, device: str | torch.device = "cpu", batch_size: int = 64, rounds: int = 10,
+                    threads: int | None = None) -> dict[str, float]:
+    """:func:`speed_table` of one model (a benchmark's single figure)."""
+    return speed_table({"G": G}, device, batch_size, rounds, threads=threads)["G"]

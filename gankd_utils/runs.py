@@ -1,0 +1,314 @@
+"""Run folders, train-or-load, and the teacher sets of black-box KD.
+
+Every model of the walk (a :class:`zoo.Entry`) trains in its run folder,
+``results/<chapter>/runs/<profile>-seed<seed>/<name>/``; :func:`train_or_load`
+loads its finished generator when one of the same settings is there, else
+trains (or resumes) it. Returns a :class:`Trained`, whatever happened.
+
+:func:`cifar10_teacher_set` is chapter 04's teacher exported to shards, the
+training set of chapter 04's KD students and of chapter 05; :func:`collect`
+gathers every model of a profile for the comparison and compression chapters.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch.nn as nn
+
+from . import checkpoint, config, data, paths, repro, shards, teachers, weights
+from .config import Settings, TrainConfig
+from .io import sha256_file
+from .train import fit
+from .zoo import Entry, build, train_config, zoo
+
+
+@dataclass
+class Trained:
+    """A generator and how it came to be: loaded from a finished run, or trained (or resumed) now."""
+
+    G: nn.Module
+    name: str
+    run_dir: Path
+    loaded: bool
+    steps: int
+    finished: bool
+    config: TrainConfig | None = None
+    history: dict[str, list[float]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """A table row: loaded or trained, steps, finished, seconds, run folder."""
+        return {"model": self.name, "loaded": self.loaded, "steps": self.steps, "finished": self.finished,
+                "seconds": round(self.seconds, 1), "run_dir": str(self.run_dir)}
+
+
+def run_root(chapter: str, profile: str, seed: int = 0) -> Path:
+    """``results/<chapter>/runs/<profile>-seed<seed>``: where notebooks and commands keep a chapter's runs."""
+    return paths.results_dir(chapter, "runs", f"{profile}-seed{seed}")
+
+
+def run_dir(entry: Entry, settings: Settings) -> Path:
+    return run_root(entry.chapter, settings.profile, settings.seed) / entry.name
+
+
+def _history(folder: Path) -> dict[str, list[float]]:
+    hist = folder / "history.json"
+    return json.loads(hist.read_text()) if hist.exists() else {}
+
+
+def load_finished(folder: str | Path, cfg: TrainConfig | None = None, device="cpu") -> Trained | None:
+    """The finished generator of ``folder`` (with ``cfg``: only when trained with the same settings), else None."""
+    folder = Path(folder)
+    if not checkpoint.is_finished(folder):
+        return None
+    side = checkpoint.read_sidecar(folder / "G")
+    if cfg is not None and checkpoint.resume_key(side.get("config", {})) != checkpoint.resume_key(cfg):
+        return None
+    G = checkpoint.load_model(folder / "G", repro.get_device(device))
+    return Trained(G, folder.name, folder, True, int(side.get("step", 0)), True, cfg, _history(folder))
+
+
+def load_run(folder: str | Path, device="cpu") -> Trained:
+    """The generator of any run folder, finished or paused (its last checkpoint, ``state/G``)."""
+    folder = Path(folder)
+    for stem, finished in ((folder / "G", None), (folder / "state" / "G", False)):
+        if stem.with_suffix(".safetensors").exists():
+            side = checkpoint.read_sidecar(stem)
+            G = checkpoint.load_model(stem, repro.get_device(device))
+            done = bool(side.get("finished")) if finished is None else False
+            return Trained(G.eval(), folder.name, folder, True, int(side.get("step") or 0), done, None,
+                           _history(folder))
+    raise FileNotFoundError(f"{folder} holds no generator checkpoint (G.safetensors or state/G.safetensors): "
+                            "give a run folder that a notebook, `train` or `distill` wrote")
+
+
+def weights_choice(entry: Entry, settings: Settings, choice: str = "auto") -> str:
+    """``"shipped"`` or ``"train"`` for ``entry``: a notebook's ``WEIGHTS`` (auto | shipped | train).
+
+    The full profile takes every shipped model (that is the run they come from); the smaller
+    profiles take the shipped teachers and train their students at the profile's own budget,
+    from scratch and with KD alike, so that the comparison stays fair.
+    """
+    if choice == "train" or (settings.profile != "full" and entry.role != "teacher"):
+        return "train"
+    return weights.resolve(choice, entry.dataset, entry.name)
+
+
+def weights_note(entries: Mapping[str, Entry], settings: Settings, choice: str = "auto") -> str:
+    """One line for a notebook: which of ``entries`` come from the shipped weights, and what that means."""
+    shipped = [n for n, e in entries.items() if weights_choice(e, settings, choice) == "shipped"]
+    if shipped:
+        return (f"Shipped weights ({weights.weights_root()}): {', '.join(shipped)}; every other model trains now "
+                f"in the {settings.profile} profile.")
+    if settings.profile == "full":
+        return "Every model trains now (full profile)."
+    return (f"No shipped weights here: this {settings.profile} run trains its own teachers at the "
+            f"{settings.profile} budget, so its pictures and numbers will look like noise, not results.")
+
+
+def load_shipped(entry: Entry, settings: Settings, device="cpu") -> Trained:
+    """``entry``'s shipped generator (sha256-checked), as a :class:`Trained` whose run folder is the weights'."""
+    stem = weights.path(entry.dataset, entry.name)
+    side = checkpoint.read_sidecar(stem)
+    G = weights.load(entry.dataset, entry.name, device=str(repro.get_device(device)))
+    return Trained(G, entry.name, stem.parent, True, int(side.get("step") or 0), True, train_config(entry, settings))
+
+
+def train_or_load(entry: Entry, settings: Settings, real: data.ImageSet | None = None,
+                  teachers_: Mapping[str, nn.Module] | None = None, teacher_set=None, device="auto",
+                  retrain: bool = False, progress: bool = True, folder: str | Path | None = None,
+                  deadline: float | None = None, weights_: str = "train") -> Trained:
+    """Train ``entry`` in ``settings`` (or resume it), or load its finished generator of the same settings.
+
+    What the recipe learns from: ``real`` (the real training set: the data of a GAN and of
+    online KD, the real branch of black-box KD), ``teachers_[entry.teacher]`` (online KD)
+    and ``teacher_set`` (black-box KD: an exported set with z). ``folder`` overrides the
+    run folder (default :func:`run_dir`). ``deadline``: pause (saved, resumable) at this
+    ``time.monotonic()`` time (see :func:`train.fit`). ``weights_``: ``"auto"`` / ``"shipped"``
+    load the shipped generator instead (see :func:`weights_choice`); a user's own training
+    always writes to its run folder, never over the shipped files.
+    """
+    if weights_choice(entry, settings, weights_) == "shipped":
+        return load_shipped(entry, settings, device)
+    cfg = train_config(entry, settings)
+    folder = Path(folder) if folder is not None else run_dir(entry, settings)
+    device = repro.get_device(device)
+    if not retrain:
+        done = load_finished(folder, cfg, device)
+        if done is not None:
+            done.name = entry.name
+            return done
+    G, D = build(entry, settings)
+    t0 = time.perf_counter()
+    teacher = None
+    if entry.kd in ("feature", "pixel"):
+        if not teachers_ or entry.teacher not in teachers_:
+            raise ValueError(f"{entry.name} learns online from {entry.teacher}: train or load it first and pass it "
+                             "in teachers_")
+        teacher = teachers_[entry.teacher]
+    if entry.kd == "blackbox":
+        if teacher_set is None:
+            raise ValueError(f"{entry.name} learns from {entry.teacher}'s exported set: pass teacher_set "
+                             "(runs.cifar10_teacher_set, or shards.load_shards of an export)")
+        res = fit(G, D, teacher_set, cfg, folder, device, real=real, resume=not retrain, progress=progress,
+                  deadline=deadline)
+    else:
+        if real is None:
+            raise ValueError(f"{entry.name} trains on real images: pass real")
+        res = fit(G, D, real, cfg, folder, device, teacher=teacher, resume=not retrain, progress=progress,
+                  deadline=deadline)
+    return Trained(G.eval(), entry.name, folder, False, res["steps"], res["finished"], cfg, res["history"],
+                   time.perf_counter() - t0)
+
+
+def seed_key(name: str, seed: int, base_seed: int) -> str:
+    """``name`` for the settings' own seed, ``name@seed`` for a student's extra seeds."""
+    return name if seed == base_seed else f"{name}@{seed}"
+
+
+def base_name(key: str) -> str:
+    """The zoo name of a :func:`seed_key`."""
+    return key.split("@", 1)[0]
+
+
+def _launch(entry: Entry, settings: Settings, teacher_set_dir: Path | None, device: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "gankd_utils", "train", "--dataset", entry.dataset, "--model", entry.name,
+           "--profile", settings.profile, "--seed", str(settings.seed), "--device", device, "--quiet"]
+    if teacher_set_dir is not None:
+        cmd += ["--teacher-set", str(teacher_set_dir)]
+    return subprocess.Popen(cmd, env=os.environ.copy())
+
+
+def train_all(entries: Mapping[str, Entry], settings: Settings, real: data.ImageSet | None = None,
+              teacher_set=None, teacher_set_dir: str | Path | None = None, device="auto", retrain: bool = False,
+              progress: bool = True, parallel: int | None = None, weights_: str = "train") -> dict[str, Trained]:
+    """Train (or load) every entry with every seed its role asks for (``settings.seeds``); teachers first.
+
+    Returns ``{seed_key: Trained}``. ``parallel``: how many independent runs train at once in
+    their own processes (the ``train`` command), so that small models do not leave a GPU idle
+    behind Python; default 4 on CUDA, 1 (all in this process) elsewhere. Runs go in waves:
+    teachers and scratch students first, then the KD students that need a finished teacher.
+    Parallel runs need the profile's own settings (what the command line rebuilds) and, for
+    black-box KD, the teacher set's folder (``teacher_set_dir``); otherwise they train here.
+    """
+    device = repro.get_device(device)
+    if parallel is None:
+        parallel = 4 if device.type == "cuda" else 1
+    default = config.settings(settings.dataset, settings.profile, settings.seed)
+    jobs = [(n, e, k) for n, e in entries.items() for k in settings.seeds(e.role)]
+    # only the settings' own seed is ever shipped: a student's extra seeds always train
+    pick = {(n, k): weights_ if k == settings.seed else "train" for n, e, k in jobs}
+    to_train = [(n, e, k) for n, e, k in jobs if weights_choice(e, settings, pick[n, k]) == "train"]
+    if parallel > 1 and settings == default and not retrain:
+        for roles in (("teacher", "scratch"), ("kd",)):  # KD students need their teacher finished
+            todo = [(e, k) for _, e, k in to_train if e.role in roles
+                    and load_finished(run_dir(e, settings.for_seed(k)), train_config(e, settings.for_seed(k))) is None]
+            running: list[subprocess.Popen] = []
+            for e, k in todo:
+                while len(running) >= parallel:
+                    time.sleep(0.2)
+                    running = [p for p in running if p.poll() is None]
+                ts_dir = Path(teacher_set_dir) if e.kd == "blackbox" and teacher_set_dir is not None else None
+                running.append(_launch(e, settings.for_seed(k), ts_dir, str(device)))
+            for p in running:  # a run that failed there trains again below, here, and raises its error
+                p.wait()
+    out: dict[str, Trained] = {}
+    teachers_: dict[str, nn.Module] = {}
+    for n, e, k in jobs:
+        t = train_or_load(e, settings.for_seed(k), real, teachers_, teacher_set, device, retrain, progress,
+                          weights_=pick[n, k])
+        out[seed_key(n, k, settings.seed)] = t
+        if e.role == "teacher":
+            teachers_[n] = t.G
+    return out
+
+
+# ------------------------------------------------------------------ teacher sets
+
+def export_teacher(ckpt: str | Path, settings: Settings, device="auto", progress: bool = True) -> dict[str, Any]:
+    """Export a trained teacher checkpoint to its shard folder under ``paths.teachers_dir()``.
+
+    The folder name carries the profile, seed and the checkpoint's hash, so a
+    retrained teacher never mixes with an old export; a rerun keeps whole shards.
+    Returns the export summary plus ``folder``.
+    """
+    ckpt = Path(ckpt)
+    sizes = settings.export
+    teacher = teachers.TorchTeacher.from_checkpoint(ckpt, device)
+    name = f"{settings.dataset}_cgan_teacher_{settings.profile}_s{settings.seed}_{sha256_file(ckpt)[:8]}"
+    info = teachers.export(teacher, paths.teachers_dir() / name, classes=sizes.classes, per_class=sizes.per_class,
+                           seed=settings.seed, shard_size=sizes.shard_size, batch_size=sizes.batch_size,
+                           progress=progress)
+    return {**info, "folder": paths.teachers_dir() / name}
+
+
+def cifar10_teacher_set(settings: Settings, device="auto", retrain: bool = False, progress: bool = True,
+                        real: data.ImageSet | None = None, weights_: str = "train") -> dict[str, Any]:
+    """Chapter 04's teacher and its exported set, for every chapter that distils it (04, 05, 06, 07).
+
+    Loads the finished teacher of ``settings`` (or trains it now, in that profile,
+    when chapter 04 has not) and exports it unless the export exists. Returns
+    ``{"teacher": Trained, "folder", "set": ImageSet, "trained": bool, "export": {...}}``.
+    """
+    entry = zoo("cifar10")["cgan_teacher"]
+    real = real if real is not None else data.load_cifar10(train=True)
+    t = train_or_load(entry, settings, real, device=device, retrain=retrain, progress=progress, weights_=weights_)
+    exported = export_teacher(t.run_dir / "G.safetensors", settings, device, progress)
+    return {"teacher": t, "folder": exported["folder"], "set": shards.load_shards(exported["folder"]),
+            "trained": not t.loaded, "export": exported}
+
+
+# ------------------------------------------------------------------ every model of a profile
+
+def collect(profile: str, seed: int = 0, device="auto", train_missing: bool = True, progress: bool = True,
+            say: Callable[[str], None] = print, weights_: str = "train") -> dict[str, dict[str, Any]]:
+    """Every model of chapters 03-05 for ``profile`` / ``seed``: ``{dataset: {"models", "entries", "sources",
+    "run_dirs", "settings"}}``.
+
+    With ``weights_`` "auto" or "shipped", a shipped model is taken from the shipped weights
+    (whatever the profile: chapters 06 and 07 compare and compress the full run's models).
+    Otherwise a model is loaded from its run folder when finished there (whatever settings it was
+    trained with: the comparison compares what exists); otherwise, with ``train_missing``,
+    it is trained now in ``profile`` (and ``say`` tells the user), else left out.
+    """
+    device = repro.get_device(device)
+    out: dict[str, dict[str, Any]] = {}
+    for dataset in ("mnist", "cifar10"):
+        s = config.settings(dataset, profile, seed)
+        entries = zoo(dataset)
+        models: dict[str, nn.Module] = {}
+        sources: dict[str, str] = {}
+        dirs = {name: run_dir(e, s) for name, e in entries.items()}
+        real, teacher_set = None, None
+        for name, e in entries.items():
+            if weights_ != "train" and weights.has(dataset, name):
+                t = load_shipped(e, s, device)
+                models[name], sources[name], dirs[name] = t.G, f"shipped ({weights.weights_root()})", t.run_dir
+                continue
+            if weights_ == "shipped":
+                raise weights.ShippedWeightsError(f"{dataset}/{name} is not shipped; set WEIGHTS = \"train\" (or "
+                                                  "\"auto\") to use the profile's own runs")
+            done = load_finished(dirs[name], None, device)
+            if done is not None:
+                models[name], sources[name] = done.G, f"loaded from {dirs[name]}"
+                continue
+            if not train_missing:
+                say(f"{name}: no finished checkpoint in {dirs[name]}; left out")
+                continue
+            say(f"{name}: no finished checkpoint in {dirs[name]}; training it now ({profile} profile)")
+            real = real if real is not None else data.load_dataset(dataset, train=True)
+            if e.kd == "blackbox" and teacher_set is None:
+                teacher_set = cifar10_teacher_set(s, device, progress=progress, real=real)["set"]
+            models[name] = train_or_load(e, s, real, models, teacher_set, device, progress=progress).G
+            sources[name] = f"trained now ({profile} profile)"
+        out[dataset] = {"models": models, "entries": entries, "sources": sources, "run_dirs": dirs, "settings": s}
+    return out
+

@@ -1,0 +1,204 @@
+"""What one training run carries between steps: models, optimizers, noise, counters, history.
+
+:class:`RunState` is the state; the step functions of :mod:`gankd_utils.recipes`
+act on it, and the loop of :mod:`gankd_utils.train` drives them. Its resume
+state goes to disk through :func:`gankd_utils.checkpoint.save_resume`.
+
+The fast path (``TrainConfig.fast``: on by default with CUDA) changes how a step
+runs, not what it computes: bf16 autocast (fp16 with a gradient scaler where the
+GPU has no bf16), TF32 matrix products, fused Adam, noise and DiffAugment draws
+from a generator on the device, the data set held on the device, and logged
+values kept on the device until every ``log_every`` steps, so no step waits for
+the host. On the CPU (the default there) every draw comes from a CPU generator
+and a resumed run is bit-identical to an uninterrupted one; on CUDA a resumed run
+continues the same data order and the same noise streams, but bitwise equality
+is not promised (cuDNN and autocast choose kernels freely).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from . import losses, repro
+from .augment import diff_augment
+from .config import TrainConfig
+from .data import ImageSet
+from .dist import Dist
+from .models.layers import dcgan_init
+
+
+class FeatureAdapter(nn.Module):
+    """A learned 1x1 conv from the student's feature width to the teacher's (trained with G)."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.hparams = {"c_in": c_in, "c_out": c_out}
+        self.proj = nn.Conv2d(c_in, c_out, 1, bias=False)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.proj(f)
+
+
+def fast_enabled(cfg: TrainConfig, device: torch.device) -> bool:
+    """Whether ``cfg.fast`` ("auto" | "on" | "off") turns the fast path on for ``device``."""
+    if cfg.fast not in ("auto", "on", "off"):
+        raise ValueError(f"fast must be 'auto', 'on' or 'off', got {cfg.fast!r}")
+    return cfg.fast == "on" or (cfg.fast == "auto" and device.type == "cuda")
+
+
+class RunState:
+    """G, D (and EMA of G, a feature adapter), their optimizers, the noise stream, counters and history.
+
+    ``teacher``: a frozen generator for online KD; ``real``: real images for
+    black-box KD's real branch; ``dist``: the data-parallel context.
+    """
+
+    def __init__(self, G: nn.Module, D: nn.Module, cfg: TrainConfig, device: torch.device,
+                 teacher: nn.Module | None = None, real: ImageSet | None = None, dist: Dist | None = None,
+                 adapter: bool = False):
+        self.G, self.D, self.cfg, self.device, self.teacher = G, D, cfg, device, teacher
+        self.dist = dist or Dist()
+        self.cond = bool(getattr(G, "n_classes", 0))
+        self.d_loss_fn, self.g_loss_fn = losses.adversarial(cfg.loss)
+        self.fast = fast_enabled(cfg, device)
+        self.adapter = None
+        if adapter and teacher is not None and G.feature_channels != teacher.feature_channels:
+            self.adapter = dcgan_init(FeatureAdapter(G.feature_channels, teacher.feature_channels),
+                                      cfg.seed + 1).to(device)
+        g_params = list(G.parameters()) + (list(self.adapter.parameters()) if self.adapter else [])
+        opt_kw = {"fused": True} if self.fast and device.type == "cuda" else {}
+        self.opt_g = torch.optim.Adam(g_params, lr=cfg.lr_g, betas=tuple(cfg.betas), **opt_kw)
+        self.opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas), **opt_kw)
+        # rank 0 draws the noise a single-process run draws; other ranks their own stream
+        purpose = "train" if self.dist.rank == 0 else f"train:rank{self.dist.rank}"
+        noise_device = device if self.fast and device.type == "cuda" else torch.device("cpu")
+        self.noise = torch.Generator(device=noise_device)
+        self.noise.manual_seed(repro.purpose_seed(cfg.seed, purpose))
+        self.amp_dtype = None
+        self.scaler = None
+        if self.fast:
+            if device.type == "cuda":
+                torch.backends.cuda.matmul.allow_tf32 = True
+                torch.backends.cudnn.allow_tf32 = True
+                self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+                if self.amp_dtype == torch.float16:
+                    self.scaler = torch.amp.GradScaler("cuda")
+            else:
+                self.amp_dtype = torch.bfloat16
+        self.step, self.epoch, self.batch = 0, 0, 0
+        self.history: dict[str, list[float]] = {}
+        self._pending: list[tuple[float, float, list[str], torch.Tensor]] = []
+        self.real = real  # black-box KD: optional real images for the real-data GAN branch
+        if real is not None and self.fast and device.type == "cuda":
+            self.real = ImageSet(real.images.to(device), real.labels.to(device), real.classes, real.name)
+        self.G_ema = None
+        if cfg.ema_decay:
+            self.G_ema = copy.deepcopy(G).eval()
+            for p in self.G_ema.parameters():
+                p.requires_grad_(False)
+
+    # ------------------------------------------------------------- per step
+    def autocast(self):
+        """The forward passes' precision context (a no-op off the fast path)."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def backward_step(self, loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:
+        """zero_grad, backward, average gradients over ranks, step (through the scaler with fp16)."""
+        opt.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(opt)
+        else:
+            loss.backward()
+        if self.dist.enabled:
+            self.dist.sync_grads(p for group in opt.param_groups for p in group["params"])
+        if self.scaler is not None:
+            self.scaler.step(opt)
+            self.scaler.update()
+        else:
+            opt.step()
+
+    def aug(self, x: torch.Tensor) -> torch.Tensor:
+        """DiffAugment of D's input (identity when ``cfg.diffaug`` is empty)."""
+        return diff_augment(x, self.cfg.diffaug, generator=self.noise) if self.cfg.diffaug else x
+
+    def randn(self, n: int, dim: int) -> torch.Tensor:
+        """Standard-normal (n, dim) from the run's noise stream, on the training device."""
+        return torch.randn(n, dim, generator=self.noise, device=self.noise.device).to(self.device)
+
+    def randint(self, high: int, n: int) -> torch.Tensor:
+        return torch.randint(0, high, (n,), generator=self.noise, device=self.noise.device).to(self.device)
+
+    def sample_zy(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Noise and (for a conditional G) uniform class ids for ``n`` fake images."""
+        z = self.randn(n, self.G.z_dim)
+        return z, (self.randint(self.G.n_classes, n) if self.cond else None)
+
+    def update_ema(self) -> None:
+        if self.G_ema is None:
+            return
+        with torch.no_grad():
+            ema, live = list(self.G_ema.parameters()), list(self.G.parameters())
+            torch._foreach_lerp_(ema, live, 1.0 - self.cfg.ema_decay)
+            for be, b in zip(self.G_ema.buffers(), self.G.buffers()):
+                be.copy_(b)
+
+    @property
+    def sampler(self) -> nn.Module:
+        """The generator to sample and save: the weight average when EMA is on."""
+        return self.G_ema if self.G_ema is not None else self.G
+
+    def pixel_weight(self) -> float:
+        """w_pixel for the current epoch: decayed per epoch (TinyGAN), never per step."""
+        return max(0.0, self.cfg.w_pixel - self.cfg.pixel_decay * self.epoch)
+
+    # ------------------------------------------------------------- logging
+    def log(self, out: dict[str, torch.Tensor]) -> None:
+        """Keep one step's logged values on the device (read in :meth:`flush`, not now: no host sync)."""
+        vals = torch.stack([v.detach().float().reshape(()).to(self.device) for v in out.values()])
+        self._pending.append((float(self.step), float(self.epoch), list(out), vals))
+
+    def flush(self) -> list[dict[str, float]]:
+        """Copy the pending steps' values to the host (one copy), append them to the history, return them."""
+        if not self._pending:
+            return []
+        stacked = torch.cat([v for *_, v in self._pending])
+        if self.dist.enabled:
+            self.dist.mean(stacked)
+        flat, rows, i = stacked.tolist(), [], 0
+        for step, epoch, keys, vals in self._pending:
+            row = {"step": step, "epoch": epoch, **dict(zip(keys, flat[i:i + len(keys)]))}
+            i += len(keys)
+            n = len(self.history.get("step", []))
+            for k in row.keys() - self.history.keys():  # a key first seen now (e.g. g_loss with n_critic > 1)
+                self.history[k] = [float("nan")] * n
+            for k, col in self.history.items():
+                col.append(row.get(k, float("nan")))
+            rows.append(row)
+        self._pending = []
+        return rows
+
+    # ------------------------------------------------------------- resume
+    def rng_state(self) -> dict[str, torch.Tensor]:
+        s = {"noise": self.noise.get_state(), "torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            s["cuda"] = torch.cuda.get_rng_state(self.device)
+        return s
+
+    def set_rng_state(self, s: dict[str, Any]) -> None:
+        self.noise.set_state(s["noise"])
+        torch.set_rng_state(s["torch"])
+        if "cuda" in s and self.device.type == "cuda":
+            torch.cuda.set_rng_state(s["cuda"], self.device)
+
+    def trim_history(self) -> None:
+        """Drop history logged after the step being resumed (a crash between checkpoint and history)."""
+        if "step" in self.history:
+            keep = sum(1 for s in self.history["step"] if s <= self.step)
+            self.history = {k: v[:keep] for k, v in self.history.items()}

@@ -1,0 +1,133 @@
+"""Chapter 07's study: each KD student through every compression step, each step scored and timed alike.
+
+The mechanics (ONNX export, int8, fp16 files, channel pruning) live in
+:mod:`gankd_utils.compress`; this module runs them on one student, fine-tunes
+the pruned students with the KD recipe they were distilled with
+(:func:`kd_finetune`), scores every variant with the same evaluator, and times
+them all together on the CPU (:func:`metrics.speed_table`).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch.nn as nn
+
+from . import checkpoint, compress, data, metrics, repro, runs
+from .train import fit
+from .zoo import family_teacher, train_config
+
+
+def finetune_inputs(name: str, part: Mapping[str, Any], device="auto", progress: bool = True) -> dict[str, Any]:
+    """What a KD fine-tune of student ``name`` learns from, loaded once for every fine-tune of that student.
+
+    ``part``: one dataset of :func:`runs.collect`. Returns ``{"cfg": its TrainConfig, "real": the real
+    training set, "teacher_set": the exported teacher set (black-box KD) or None, "teacher": its family's
+    teacher (online KD) or None}``.
+    """
+    entry, settings = part["entries"][name], part["settings"]
+    if entry.role != "kd":
+        raise ValueError(f"{name} is a {entry.role} model: only KD students get a KD fine-tune")
+    real = data.load_dataset(entry.dataset, train=True)
+    blackbox = entry.kd == "blackbox"
+    teacher_set = runs.cifar10_teacher_set(settings, device, progress=progress, real=real)["set"] if blackbox else None
+    return {"cfg": train_config(entry, settings), "real": real, "teacher_set": teacher_set,
+            "teacher": None if blackbox else part["models"][family_teacher(part["entries"], name)]}
+
+
+def kd_finetune(G: nn.Module, name: str, part: Mapping[str, Any], steps: int, run_dir: str | Path, device="auto",
+                progress: bool = True, inputs: Mapping[str, Any] | None = None) -> nn.Module:
+    """A short KD fine-tune of a compressed student ``G`` (e.g. channel-pruned), in place; returns G.
+
+    The student keeps the recipe it was distilled with: pixel / feature KD from its
+    family's teacher (MNIST), black-box KD from the exported CIFAR-10 teacher set
+    (chapter 04 students, TinyGAN); its discriminator continues from the student's own
+    run (``part["run_dirs"][name]/D``). ``inputs``: :func:`finetune_inputs`'s result.
+    """
+    device = repro.get_device(device)
+    inputs = inputs or finetune_inputs(name, part, device, progress)
+    D = checkpoint.load_model(Path(part["run_dirs"][name]) / "D", device)
+    # stop after `steps`; epochs only need to be enough to get there
+    cfg = dataclasses.replace(inputs["cfg"], name=f"{name}_finetune", max_steps=steps, n_train=None,
+                              epochs=max(inputs["cfg"].epochs, math.ceil(steps / 10)), ckpt_every=max(steps, 1))
+    if inputs["teacher_set"] is not None:
+        fit(G, D, inputs["teacher_set"], cfg, run_dir, device, real=inputs["real"], resume=False, progress=progress)
+    else:
+        fit(G, D, inputs["real"], cfg, run_dir, device, teacher=inputs["teacher"], resume=False, progress=progress)
+    return G.eval()
+
+
+def compression_study(name: str, G: nn.Module, part: Mapping[str, Any], evaluator, out_dir: str | Path,
+                      device="auto", amounts: Sequence[float] = (0.3, 0.5), finetune_steps: int = 200,
+                      rounds: int = 5, threads: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Every compression step of one KD student, each scored by the same ``evaluator`` and timed on the CPU.
+
+    Steps: fp32 torch (the baseline); the fp16 file; fp32 ONNX (ONNX Runtime, max |difference| to torch);
+    int8 ONNX (static QDQ); for each pruning ``amount``: channel-pruned, then a KD fine-tune of
+    ``finetune_steps`` steps, then that model as int8 ONNX; unstructured 50% zeros (reported with its
+    dense bytes, honestly). Every variant is timed in the same interleaved rounds. The files (fp16, ONNX,
+    int8, pruned checkpoints) go to ``out_dir/runs/name/``.
+    Returns ``{"rows", "targets", "variants", "onnx_max_abs_diff", "fid", "files"}``.
+    """
+    out = Path(out_dir) / "runs" / name  # model files and fine-tune runs: kept locally, not committed
+    out.mkdir(parents=True, exist_ok=True)
+    G = copy.deepcopy(G).cpu().eval()
+    fid_key = evaluator.names()["fid"]
+    rows: list[dict[str, Any]] = []
+    variants: dict[str, nn.Module] = {}
+
+    def add(step: str, runtime: str, model: nn.Module, **row_kw) -> dict[str, Any]:
+        row = compress.compression_row(step, **row_kw)
+        q = evaluator(model)
+        row.update(step=step, runtime=runtime, fid=q[fid_key], **q)
+        rows.append(row)
+        variants[step] = model
+        return row
+
+    base = add("fp32 torch", "torch", G, G=G)
+    fp16 = compress.to_fp16_safetensors(G, out / "G_fp16")
+    G16 = compress.load_fp16_safetensors(fp16)
+    add("fp16 file", "torch (fp32 compute)", G16, G=G16, file_path=fp16)
+    onnx32 = compress.export_onnx(G, out / "G_fp32.onnx")
+    diff = compress.onnx_max_abs_diff(G, onnx32)
+    add("fp32 ONNX", "onnxruntime", compress.OnnxGenerator(onnx32, G, threads), G=G, onnx_path=onnx32)
+    cal = compress.calibration_batches(G, seed=part["settings"].seed)
+    int8 = compress.quantize_onnx_int8(onnx32, out / "G_int8.onnx", cal)
+    q8 = add("int8 ONNX", "onnxruntime", compress.OnnxGenerator(int8, G, threads), G=G, onnx_path=int8)
+    prune_rows = []
+    ft_inputs = finetune_inputs(name, part, device, progress) if amounts else None
+    for a in amounts:
+        P = compress.prune_channels(G, a)
+        add(f"pruned {a:.0%}", "torch", P, G=P)
+        P = kd_finetune(P, name, part, finetune_steps, out / f"finetune_{int(a * 100)}", device, progress,
+                        ft_inputs).cpu().eval()
+        ft = add(f"pruned {a:.0%} + KD fine-tune", "torch", P, G=P)
+        checkpoint.save_model(out / f"G_pruned{int(a * 100)}_ft", P, amount=a, finetune_steps=finetune_steps)
+        p32 = compress.export_onnx(P, out / f"G_pruned{int(a * 100)}_ft.onnx")
+        p8 = compress.quantize_onnx_int8(p32, out / f"G_pruned{int(a * 100)}_ft_int8.onnx", cal)
+        add(f"pruned {a:.0%} + KD fine-tune, int8 ONNX", "onnxruntime", compress.OnnxGenerator(p8, P, threads),
+            G=P, onnx_path=p8)
+        prune_rows.append((a, ft))
+    U = compress.prune_unstructured(G, 0.5)
+    add("unstructured 50% zeros (dense file)", "torch", U, G=U)
+    speed = metrics.speed_table(variants, "cpu", 64, rounds, threads=threads)  # every variant is a CPU copy
+    for r in rows:
+        s = speed[r["step"]]
+        r.update(ms_b1=s["ms_b1"], ms_b1_spread_pct=s["ms_b1_spread_pct"], img_s_b64=s["img_per_s"],
+                 img_s_b64_spread_pct=s["img_per_s_spread_pct"])
+        r["fid_change_pct"] = 100.0 * (r["fid"] - base["fid"]) / base["fid"] if base["fid"] else None
+        r["macs_m"] = r["macs"] / 1e6 if r.get("macs") else None
+    sp_b1 = base["ms_b1"] / q8["ms_b1"] if q8.get("ms_b1") else None
+    sp_b64 = q8["img_s_b64"] / base["img_s_b64"] if base.get("img_s_b64") else None
+    targets = {"int8": {"speedup_b1": sp_b1, "speedup_b64": sp_b64, "fid_change_pct": q8["fid_change_pct"],
+                        "met": bool(sp_b1 and sp_b64 and min(sp_b1, sp_b64) >= 2 and q8["fid_change_pct"] <= 10)},
+               "pruning": [{"amount": a, "macs_removed_pct": 100 * (1 - r["macs"] / base["macs"]),
+                            "fid_change_pct": r["fid_change_pct"],
+                            "met": bool(1 - r["macs"] / base["macs"] >= 0.30 and r["fid_change_pct"] <= 10)}
+                           for a, r in prune_rows]}
+    return {"rows": rows, "targets": targets, "variants": variants, "onnx_max_abs_diff": diff, "fid": fid_key,
+            "files": str(out)}

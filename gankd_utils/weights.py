@@ -1,0 +1,511 @@
+"""Shipped weights: the generators of a full GPU run, committed with the suite and checked by sha256.
+
+The project commits the final checkpoints of one ``full``-profile run under
+``results/weights/``; the notebooks and commands load them instead of training
+when asked to (the notebooks' ``WEIGHTS`` parameter, :func:`resolve`). A user's
+own training writes to its own run folders (``results/<chapter>/runs/...``),
+never here: only :func:`ship` writes into this folder, and it refuses a folder
+that lies inside a run folder.
+
+Layout::
+
+    results/weights/                 weights_root(): GANKD_WEIGHTS, else <GANKD_RESULTS>/weights
+      MANIFEST.json                  what is shipped and the sha256 of every file (below)
+      SHA256SUMS                     the same sums for `sha256sum -c SHA256SUMS` (run inside the folder)
+      <dataset>/<model>/G.safetensors + G.json    the generator, a gankd checkpoint
+      <dataset>/<model>/D.safetensors + D.json    the discriminator, when shipped for fine-tunes
+
+``MANIFEST.json``::
+
+    {"format": "gankd-weights/1", "profile": "full", "device": "...", "created": "<UTC ISO time>",
+     "files":  {"mnist/cdcgan_c32_kd/G.safetensors": {"sha256": "<64 hex>", "bytes": 270000}, ...},
+     "models": {"mnist/cdcgan_c32_kd": {"dataset": "mnist", "model": "cdcgan_c32_kd",
+                                        "files": ["mnist/cdcgan_c32_kd/G.json",
+                                                  "mnist/cdcgan_c32_kd/G.safetensors"],
+                                        "seed": 0, "steps": 23450, "params": 67196, "note": ""}, ...}}
+
+File paths are relative to the folder, with ``/``. Checkpoints are
+``NAME.safetensors`` + ``NAME.json`` (:mod:`gankd_utils.checkpoint`): nothing
+shipped is ever unpickled. Every load checks the sha256 of the files it reads
+first (:func:`verify`); a file that was altered, truncated, or left as a
+git-lfs pointer gives a :class:`ShippedWeightsError` naming it and the remedy.
+Hashes are cached per process, keyed by the file's path, size, mtime and inode.
+
+From a shell: ``python -m gankd_utils.weights verify [KEY]`` (one line per file,
+exit status 1 on any mismatch) and ``python -m gankd_utils.weights list``.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from torch import nn
+
+from . import checkpoint, paths
+from .io import atomic_write_bytes, atomic_write_text, sha256_file
+
+FORMAT = "gankd-weights/1"
+MANIFEST = "MANIFEST.json"
+SUMS = "SHA256SUMS"
+CHOICES = ("auto", "shipped", "train")
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+_LFS_MAGIC = b"version https://git-lfs"
+# A file modified this recently may change again within the same mtime tick: hash it, but do not cache it.
+_RACY_S = 2.0
+_HASHES: dict[tuple[str, int, int, int], str] = {}
+
+
+class ShippedWeightsError(FileNotFoundError):
+    """Shipped weights are absent, altered or not listed; the message names the file and the remedy."""
+
+
+class ManifestError(ShippedWeightsError, ValueError):
+    """``MANIFEST.json`` is not valid JSON or not in the ``gankd-weights/1`` format."""
+
+
+# ---------------------------------------------------------------- where
+
+def weights_root() -> Path:
+    """The shipped weights folder: ``GANKD_WEIGHTS``, else ``paths.results_root()/"weights"``."""
+    env = os.environ.get("GANKD_WEIGHTS", "").strip()
+    return Path(env).expanduser() if env else paths.results_root() / "weights"
+
+
+def _root(root: str | Path | None) -> Path:
+    return Path(root).expanduser() if root is not None else weights_root()
+
+
+def _show(p: Path) -> str:
+    """``p`` relative to the repository when it lies inside it (``results/weights/...``), else as is."""
+    try:
+        return Path(p).resolve().relative_to(paths.REPO_ROOT).as_posix()
+    except ValueError:
+        return str(p)
+
+
+def _restore_hint(root: Path) -> str:
+    return (f"restore it with `git checkout -- {_show(root)}` (and `git lfs pull` if the repository uses "
+            f'git-lfs) or set WEIGHTS = "train" to train your own')
+
+
+def _split_key(key: str) -> tuple[str, str]:
+    parts = key.split("/") if isinstance(key, str) else []
+    if len(parts) != 2 or not all(_NAME.match(p) and p not in (".", "..") for p in parts):
+        raise ValueError(f"a shipped model is named 'dataset/model' (letters, digits, _ . + -), got {key!r}")
+    return parts[0], parts[1]
+
+
+def _safe_rel(rel: str) -> bool:
+    p = PurePosixPath(rel)
+    return (isinstance(rel, str) and bool(rel) and "\\" not in rel and not p.is_absolute()
+            and all(part not in ("", ".", "..") for part in rel.split("/")))
+
+
+# ---------------------------------------------------------------- manifest
+
+def manifest(root: str | Path | None = None) -> dict[str, Any] | None:
+    """The parsed ``MANIFEST.json`` of ``root``; None when there is none.
+
+    Raises :class:`ManifestError` when it is not valid JSON or not a ``gankd-weights/1`` manifest.
+    """
+    root = _root(root)
+    f = root / MANIFEST
+    if not f.is_file():
+        return None
+    where = _show(f)
+    try:
+        m = json.loads(f.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ManifestError(f"{where} is not valid JSON ({e}): restore it with `git checkout -- {where}`, "
+                            'or set WEIGHTS = "train" to train your own') from e
+    if not isinstance(m, dict) or m.get("format") != FORMAT:
+        got = m.get("format") if isinstance(m, dict) else type(m).__name__
+        raise ManifestError(f"{where} is not a shipped-weights manifest: format {got!r}, expected {FORMAT!r} "
+                            "(was it written by a newer gankd? update the package)")
+    files, models = m.get("files"), m.get("models")
+    if not isinstance(files, dict) or not isinstance(models, dict):
+        raise ManifestError(f"{where} lacks its 'files' and 'models' tables (format {FORMAT})")
+    for rel, e in files.items():
+        if not _safe_rel(rel):
+            raise ManifestError(f"{where} lists {rel!r}: file paths must be relative, with '/', inside the folder")
+        if (not isinstance(e, dict) or not isinstance(e.get("sha256"), str) or not _SHA.match(e["sha256"])
+                or not isinstance(e.get("bytes"), int) or isinstance(e["bytes"], bool) or e["bytes"] < 0):
+            raise ManifestError(f"{where}: the entry of {rel} needs a 64-hex 'sha256' and a 'bytes' count, got {e!r}")
+    for key, e in models.items():
+        try:
+            _split_key(key)
+        except ValueError as err:
+            raise ManifestError(f"{where}: {err}") from None
+        if not isinstance(e, dict) or not isinstance(e.get("files"), list):
+            raise ManifestError(f"{where}: the model {key} needs a 'files' list")
+        unknown = [r for r in e["files"] if r not in files]
+        if unknown:
+            raise ManifestError(f"{where}: the model {key} names files without a sha256 entry: {unknown}")
+    return m
+
+
+def _need_manifest(root: Path) -> dict[str, Any]:
+    m = manifest(root)
+    if m is None:
+        raise ShippedWeightsError(
+            f"no shipped weights: {_show(root / MANIFEST)} does not exist. Check out the repository's "
+            f'results/weights (or point GANKD_WEIGHTS at a copy), or set WEIGHTS = "train" to train your own')
+    return m
+
+
+def available(dataset: str | None = None, root: str | Path | None = None) -> list[str]:
+    """The shipped models as sorted ``"dataset/model"`` keys (of one ``dataset`` if given); no hashing."""
+    m = manifest(root)
+    if m is None:
+        return []
+    return sorted(k for k in m["models"] if dataset is None or k.split("/", 1)[0] == dataset)
+
+
+def has(dataset: str, model: str, root: str | Path | None = None) -> bool:
+    """True when the manifest lists ``dataset/model`` (the files are checked when loaded)."""
+    return f"{dataset}/{model}" in available(root=root)
+
+
+# ---------------------------------------------------------------- verify
+
+def _hash(p: Path, st: os.stat_result) -> str:
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    sha = _HASHES.get(key)
+    if sha is None:
+        sha = sha256_file(p)
+        if time.time() - st.st_mtime > _RACY_S:
+            _HASHES[key] = sha
+    return sha
+
+
+def _is_lfs_pointer(p: Path) -> bool:
+    with open(p, "rb") as f:
+        return f.read(len(_LFS_MAGIC)) == _LFS_MAGIC
+
+
+def _check(root: Path, rel: str, entry: Mapping[str, Any]) -> str:
+    """The sha256 of ``root/rel`` when it matches ``entry``; else :class:`ShippedWeightsError`."""
+    p = root / rel
+    if not p.is_file():
+        raise ShippedWeightsError(f"{_show(p)} is missing (MANIFEST.json lists it): {_restore_hint(root)}")
+    st = p.stat()
+    if st.st_size != entry["bytes"]:
+        if _is_lfs_pointer(p):
+            raise ShippedWeightsError(f"{_show(p)} is a git-lfs pointer, not the weights: run `git lfs pull`, "
+                                      'or set WEIGHTS = "train" to train your own')
+        raise ShippedWeightsError(f"{_show(p)} does not match MANIFEST.json: {st.st_size:,} bytes, expected "
+                                  f"{entry['bytes']:,}; the file was truncated or altered: {_restore_hint(root)}")
+    sha = _hash(p, st)
+    if sha != entry["sha256"]:
+        raise ShippedWeightsError(f"{_show(p)} does not match its sha256 in MANIFEST.json (got {sha[:12]}..., "
+                                  f"expected {entry['sha256'][:12]}...): the file was altered or is a git-lfs "
+                                  f"pointer; {_restore_hint(root)}")
+    return sha
+
+
+def _check_all(root: Path, m: Mapping[str, Any], rels: Iterable[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    errors: list[str] = []
+    for rel in sorted(rels):
+        try:
+            out[rel] = _check(root, rel, m["files"][rel])
+        except ShippedWeightsError as e:
+            errors.append(str(e))
+    if errors:
+        more = f" (and {len(errors) - 1} more file(s) failed; `python -m gankd_utils.weights verify` lists them)"
+        raise ShippedWeightsError(errors[0] + (more if len(errors) > 1 else ""))
+    return out
+
+
+def _model_entry(m: Mapping[str, Any], key: str, root: Path) -> Mapping[str, Any]:
+    if key not in m["models"]:
+        listed = ", ".join(sorted(m["models"])) or "none"
+        raise ShippedWeightsError(f"{key} is not shipped in {_show(root)} (MANIFEST.json lists: {listed}); "
+                                  'set WEIGHTS = "train" to train it')
+    return m["models"][key]
+
+
+def verify(key: str | None = None, root: str | Path | None = None) -> dict[str, str]:
+    """Check the sha256 of every file of one model (``"dataset/model"``), or of all; ``{file: sha256}``.
+
+    Raises :class:`ShippedWeightsError` naming the first missing or altered file.
+    """
+    root = _root(root)
+    m = _need_manifest(root)
+    rels = m["files"] if key is None else _model_entry(m, key, root)["files"]
+    return _check_all(root, m, rels)
+
+
+def path(dataset: str, model: str, part: str = "G", root: str | Path | None = None) -> Path:
+    """The verified checkpoint stem ``root/dataset/model/part`` (for :func:`checkpoint.load_model`)."""
+    root = _root(root)
+    m = _need_manifest(root)
+    key = f"{dataset}/{model}"
+    entry = _model_entry(m, key, root)
+    mine = [f"{key}/{part}.safetensors", f"{key}/{part}.json"]
+    if not all(r in entry["files"] for r in mine):
+        parts = sorted({PurePosixPath(r).stem for r in entry["files"] if r.endswith(".safetensors")})
+        raise ShippedWeightsError(f"{key} is shipped without {part} (parts shipped: {', '.join(parts) or 'none'}); "
+                                  f'set WEIGHTS = "train" to train your own')
+    _check_all(root, m, mine)
+    return root / dataset / model / part
+
+
+def load(dataset: str, model: str, part: str = "G", device: str = "cpu",
+         root: str | Path | None = None) -> nn.Module:
+    """The shipped ``part`` of ``dataset/model``, sha256-checked, rebuilt from its sidecar; in eval mode."""
+    return checkpoint.load_model(path(dataset, model, part, root), device)
+
+
+def restore(key: str, run_dir: str | Path, parts: Sequence[str] = ("G",), root: str | Path | None = None) -> Path:
+    """Copy the shipped checkpoint(s) of ``key`` ("dataset/model") into ``run_dir``, after checking them.
+
+    The run folder then holds a finished run, so ``runs.train_or_load`` loads it instead of
+    training: how a later stage of the full walk, on a fresh machine, continues from what an
+    earlier stage committed. Files already there with the same bytes are left alone.
+    """
+    dataset, model = _split_key(key)
+    run_dir = Path(run_dir)
+    for part in parts:
+        stem = path(dataset, model, part, root)
+        for suffix in (".safetensors", ".json"):
+            src = stem.with_suffix(suffix)
+            _write_if_changed(run_dir / src.name, src.read_bytes())
+    return run_dir
+
+
+def resolve(choice: str, dataset: str, model: str, root: str | Path | None = None) -> str:
+    """The notebooks' ``WEIGHTS`` parameter: ``"shipped"`` or ``"train"``.
+
+    ``"auto"``: shipped weights when the manifest lists the model, else train;
+    ``"shipped"``: the shipped weights or a :class:`ShippedWeightsError`;
+    ``"train"``: train (or load the user's own finished run), never read the shipped folder.
+    """
+    c = choice.strip().lower() if isinstance(choice, str) else choice
+    if c not in CHOICES:
+        raise ValueError(f"WEIGHTS must be one of {', '.join(repr(x) for x in CHOICES)}, got {choice!r}")
+    if c == "train":
+        return "train"
+    if has(dataset, model, root):
+        return "shipped"
+    if c == "auto":
+        return "train"
+    r = _root(root)
+    m = _need_manifest(r)
+    listed = ", ".join(sorted(m["models"])) or "none"
+    raise ShippedWeightsError(f"WEIGHTS = \"shipped\" but {dataset}/{model} is not shipped in {_show(r)} "
+                              f'(MANIFEST.json lists: {listed}); set WEIGHTS = "train" (or "auto") to train it')
+
+
+def summary(root: str | Path | None = None) -> list[dict[str, Any]]:
+    """One row per shipped model for a notebook table: key, params, MB (of G), sha256[:12] (of G), steps."""
+    m = manifest(root)
+    if m is None:
+        return []
+    rows = []
+    for key in sorted(m["models"]):
+        e = m["models"][key]
+        g = m["files"].get(f"{key}/G.safetensors")
+        rows.append({"key": key, "params": e.get("params"),
+                     "MB": round(g["bytes"] / 1e6, 3) if g else None,
+                     "sha256": g["sha256"][:12] if g else None, "steps": e.get("steps")})
+    return rows
+
+
+# ---------------------------------------------------------------- ship
+
+def _looks_like_run(folder: Path) -> bool:
+    """A folder a training writes to: it holds a checkpoint ``G.json`` or a resume state ``state/G.json``."""
+    return (folder / "G.json").is_file() or (folder / "state" / "G.json").is_file()
+
+
+def _refuse_overlap(root: Path, runs: Mapping[str, Path]) -> None:
+    r = root.resolve()
+    for key, run in runs.items():
+        d = run.resolve()
+        if r == d or d in r.parents:
+            raise ValueError(f"refusing to ship into {root}: it lies inside the run folder of {key} ({run}); "
+                             "shipped weights go to results/weights (GANKD_WEIGHTS), apart from any run")
+        if r in d.parents:
+            raise ValueError(f"refusing to ship {key} from {run}: that folder lies inside the weights folder "
+                             f"{root}; ship from the run folder the training wrote")
+    for parent in (r, *r.parents):
+        if _looks_like_run(parent):
+            raise ValueError(f"refusing to ship into {root}: {parent} is a run folder (it holds a checkpoint); "
+                             "shipped weights go to results/weights (GANKD_WEIGHTS), apart from any run")
+
+
+def _dump(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True) + "\n"
+
+
+def _write_if_changed(p: Path, data: bytes) -> None:
+    if p.is_file() and p.stat().st_size == len(data) and p.read_bytes() == data:
+        return
+    atomic_write_bytes(p, data)
+
+
+def ship(run_dirs: Mapping[str, str | Path], root: str | Path | None = None, parts: Sequence[str] = ("G",),
+         profile: str = "full", device: str = "", note: str = "") -> Path:
+    """Copy the final checkpoints of finished runs into the shipped layout; returns the weights folder.
+
+    ``run_dirs`` maps ``"dataset/model"`` to a run folder holding ``PART.safetensors`` + ``PART.json``
+    (a sidecar saying ``"finished": true``) for every name in ``parts``. Models already shipped
+    in ``root`` and not named here are kept; a model named here replaces its earlier files.
+    Every file is written atomically; ``MANIFEST.json`` last. Shipping the same files again
+    changes nothing but the manifest's ``created`` time.
+    """
+    from .metrics.size import count_params
+
+    root = _root(root)
+    parts = tuple(parts)
+    names_ok = all(isinstance(p, str) and _NAME.match(p) for p in parts)
+    if "G" not in parts or len(set(parts)) != len(parts) or not names_ok:
+        raise ValueError(f"parts must name distinct checkpoints and include 'G', got {parts!r}")
+    if not run_dirs:
+        raise ValueError("nothing to ship: run_dirs is empty")
+    runs = {key: Path(d).expanduser() for key, d in run_dirs.items()}
+    for key in runs:
+        _split_key(key)
+    _refuse_overlap(root, runs)
+
+    # 1. check every run before writing anything
+    plan: dict[str, dict[str, Any]] = {}
+    for key, run in sorted(runs.items()):
+        dataset, model = _split_key(key)
+        entry: dict[str, Any] = {"dataset": dataset, "model": model, "files": [], "note": note}
+        sources: dict[str, Path] = {}
+        for part in parts:
+            try:
+                side = checkpoint.read_sidecar(run / part)
+            except checkpoint.CheckpointError as e:
+                raise checkpoint.CheckpointError(f"cannot ship {key}: {e}") from e
+            if side.get("finished") is not True:
+                raise ValueError(f"{run / part}.json is not a finished run (step {side.get('step')}, finished "
+                                 f"{side.get('finished')!r}): finish the training (run the same command again "
+                                 f"until it prints 'finished') before shipping {key}")
+            net = checkpoint.load_model(run / part)  # readable, and rebuilds from its spec
+            if part == "G":
+                cfg = side.get("config") if isinstance(side.get("config"), dict) else {}
+                entry.update(seed=cfg.get("seed"), steps=side.get("step"), params=count_params(net))
+            for ext in (".safetensors", ".json"):
+                sources[f"{key}/{part}{ext}"] = run / f"{part}{ext}"
+        entry["files"] = sorted(sources)
+        plan[key] = {"entry": entry, "sources": sources}
+
+    old = manifest(root)
+    if old is not None and old.get("profile") != profile:
+        raise ValueError(f"{_show(root / MANIFEST)} holds {old.get('profile')!r}-profile weights; shipping "
+                         f"{profile!r}-profile ones beside them would mix profiles: ship to another folder "
+                         "(root=..., GANKD_WEIGHTS) or remove the old ones first")
+    files: dict[str, dict[str, Any]] = dict(old["files"]) if old else {}
+    models: dict[str, Any] = dict(old["models"]) if old else {}
+
+    # 2. copy (bytes read once: the sha256 is that of what is written)
+    stale: set[str] = set()
+    for key, item in plan.items():
+        if key in models:
+            stale |= set(models[key]["files"]) - set(item["entry"]["files"])
+        for rel, src in item["sources"].items():
+            data = src.read_bytes()
+            _write_if_changed(root / rel, data)
+            files[rel] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        models[key] = item["entry"]
+    for rel in stale:
+        files.pop(rel, None)
+
+    # 3. the sums, then the manifest (the commit point)
+    sums = "".join(f"{files[rel]['sha256']}  {rel}\n" for rel in sorted(files))
+    _write_if_changed(root / SUMS, sums.encode("utf-8"))
+    m = {"format": FORMAT, "profile": profile, "device": device,
+         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+         "files": {rel: files[rel] for rel in sorted(files)}, "models": {k: models[k] for k in sorted(models)}}
+    atomic_write_text(root / MANIFEST, _dump(m))
+    for rel in sorted(stale):  # files a re-shipped model no longer has (e.g. a D shipped before)
+        (root / rel).unlink(missing_ok=True)
+    return root
+
+
+def merge(others: Sequence[Mapping[str, Any]], root: str | Path | None = None) -> Path | None:
+    """Fold the manifests ``others`` (e.g. from archives of several stages) into ``root``'s, oldest first.
+
+    A model listed in a newer manifest replaces the older entry; the files must already be in
+    place (they are checked now). Returns the manifest's path, or None when there was nothing.
+    """
+    root = _root(root)
+    current = manifest(root)
+    ms = sorted([dict(m) for m in others if m] + ([current] if current else []), key=lambda m: m.get("created", ""))
+    if not ms:
+        return None
+    profiles = {m.get("profile") for m in ms}
+    if len(profiles) > 1:
+        raise ManifestError(f"cannot merge weights of several profiles ({sorted(map(str, profiles))}) into "
+                            f"{_show(root)}")
+    files: dict[str, Any] = {}
+    models: dict[str, Any] = {}
+    for m in ms:
+        for key, entry in m.get("models", {}).items():
+            for rel in models.get(key, {}).get("files", []):
+                files.pop(rel, None)
+            models[key] = entry
+            files.update({rel: m["files"][rel] for rel in entry["files"]})
+    _check_all(root, {"files": files}, sorted(files))
+    sums = "".join(f"{files[rel]['sha256']}  {rel}\n" for rel in sorted(files))
+    _write_if_changed(root / SUMS, sums.encode("utf-8"))
+    newest = ms[-1]
+    m = {"format": FORMAT, "profile": newest.get("profile"), "device": newest.get("device", ""),
+         "created": newest.get("created", ""), "files": {rel: files[rel] for rel in sorted(files)},
+         "models": {k: models[k] for k in sorted(models)}}
+    return atomic_write_text(root / MANIFEST, _dump(m))
+
+
+# ---------------------------------------------------------------- command line
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m gankd_utils.weights", description=__doc__.split("\n")[0])
+    ap.add_argument("--root", help="the weights folder (default: GANKD_WEIGHTS, else results/weights)")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    v = sub.add_parser("verify", help="check every shipped file's sha256 (exit status 1 on a mismatch)")
+    v.add_argument("key", nargs="?", help="one model, dataset/model (default: all)")
+    ls = sub.add_parser("list", help="the shipped models")
+    ls.add_argument("--dataset")
+    args = ap.parse_args(argv)
+    root = _root(args.root)
+    try:
+        m = _need_manifest(root)
+        if args.cmd == "list":
+            for row in summary(root):
+                if args.dataset is None or row["key"].split("/", 1)[0] == args.dataset:
+                    print(f"{row['key']:<40} params {row['params'] if row['params'] is not None else '?':>10}  "
+                          f"{row['MB'] if row['MB'] is not None else '?':>8} MB  steps {row['steps']}  "
+                          f"sha256 {row['sha256']}")
+            return 0
+        rels = m["files"] if args.key is None else _model_entry(m, args.key, root)["files"]
+    except ShippedWeightsError as e:
+        print(e, file=sys.stderr)
+        return 1
+    failed = 0
+    for rel in sorted(rels):
+        try:
+            sha = _check(root, rel, m["files"][rel])
+            print(f"OK      {sha[:12]}  {rel}")
+        except ShippedWeightsError as e:
+            failed += 1
+            print(f"FAILED  {rel}: {e}")
+    print(f"{len(rels) - failed} of {len(rels)} files match {_show(root / MANIFEST)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
