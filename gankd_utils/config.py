@@ -264,8 +264,8 @@ def settings(dataset: str, profile: str, seed: int = 0, **overrides: dict[str, A
         values = {**table.get(part, {}), **(overrides.get(part) or {})}
         if part == "train":
             values = {"dataset": dataset, **values, "seed": seed}
-        if part == "eval" and "seed" in values:
-            raise TypeError("the evaluation seed is the settings' seed: pass seed=..., not eval={'seed': ...}")
+        if part in ("train", "eval") and "seed" in (overrides.get(part) or {}):
+            raise TypeError(f"the {part} seed is the settings' seed: pass seed=..., not {part}={{'seed': ...}}")
         names = {f.name for f in dataclasses.fields(cls)}
         bad = set(values) - names
         if bad:

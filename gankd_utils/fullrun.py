@@ -172,6 +172,8 @@ def _add_tree(tar: tarfile.TarFile, root: Path, rel: Path, exclude_runs: bool) -
 def _write_split(blob: bytes, stem: Path) -> list[Path]:
     """``stem`` itself when small enough, else ``stem.part00``, ``stem.part01``, ... of PART_BYTES each."""
     stem.parent.mkdir(parents=True, exist_ok=True)
+    for old in [stem, *stem.parent.glob(f"{stem.name}.part[0-9][0-9]")]:  # an earlier pack of the same stage
+        old.unlink(missing_ok=True)
     if len(blob) <= PART_BYTES:
         stem.write_bytes(blob)
         return [stem]

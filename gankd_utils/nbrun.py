@@ -7,6 +7,7 @@ notebooks under ``notebooks/`` stay stripped of outputs.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
@@ -44,8 +45,6 @@ def run_notebook(src: str | Path, out: str | Path, parameters: Mapping[str, Any]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import argparse
-
     ap = argparse.ArgumentParser(prog="python -m gankd_utils.nbrun", description=__doc__)
     ap.add_argument("--profile", default=None, help="smoke | quick | full (default: full with CUDA, else quick)")
     ap.add_argument("--only", nargs="*", help="run only notebooks whose names start with these prefixes (e.g. 03)")

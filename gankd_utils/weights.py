@@ -51,6 +51,7 @@ from typing import Any
 from torch import nn
 
 from . import checkpoint, paths
+from .metrics.size import count_params
 from .io import atomic_write_bytes, atomic_write_text, sha256_file
 
 FORMAT = "gankd-weights/1"
@@ -366,8 +367,6 @@ def ship(run_dirs: Mapping[str, str | Path], root: str | Path | None = None, par
     Every file is written atomically; ``MANIFEST.json`` last. Shipping the same files again
     changes nothing but the manifest's ``created`` time.
     """
-    from .metrics.size import count_params
-
     root = _root(root)
     parts = tuple(parts)
     names_ok = all(isinstance(p, str) and _NAME.match(p) for p in parts)

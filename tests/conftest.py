@@ -1,12 +1,15 @@
-"""Shared fixtures: a private results folder per test session, the MNIST / CIFAR-10 data root."""
+"""Shared fixtures: a private results folder per test session, the MNIST / CIFAR-10 data root, a tiny teacher set."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 import pytest
+import torch
 
 import gankd_utils  # noqa: F401  (torchvision before any tensorflow, in every test process)
+from gankd_utils import data, paths, teachers
+from gankd_utils.models import ResNetGenerator
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -32,14 +35,10 @@ def _need(what: str, path: Path) -> None:
 
 @pytest.fixture(scope="session")
 def data_root() -> Path:
-    from gankd_utils import paths
-
     return paths.data_root()
 
 
 def _mnist(root: Path, train: bool):
-    from gankd_utils import data
-
     try:
         return data.load_mnist(train=train, root=root, download=False)
     except data.DatasetUnavailable:
@@ -61,3 +60,26 @@ def cifar_root(data_root) -> Path:
     if not (data_root / "cifar10" / "test.npz").exists():
         _need("CIFAR-10 npz shards", data_root / "cifar10")
     return data_root
+
+
+@pytest.fixture(scope="session")
+def teacher_set(tmp_path_factory) -> Path:
+    """A complete 32 px export of a small class-conditional torch teacher: 10 classes x 8 images, shards of 20."""
+    out = tmp_path_factory.mktemp("teacher") / "set"
+    torch.manual_seed(0)
+    t = teachers.TorchTeacher(ResNetGenerator(ch=4), "cpu", name="tiny_cgan")
+    teachers.export(t, out, classes=list(range(10)), per_class=8, seed=0, shard_size=20, batch_size=40,
+                    progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tf_modules(tmp_path_factory) -> dict[str, Path]:
+    """BigGAN-shaped modules in TF1 Hub format and as a TF2 SavedModel (128x128 output; tests/tf_fixtures.py)."""
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("tensorflow_hub")
+    import tf_fixtures  # imports tensorflow: only when a test asks for these modules
+
+    root = tmp_path_factory.mktemp("biggan_modules")
+    return {"tf1": tf_fixtures.make_tf1_hub_module(root / "tf1"),
+            "tf2": tf_fixtures.make_tf2_saved_model(root / "tf2")}

@@ -1,23 +1,25 @@
+"""The command line (gankd_utils.cli): sample, train, export and distill commands, their errors."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 
-from gankd_utils import checkpoint, cli
-from gankd_utils.models import CondDCGANGenerator, IITGNGenerator
+from gankd_utils import checkpoint, cli, shards
+from gankd_utils.models import CondDCGANGenerator, IITGNGenerator, TinyGANGenerator
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["generator.ch=4", "generator.embed_dim=8", "discriminator.ch=4"]
 
 
-def test_parse_classes():
-    assert cli.parse_classes("0-3,7, 9") == [0, 1, 2, 3, 7, 9]
-    assert cli.parse_classes("5") == [5]
-    with pytest.raises(ValueError, match="out of range 0..9"):
-        cli.parse_classes("8-12", 10)
-    with pytest.raises(ValueError, match="cannot read"):
-        cli.parse_classes("three")
-    with pytest.raises(ValueError, match="cannot read"):
-        cli.parse_classes("5-2")
-    with pytest.raises(ValueError, match="empty"):
-        cli.parse_classes(" , ")
-    with pytest.raises(ValueError, match="out of range"):
-        cli.parse_classes("-1")
+def _cli(args, env=None, timeout=600):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "gankd_utils"] + args, cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
 
 
 def test_sample_conditional(tmp_path):
@@ -42,10 +44,14 @@ def test_sample_unconditional_and_errors(tmp_path, capsys):
     assert cli.main(["sample", "--checkpoint", str(tmp_path / "U"), "--n", "5", "--out", str(out),
                      "--device", "cpu"]) == 0
     with np.load(out, allow_pickle=False) as f:
-        assert f["images"].shape == (5, 28, 28, 1)
+        assert f["images"].shape == (5, 28, 28, 1) and f["labels"].tolist() == [-1] * 5
     with pytest.raises(SystemExit, match="unconditional"):
         cli.main(["sample", "--checkpoint", str(tmp_path / "U"), "--classes", "0-9", "--out", str(out)])
     checkpoint.save_model(tmp_path / "C", CondDCGANGenerator(32))
+    with pytest.raises(SystemExit, match="--per-class"):
+        cli.main(["sample", "--checkpoint", str(tmp_path / "C"), "--n", "3", "--out", str(out), "--device", "cpu"])
+    with pytest.raises(SystemExit, match="must end in .npz"):
+        cli.main(["sample", "--checkpoint", str(tmp_path / "C"), "--out", str(tmp_path / "x.png"), "--device", "cpu"])
     assert cli.main(["sample", "--checkpoint", str(tmp_path / "C"), "--classes", "0-10", "--out", str(out)]) == 2
     assert "out of range 0..9" in capsys.readouterr().err
     assert cli.main(["sample", "--checkpoint", str(tmp_path / "nothing"), "--out", str(out)]) == 2
@@ -59,7 +65,73 @@ def test_train_command_runs_in_resumable_chunks(tmp_path, mnist_train, _results_
     assert cli.main(args + ["--max-steps", "2"]) == 0
     assert "paused at step 2" in capsys.readouterr().out
     assert cli.main(args) == 0
-    assert "finished at step 8" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "finished at step 8" in out
+    run = _results_root / "03_mnist" / "runs" / "smoke-seed0" / "iitgn_student_scratch"
+    assert str(run) in out and checkpoint.is_finished(run)  # the folder notebook 03 reads
     assert cli.main(args) == 0
     assert "loaded (already finished)" in capsys.readouterr().out
     assert cli.main(["train", "--chapter", "mnist", "--model", "nope", "--profile", "smoke"]) == 2
+    assert "unknown model 'nope'" in capsys.readouterr().err
+
+
+def test_train_command_needs_a_teacher_set_for_black_box_kd(cifar_root, capsys):
+    assert cli.main(["train", "--dataset", "cifar10", "--model", "cgan_student_xs_kd", "--profile", "smoke",
+                     "--device", "cpu", "--quiet"]) == 2
+    assert "pass --teacher-set DIR" in capsys.readouterr().err
+
+
+def test_export_request_errors(tmp_path, capsys):
+    # exit code 2 and the message, before any model is loaded
+    base = ["export", "--teacher", "biggan", "--per-class", "2", "--out", str(tmp_path / "b")]
+    assert cli.main(base + ["--classes", "0-1000"]) == 2
+    assert "out of range 0..999" in capsys.readouterr().err
+    assert cli.main(base + ["--truncation", "0"]) == 2
+    assert "truncation must lie in (0, 1]" in capsys.readouterr().err
+    assert cli.main(base + ["--handle", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert "could not be fetched" in err and "GANKD_BIGGAN_HANDLE" in err
+    assert cli.main(["export", "--teacher", "checkpoint", "--per-class", "2", "--out", str(tmp_path / "c")]) == 2
+    assert "needs --checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+def test_export_command_with_a_checkpoint_teacher(tmp_path, capsys):
+    torch.manual_seed(0)
+    ckpt = checkpoint.save_model(tmp_path / "G", CondDCGANGenerator(32))
+    args = ["export", "--teacher", "checkpoint", "--checkpoint", str(ckpt), "--classes", "1,3", "--per-class", "3",
+            "--shard-size", "4", "--batch-size", "2", "--out", str(tmp_path / "set"), "--device", "cpu"]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "2 shards, complete; this run wrote 2 (6 images" in out
+    m = shards.check_complete(tmp_path / "set")
+    assert m["classes"] == [1, 3] and m["count"] == 6
+    assert cli.main(args) == 0
+    assert "this run wrote 0 (0 images), kept 2" in capsys.readouterr().out
+    checkpoint.save_model(tmp_path / "U", IITGNGenerator("student"))
+    assert cli.main(["export", "--teacher", "checkpoint", "--checkpoint", str(tmp_path / "U.safetensors"),
+                     "--classes", "0", "--per-class", "2", "--out", str(tmp_path / "u"), "--device", "cpu"]) == 2
+    assert "unconditional: drop --classes" in capsys.readouterr().err
+
+
+def test_distill_command_runs_on_a_tiny_shard_set(tmp_path, teacher_set):
+    cfg_file = tmp_path / "run.json"
+    cfg_file.write_text(json.dumps({"name": "cli", "teacher_set": str(teacher_set), "out": str(tmp_path / "run"),
+                                    "train": {"epochs": 1, "batch_size": 8, "log_every": 2, "sample_every": 4}}))
+    r = _cli(["distill", "--config", str(cfg_file), "--quiet"] + TINY)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "finished at step 10" in r.stdout
+    run = tmp_path / "run"
+    G = checkpoint.load_model(run / "G")
+    assert isinstance(G, TinyGANGenerator) and G.hparams["resolution"] == 32 and G.n_classes == 10
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 5
+    assert (run / "samples" / "step_0000004.png").exists() and (run / "samples" / "epoch_000.png").exists()
+    bad = _cli(["distill", "teacher_set=" + str(tmp_path / "nowhere")])
+    assert bad.returncode == 2 and "export one first" in bad.stderr
+    none = _cli(["distill"])
+    assert none.returncode == 2 and "teacher_set is not set" in none.stderr
+
+
+def test_report_command(tmp_path, capsys):
+    assert cli.main(["report", "--results", str(tmp_path)]) == 0
+    assert "REPORT.md" in capsys.readouterr().out and (tmp_path / "REPORT.md").exists()

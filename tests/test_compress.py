@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from gankd_utils import checkpoint, compress
-from gankd_utils.metrics import count_macs, count_nonzero, count_params, state_bytes
+from gankd_utils import checkpoint, compress, repro
+from gankd_utils.metrics import count_macs, count_nonzero, count_params, speed_table, state_bytes
 from gankd_utils.models import (
     CGAN_PRESETS,
     CondDCGANGenerator,
@@ -219,18 +219,40 @@ def test_unstructured_pruning_is_reported_honestly(gens):
 
 def test_compression_row(gens, onnx_files, tmp_path):
     G, path = gens["xs"], onnx_files["xs"]
-    row = compress.compression_row("xs onnx", G, onnx_path=path, batch_size=4, repeats=1, warmup=0, threads=1)
+    row = compress.compression_row("xs onnx", G, onnx_path=path)
+    assert set(row) == {"name", "file", "file_bytes", "params", "nonzero_params", "macs", "zlib_bytes"}  # no timings
     assert row["file_bytes"] == path.stat().st_size and row["params"] == count_params(G)
     assert row["macs"] == count_macs(G, *compress.example_inputs(G, 2))
-    assert row["onnx_ms_b1"] > 0 and row["onnx_img_s"] > 0 and row["torch_ms_b1"] is None
-    torch_row = compress.compression_row("xs torch", G, batch_size=4, repeats=1, warmup=0, threads=1)
-    assert torch_row["torch_ms_b1"] > 0 and torch_row["torch_img_s"] > 0 and torch_row["onnx_ms_b1"] is None
+    torch_row = compress.compression_row("xs torch", G)
     assert torch_row["file_bytes"] == state_bytes(G)  # no file given: the fp32 safetensors it would write
     Z = compress.prune_unstructured(G, 0.5)
-    sparse = compress.compression_row("xs 50% zeros", Z, speed=False)
+    sparse = compress.compression_row("xs 50% zeros", Z)
     assert sparse["file_bytes"] == torch_row["file_bytes"] and sparse["nonzero_params"] < torch_row["nonzero_params"]
     assert sparse["zlib_bytes"] < torch_row["zlib_bytes"]
+    only_file = compress.compression_row("file", onnx_path=path)
+    assert only_file["file_bytes"] == path.stat().st_size and only_file["params"] is None
     with pytest.raises(ValueError, match="at least one"):
         compress.compression_row("nothing")
     with pytest.raises(FileNotFoundError):
-        compress.compression_row("gone", file_path=tmp_path / "gone.safetensors", speed=False)
+        compress.compression_row("gone", file_path=tmp_path / "gone.safetensors")
+    with pytest.raises(TypeError):  # speed is measured by metrics.speed_table, for every variant together
+        compress.compression_row("timed", G, repeats=1)
+
+
+def test_onnx_generator_is_timed_with_the_torch_models(gens, onnx_files):
+    G, path = gens["xs"], onnx_files["xs"]
+    og = compress.OnnxGenerator(path, G, threads=1)
+    z, y = compress.example_inputs(G, 3)
+    with torch.no_grad():
+        assert (og(z, y) - G(z, y)).abs().max() < 1e-4 and og(z, y).dtype == torch.float32
+    out = speed_table({"torch": copy.deepcopy(G), "onnx": og}, "cpu", batch_size=4, rounds=2, threads=1)
+    assert set(out) == {"torch", "onnx"} and all(r["ms_b1"] > 0 and r["img_per_s"] > 0 for r in out.values())
+    assert not hasattr(compress, "torch_speed") and not hasattr(compress, "onnx_speed")  # one speed measurement
+
+
+def test_example_inputs_are_the_shared_latents(gens):
+    z, y = compress.example_inputs(gens["xs"], 12, seed=3, purpose="p")
+    z2, y2 = repro.latents(12, 128, 10, 3, "p")
+    assert torch.equal(z, z2) and torch.equal(y, y2) and y.tolist()[:11] == list(range(10)) + [0]
+    (zu,) = compress.example_inputs(IITGNGenerator("student"), 2)
+    assert zu.shape == (2, 100)

@@ -1,29 +1,43 @@
+"""Datasets in memory (gankd_utils.data): MNIST, CIFAR-10, image folders, ImageSet and Batches."""
+import functools
 import gzip
+import http.server
 import shutil
+import threading
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+from torchvision.datasets import MNIST
 
-from gankd_utils import data, io
+from gankd_utils import data
 
 
 def test_mnist_from_the_data_root(mnist_train, mnist_test):
     assert mnist_train.images.shape == (60000, 1, 28, 28) and mnist_test.images.shape == (10000, 1, 28, 28)
     assert mnist_train.labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
     assert mnist_train.images.float().div(255).mean().item() == pytest.approx(0.1307, abs=1e-3)
+    assert mnist_train.classes == tuple(str(i) for i in range(10))
 
 
 def test_cifar10_from_npz_shards(cifar_root):
     test = data.load_cifar10(train=False, root=cifar_root)
     assert test.images.shape == (10000, 3, 32, 32) and test.images.dtype == torch.uint8
     assert torch.bincount(test.labels).tolist() == [1000] * 10
+    assert test.classes[0] == "airplane" and test.name == "cifar10-test"
 
 
 def test_balanced_subset(mnist_test):
     sub = mnist_test.subset(100, seed=0)
     assert len(sub) == 100 and torch.bincount(sub.labels).tolist() == [10] * 10
     assert torch.equal(sub.images, mnist_test.subset(100, seed=0).images)
+    assert mnist_test.subset(None) is mnist_test and mnist_test.subset(10**6) is mnist_test
+
+
+def test_load_dataset_by_name(tmp_path):
+    with pytest.raises(ValueError, match="unknown dataset 'svhn'"):
+        data.load_dataset("svhn")
 
 
 def test_missing_data_root_offline_says_where_and_what_to_set(tmp_path, monkeypatch):
@@ -37,8 +51,6 @@ def test_missing_data_root_offline_says_where_and_what_to_set(tmp_path, monkeypa
 
 
 def test_failed_download_is_a_clear_error(tmp_path, monkeypatch):
-    from torchvision.datasets import MNIST
-
     monkeypatch.delenv("GANKD_OFFLINE", raising=False)
     monkeypatch.setattr(MNIST, "mirrors", [(tmp_path / "no-mirror").as_uri() + "/"])
     with pytest.raises(data.DatasetUnavailable, match="download failed"):
@@ -48,12 +60,9 @@ def test_failed_download_is_a_clear_error(tmp_path, monkeypatch):
 @pytest.fixture
 def local_http(tmp_path):
     """An HTTP server on 127.0.0.1 serving a folder (torchvision's real download code needs HTTP)."""
-    import functools
-    import http.server
-    import threading
-
     folder = tmp_path / "served"
     folder.mkdir()
+
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *a):
             pass
@@ -69,8 +78,6 @@ def local_http(tmp_path):
 
 def test_torchvision_download_path_on_a_local_mirror(tmp_path, monkeypatch, data_root, local_http):
     """The real download code (torchvision MNIST, download=True) fetching from a loopback mirror."""
-    from torchvision.datasets import MNIST
-
     src = data_root / "MNIST" / "raw"
     if not (src / "t10k-images-idx3-ubyte.gz").exists():
         pytest.skip("MNIST files not in the data root")
@@ -93,70 +100,20 @@ def test_truncated_mnist_file_is_detected(tmp_path):
         data._read_idx_gz(raw / "bad.gz")
 
 
-def _arrays(n=12, seed=0):
-    rng = np.random.default_rng(seed)
-    return (rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8), rng.integers(0, 10, n),
-            rng.normal(size=(n, 4)).astype(np.float32))
-
-
-def test_shard_round_trip_and_reproducible_bytes(tmp_path):
-    x, y, z = _arrays()
-    e1 = data.write_shard(tmp_path / "a", 0, x, y, z)
-    e2 = data.write_shard(tmp_path / "b", 0, x, y, z)
-    assert e1 == e2  # same arrays, same bytes, same sha256
-    data.write_manifest(tmp_path / "a", {"teacher": "test", "shards": [e1], "classes": list(range(10))})
-    back = data.load_shard(tmp_path / "a", e1)
-    assert np.array_equal(back["images"], x) and np.array_equal(back["labels"], y) and np.array_equal(back["z"], z)
-    assert back["labels"].dtype == np.int64 and back["z"].dtype == np.float32
-    s = data.load_shards(tmp_path / "a")
-    assert s.images.shape == (12, 3, 8, 8)
-
-
-def test_interrupted_write_leaves_no_partial_shard(tmp_path, monkeypatch):
-    x, y, z = _arrays()
-    folder = tmp_path / "s"
-    good = data.write_shard(folder, 0, x, y, z)
-    before = (folder / good["file"]).read_bytes()
-    real_replace = io.os.replace
-
-    def crash(*a, **k):
-        raise KeyboardInterrupt("killed mid-write")
-
-    monkeypatch.setattr(io.os, "replace", crash)
-    with pytest.raises(KeyboardInterrupt):
-        data.write_shard(folder, 0, x[:5], y[:5], z[:5])  # overwrite attempt
-    with pytest.raises(KeyboardInterrupt):
-        data.write_shard(folder, 1, x, y, z)
-    monkeypatch.setattr(io.os, "replace", real_replace)
-    assert sorted(p.name for p in folder.iterdir()) == [good["file"]]  # no temp files, no shard 1
-    assert (folder / good["file"]).read_bytes() == before  # what was on disk is intact
-
-
-def test_corrupt_and_truncated_shards_are_detected(tmp_path):
-    x, y, z = _arrays()
-    e = data.write_shard(tmp_path, 0, x, y, z)
-    p = tmp_path / e["file"]
-    raw = bytearray(p.read_bytes())
-    raw[len(raw) // 2] ^= 0xFF
-    p.write_bytes(bytes(raw))
-    with pytest.raises(data.ShardError, match="corrupted"):
-        data.load_shard(tmp_path, e)
-    p.write_bytes(bytes(raw[:200]))
-    with pytest.raises(data.ShardError, match="truncated"):
-        data.load_shard(tmp_path, e, verify=False)
-    p.unlink()
-    with pytest.raises(data.ShardError, match="missing"):
-        data.load_shard(tmp_path, e)
-
-
-def test_bad_shard_inputs():
-    x, y, z = _arrays()
+def test_image_set_checks_and_conversions():
+    imgs = torch.zeros(4, 1, 2, 2, dtype=torch.uint8)
     with pytest.raises(ValueError, match="uint8"):
-        data.write_shard("/tmp/never", 0, x.astype(np.float32), y)
-    with pytest.raises(ValueError, match="labels"):
-        data.write_shard("/tmp/never", 0, x, y[:3])
-    with pytest.raises(ValueError, match="z must be"):
-        data.write_shard("/tmp/never", 0, x, y, z[:3])
+        data.ImageSet(imgs.float(), torch.zeros(4, dtype=torch.int64), ("a",), "t")
+    with pytest.raises(ValueError, match="4 images but 3 labels"):
+        data.ImageSet(imgs, torch.zeros(3, dtype=torch.int64), ("a",), "t")
+    with pytest.raises(ValueError, match="noise vectors"):
+        data.ImageSet(imgs, torch.zeros(4, dtype=torch.int64), ("a",), "t", torch.zeros(3, 8))
+    s = data.ImageSet(imgs, torch.zeros(4, dtype=torch.int64), ("a",), "t")
+    assert s.shape == (1, 2, 2) and len(s) == 4 and len(s.fingerprint()) == 16
+    u = torch.tensor([0, 127, 128, 255], dtype=torch.uint8)
+    f = data.to_float(u)
+    assert f.tolist() == pytest.approx([-1.0, -1 / 255, 1 / 255, 1.0], abs=1e-6)
+    assert torch.equal(data.to_uint8(f), u) and data.to_uint8(torch.tensor([-3.0, 3.0])).tolist() == [0, 255]
 
 
 def test_batches_are_reproducible_and_resumable():
@@ -167,3 +124,37 @@ def test_batches_are_reproducible_and_resumable():
     assert len(full) == 5 and all(torch.equal(a, c) for a, c in zip(full[3:], tail))
     assert full[0].min() >= -1 and full[0].max() <= 1
     assert not torch.equal(full[0], next(b.epoch(3))[0])
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        data.Batches(s, 41)
+    with pytest.raises(ValueError, match="rank must lie"):
+        data.Batches(s, 4, rank=2, world=2)
+    z = data.ImageSet(s.images, s.labels, s.classes, "z", torch.randn(40, 3))
+    assert len(next(data.Batches(z, 8).epoch(0))) == 3  # a set with z gives (x, y, z)
+
+
+def test_in_memory_batches_split_by_rank():
+    imgs = torch.arange(40, dtype=torch.uint8).view(40, 1, 1, 1).expand(40, 1, 2, 2).contiguous()
+    s = data.ImageSet(imgs, torch.zeros(40, dtype=torch.int64), ("a",), "t")
+    got = [data.to_uint8(x[:, 0, 0, 0]).tolist() for r in (0, 1) for x, _ in data.Batches(s, 4, 0, rank=r, world=2)
+           .epoch(0)]
+    flat = [v for b in got for v in b]
+    assert len(flat) == len(set(flat)) == 40
+    single = [data.to_uint8(x[:, 0, 0, 0]).tolist() for x, _ in data.Batches(s, 4, 0).epoch(0)]
+    assert got[0] == single[0] and got[5] == single[1]  # rank r takes slice r of each global batch
+
+
+def test_image_folder(tmp_path):
+    for c in (0, 3):
+        (tmp_path / "real" / str(c)).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((40, 48, 3), 30 * i + c, np.uint8)).save(tmp_path / "real" / str(c) / f"{i}.png")
+    real = data.load_image_folder(tmp_path / "real", 32)
+    assert real.images.shape == (6, 3, 32, 32) and sorted(set(real.labels.tolist())) == [0, 3]
+    assert len(data.load_image_folder(tmp_path / "real", 16, max_per_class=1)) == 2
+    with pytest.raises(ValueError, match="the teacher set lacks"):
+        data.load_image_folder(tmp_path / "real", 32, class_ids=[0, 1])
+    (tmp_path / "real" / "n0001").mkdir()
+    with pytest.raises(ValueError, match="name them by class id"):
+        data.load_image_folder(tmp_path / "real", 32)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        data.load_image_folder(tmp_path / "nowhere", 32)

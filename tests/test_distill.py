@@ -1,4 +1,4 @@
-"""The distill command: config file and overrides, streaming, resume, data parallel (gloo, 2 processes), BigGAN path."""
+"""TinyGAN distillation from a teacher's shard folder (gankd_utils.distill): config, run, resume, streaming."""
 import json
 import os
 import subprocess
@@ -8,35 +8,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-import gankd_utils  # noqa: F401  (import order)
-from gankd_utils import checkpoint, config, data, distill, teachers
-from gankd_utils.models import ResNetGenerator, TinyGANGenerator
+from gankd_utils import checkpoint, config, distill, runs, shards, train, zoo
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["generator.ch=4", "generator.embed_dim=8", "discriminator.ch=4"]
 
 
-def _cli(args, env=None, launcher=None, timeout=600):
+def _cli(args, env=None, timeout=600):
     env = {**os.environ, **(env or {})}
-    cmd = (launcher or [sys.executable]) + ["-m", "gankd_utils"] + args
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "gankd_utils"] + args, cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def teacher_set(tmp_path_factory):
-    """A complete 32 px export of a small class-conditional torch teacher: 10 classes x 8 images."""
-    out = tmp_path_factory.mktemp("teacher") / "set"
-    torch.manual_seed(0)
-    t = teachers.TorchTeacher(ResNetGenerator(ch=4), "cpu", name="tiny_cgan")
-    teachers.export(t, out, classes=list(range(10)), per_class=8, seed=0, shard_size=20, batch_size=40,
-                    progress=False)
-    return out
-
-
-def _cfg(teacher_set, out, **train):
+def _cfg(teacher_set, out, **train_):
     return distill.load_config(None, TINY, teacher_set=str(teacher_set), out=str(out),
-                               train={"epochs": 2, "batch_size": 8, "ckpt_every": 3, "log_every": 1, **train})
+                               train={"epochs": 2, "batch_size": 8, "ckpt_every": 3, "log_every": 1, **train_})
+
+
+def _equal(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa)
 
 
 def test_config_file_overrides_and_tinygan_defaults(tmp_path, teacher_set):
@@ -49,6 +42,7 @@ def test_config_file_overrides_and_tinygan_defaults(tmp_path, teacher_set):
     for k, v in config.TINYGAN.items():
         assert getattr(t, k) == (tuple(v) if isinstance(v, (list, tuple)) else v), k
     assert t.kd == "blackbox" and t.w_pixel == 0.2 and t.pixel_decay == 0.01 and t.n_critic == 5
+    assert distill.load_config(None, ["name=x", "out=some/where"]).out == "some/where"  # a bare string stays one
 
 
 @pytest.mark.parametrize("overrides, match", [
@@ -70,56 +64,43 @@ def test_config_file_errors(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         distill.load_config(bad)
+    bad.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="must hold a JSON object"):
+        distill.load_config(bad)
+
+
+def test_run_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANKD_RESULTS", str(tmp_path))
+    assert distill.run_dir_of(config.DistillConfig(name="n")) == tmp_path / "05_tinygan" / "runs" / "n"
+    assert distill.run_dir_of(config.DistillConfig(out="x/y")) == Path("x/y")
 
 
 def test_teacher_set_checks(tmp_path, teacher_set):
     with pytest.raises(FileNotFoundError, match="export one first"):
-        distill.teacher_info(tmp_path / "missing")
-    info = distill.teacher_info(teacher_set)
-    assert (info["resolution"], info["z_dim"], info["n_classes"], info["count"]) == (32, 128, 10, 80)
+        distill.run(distill.load_config(None, teacher_set=str(tmp_path / "missing")), progress=False)
 
 
-def test_streamed_batches_match_the_manifest_and_split_by_rank(teacher_set):
-    ds = teachers.ShardDataset(teacher_set)
-    whole = data.load_shards(teacher_set)
-    seen = []
-    for rank in (0, 1):
-        src = teachers.ShardBatches(ds, 8, seed=3, rank=rank, world=2)
-        assert len(src) == 5
-        for x, y, z in src.epoch(0):
-            assert x.shape == (8, 3, 32, 32) and z.shape == (8, 128)
-            for xi, yi, zi in zip(x, y, z):  # every item is a real (image, label, z) triple of the export
-                k = int(torch.nonzero((whole.z == zi).all(1))[0])
-                assert int(whole.labels[k]) == int(yi)
-                assert torch.equal(data.to_uint8(xi), whole.images[k])
-                seen.append(k)
-    assert len(seen) == len(set(seen)) == 80  # ranks see disjoint data, every item once per epoch
-    again = [b[2] for b in teachers.ShardBatches(ds, 8, seed=3).epoch(1, skip=2)]
-    full = [b[2] for b in teachers.ShardBatches(ds, 8, seed=3).epoch(1)][2:]
-    assert all(torch.equal(a, b) for a, b in zip(again, full))  # skip resumes mid-epoch
+def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, teacher_set, monkeypatch):
+    resumed = []
+    load_resume = checkpoint.load_resume
 
+    def spy(run_dir, run):
+        resumed.append(load_resume(run_dir, run))
+        return resumed[-1]
 
-def test_in_memory_batches_split_by_rank():
-    imgs = torch.arange(40, dtype=torch.uint8).view(40, 1, 1, 1).expand(40, 1, 2, 2).contiguous()
-    s = data.ImageSet(imgs, torch.zeros(40, dtype=torch.int64), ("a",), "t")
-    got = [data.to_uint8(x[:, 0, 0, 0]).tolist() for r in (0, 1) for x, _ in data.Batches(s, 4, 0, rank=r, world=2)
-           .epoch(0)]
-    flat = [v for b in got for v in b]
-    assert len(flat) == len(set(flat)) == 40
-    single = [data.to_uint8(x[:, 0, 0, 0]).tolist() for x, _ in data.Batches(s, 4, 0).epoch(0)]
-    assert got[0] == single[0] and got[5] == single[1]  # rank r takes slice r of each global batch
-
-
-def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, teacher_set):
+    monkeypatch.setattr(train.checkpoint, "load_resume", spy)
     full = distill.run(_cfg(teacher_set, tmp_path / "full", max_steps=None), progress=False)
     distill.run(_cfg(teacher_set, tmp_path / "cut", max_steps=7), progress=False)
     (tmp_path / "cut" / "G.json").unlink()  # the paused run left a checkpoint at step 7; go on from there
     part = distill.run(_cfg(teacher_set, tmp_path / "cut", max_steps=None), progress=False)
-    assert part["resumed"] and full["steps"] == part["steps"] == 20
-    a, b = full["G"].state_dict(), part["G"].state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed == [False, False, True]
+    assert isinstance(part, runs.Trained) and not part.loaded and part.finished
+    assert full.steps == part.steps == 20 and part.run_dir == tmp_path / "cut" and part.name == "tinygan_student"
+    assert _equal(full.G, part.G)
     lines = [json.loads(ln) for ln in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
     assert [ln["step"] for ln in lines] == list(range(1, 21))  # one line per step, none repeated
+    saved = json.loads((tmp_path / "cut" / "distill.json").read_text())
+    assert saved["teacher"]["count"] == 80 and saved["world_size"] == 1 and saved["streamed"] is False
 
 
 def test_streamed_and_in_memory_training_agree(tmp_path, teacher_set):
@@ -127,69 +108,61 @@ def test_streamed_and_in_memory_training_agree(tmp_path, teacher_set):
     cfg = distill.load_config(None, TINY + ["stream=stream"], teacher_set=str(teacher_set), out=str(tmp_path / "s"),
                               train={"epochs": 2, "batch_size": 8, "max_steps": 4})
     st = distill.run(cfg, progress=False)
-    assert st["streamed"] and not mem["streamed"]
-    h1, h2 = mem["history"], st["history"]
+    assert json.loads((tmp_path / "s" / "distill.json").read_text())["streamed"] is True
+    assert json.loads((tmp_path / "m" / "distill.json").read_text())["streamed"] is False
+    h1, h2 = mem.history, st.history
     assert len(h1["step"]) == len(h2["step"]) == 4 and all(np.isfinite(h2["g_loss"][i]) for i in range(4))
 
 
 def test_real_image_folder_branch(tmp_path, teacher_set):
-    from PIL import Image
-
     for c in (0, 3):
         (tmp_path / "real" / str(c)).mkdir(parents=True)
         for i in range(3):
             Image.fromarray(np.full((40, 48, 3), 30 * i + c, np.uint8)).save(tmp_path / "real" / str(c) / f"{i}.png")
-    real = data.load_image_folder(tmp_path / "real", 32)
+    cfg = distill.load_config(None, TINY, teacher_set=str(teacher_set), out=str(tmp_path / "r"),
+                              real=str(tmp_path / "real"), train={"batch_size": 8, "max_steps": 2})
+    real = distill.load_real(cfg, shards.teacher_info(teacher_set))
     assert real.images.shape == (6, 3, 32, 32) and sorted(set(real.labels.tolist())) == [0, 3]
-    res = distill.run(_cfg(teacher_set, tmp_path / "r", max_steps=2) if False else
-                      distill.load_config(None, TINY, teacher_set=str(teacher_set), out=str(tmp_path / "r"),
-                                          real=str(tmp_path / "real"), train={"batch_size": 8, "max_steps": 2}),
-                      progress=False)
-    assert "d_realbranch" in res["history"]
-    (tmp_path / "real" / "n0001").mkdir()
-    with pytest.raises(ValueError, match="name them by class id"):
-        data.load_image_folder(tmp_path / "real", 32)
+    res = distill.run(cfg, progress=False)
+    assert "d_realbranch" in res.history
+    assert distill.load_real(distill.load_config(None), {}) is None
+    with pytest.raises(ValueError, match="give an ImageFolder instead"):
+        distill.load_real(distill.load_config(None, real="cifar10"), {"resolution": 64}) if (
+            Path(os.environ.get("GANKD_DATA_ROOT", "")) / "cifar10" / "test.npz").exists() else pytest.skip("no CIFAR-10")
 
 
-def test_command_runs_on_a_tiny_shard_set(tmp_path, teacher_set):
-    cfg_file = tmp_path / "run.json"
-    cfg_file.write_text(json.dumps({"name": "cli", "teacher_set": str(teacher_set), "out": str(tmp_path / "run"),
-                                    "train": {"epochs": 1, "batch_size": 8, "log_every": 2, "sample_every": 4}}))
-    r = _cli(["distill", "--config", str(cfg_file), "--quiet"] + TINY)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "finished at step 10" in r.stdout
-    run = tmp_path / "run"
-    G = checkpoint.load_model(run / "G")
-    assert isinstance(G, TinyGANGenerator) and G.hparams["resolution"] == 32 and G.n_classes == 10
-    assert len((run / "metrics.jsonl").read_text().splitlines()) == 5
-    assert (run / "samples" / "step_0000004.png").exists() and (run / "samples" / "epoch_000.png").exists()
-    bad = _cli(["distill", "teacher_set=" + str(tmp_path / "nowhere")])
-    assert bad.returncode == 2 and "export one first" in bad.stderr
+def test_the_command_and_the_notebook_train_the_same_student(tmp_path, teacher_set):
+    """distill.run (the command) and runs.train_or_load of the zoo's TinyGAN entry (notebook 05): one training."""
+    s = config.settings("cifar10", "smoke", distill={"generator": {"ch": 4, "embed_dim": 8},
+                                                     "discriminator": {"ch": 4}, "train": {"max_steps": 3}})
+    cmd = distill.run(distill.load_config(None, teacher_set=str(teacher_set), out=str(tmp_path / "cmd"),
+                                          generator=s.distill["generator"], discriminator=s.distill["discriminator"],
+                                          train=s.distill["train"]), progress=False)
+    entry = zoo.cifar10_zoo()["tinygan_student"]
+    nb = runs.train_or_load(entry, s, None, teacher_set=shards.load_shards(teacher_set), device="cpu",
+                            progress=False, folder=tmp_path / "nb")
+    assert cmd.steps == nb.steps == 3 and _equal(cmd.G, nb.G)
+    assert checkpoint.resume_key(cmd.config) == checkpoint.resume_key(nb.config)
 
 
-def test_two_process_data_parallel_run_on_cpu(tmp_path, teacher_set):
-    run = tmp_path / "ddp"
-    args = ["distill", f"teacher_set={teacher_set}", f"out={run}", "train.epochs=2", "train.batch_size=4",
-            "train.ckpt_every=3", "device=cpu", "--quiet"] + TINY
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    r = _cli(args, launcher=launcher, env={"OMP_NUM_THREADS": "1"})
-    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
-    assert r.stdout.count("finished at step") == 1  # only rank 0 reports
-    assert "finished at step 20 (2 process(es)" in r.stdout  # 80 images / (4 x 2 ranks) x 2 epochs
-    weights = sorted(p.relative_to(run).as_posix() for p in run.rglob("*.safetensors"))
-    assert weights == ["D.safetensors", "G.safetensors", "state/D.safetensors", "state/G.safetensors"]
-    assert json.loads((run / "G.json").read_text())["world_size"] == 2
-    assert len(checkpoint.load_state(run / "state" / "state.pt")["rng_ranks"]) == 1
-    # resuming with another number of processes is refused with a clear message
-    one = _cli(["distill", f"teacher_set={teacher_set}", f"out={run}", "train.epochs=2", "train.batch_size=4",
-                "device=cpu"] + TINY)
-    assert one.returncode == 2 and "same number of processes" in one.stderr
+def test_a_finished_run_loads_only_with_its_own_settings(tmp_path, teacher_set):
+    cfg = _cfg(teacher_set, tmp_path / "r", max_steps=None)
+    first = distill.run(cfg, progress=False)
+    again = runs.load_finished(tmp_path / "r", cfg.train_config())
+    assert again.loaded and again.finished and again.steps == 20 and _equal(first.G, again.G)
+    other = _cfg(teacher_set, tmp_path / "r", max_steps=None, lr_g=1e-4)
+    assert runs.load_finished(tmp_path / "r", other.train_config()) is None
+    with pytest.raises(ValueError, match="other settings"):  # never resumes a run of other settings
+        distill.run(other, progress=False)
+    done = runs.load_run(tmp_path / "r")
+    assert done.finished and done.steps == 20 and _equal(first.G, done.G)
+    with pytest.raises(FileNotFoundError, match="holds no generator checkpoint"):
+        runs.load_run(tmp_path / "empty")
 
 
 @pytest.mark.tf
 def test_biggan_path_at_128_through_export_and_distill(tmp_path):
     """The real commands on a BigGAN-deep-signature TF module (the true weights cannot be had offline)."""
-    sys.path.insert(0, str(Path(__file__).parent))
     import tf_fixtures
 
     module = tf_fixtures.make_tf1_hub_module(tmp_path / "biggan")
@@ -198,8 +171,9 @@ def test_biggan_path_at_128_through_export_and_distill(tmp_path):
               "--truncation", "0.5", "--out", str(out), "--shard-size", "4", "--batch-size", "4", "--device", "cpu"],
              env={"GANKD_OFFLINE": "1"})
     assert r.returncode == 0, r.stderr[-2000:]
-    info = distill.teacher_info(out)
+    info = shards.teacher_info(out)
     assert (info["resolution"], info["n_classes"], info["classes"]) == (128, 1000, [1, 207])
+    assert info["class_names"] == ["goldfish", "golden retriever"]
     r = _cli(["distill", f"teacher_set={out}", f"out={tmp_path / 'student'}", "train.batch_size=4",
               "train.max_steps=2", "train.n_fixed=4", "device=cpu", "--quiet"] + TINY)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -210,21 +184,6 @@ def test_biggan_path_at_128_through_export_and_distill(tmp_path):
     assert x.shape == (2, 3, 128, 128)
 
 
-def test_train_or_load_and_load_run(tmp_path, teacher_set):
-    cfg = _cfg(teacher_set, tmp_path / "r", max_steps=None)
-    first = distill.train_or_load(cfg, progress=False)
-    again = distill.train_or_load(cfg, progress=False)
-    assert not first["loaded"] and again["loaded"] and again["finished"] and again["steps"] == 20
-    a, b = first["G"].state_dict(), again["G"].state_dict()
-    assert all(torch.equal(a[k].cpu(), b[k].cpu()) for k in a)
-    with pytest.raises(ValueError, match="other settings"):  # never loads or resumes a run of other settings
-        distill.train_or_load(_cfg(teacher_set, tmp_path / "r", max_steps=None, lr_g=1e-4), progress=False)
-    paused = distill.load_run(tmp_path / "r")
-    assert paused["finished"] and paused["steps"] == 20
-    with pytest.raises(FileNotFoundError, match="holds no student checkpoint"):
-        distill.load_run(tmp_path / "empty")
-
-
 @pytest.mark.parametrize("name", ["tinygan_cifar10.json", "tinygan_biggan128.json"])
 def test_example_configs_load(name):
     cfg = distill.load_config(REPO / "configs" / name)
@@ -232,11 +191,17 @@ def test_example_configs_load(name):
 
 
 def test_example_cifar10_config_is_notebook_05_full_profile():
-    """A run of configs/tinygan_cifar10.json is the run notebook 05 loads in the full profile (same settings)."""
-    from gankd_utils.train import _resumable_settings
-
+    """A run of configs/tinygan_cifar10.json trains what notebook 05 trains in the full profile (same settings)."""
     cmd = distill.load_config(REPO / "configs" / "tinygan_cifar10.json")
-    nb = distill.profile_config("full", "x", name="tinygan_cifar10", train={"seed": 0})
-    assert _resumable_settings(cmd.train_config().to_dict()) == _resumable_settings(nb.train_config().to_dict())
-    assert (cmd.generator, cmd.discriminator) == (nb.generator, nb.discriminator)
-    assert cmd.out.endswith("runs/full-seed0/tinygan_cifar10")
+    s = config.settings("cifar10", "full", seed=0)
+    entry = zoo.cifar10_zoo()["tinygan_student"]
+    G, D = zoo.build(entry, s)
+    assert {k: G.hparams[k] for k in cmd.generator} == cmd.generator
+    assert {k: D.hparams[k] for k in cmd.discriminator} == cmd.discriminator
+    assert checkpoint.resume_key(cmd.train_config()) == checkpoint.resume_key(zoo.train_config(entry, s))
+
+
+def test_example_cifar10_config_writes_beside_the_full_profile_runs():
+    cmd = distill.load_config(REPO / "configs" / "tinygan_cifar10.json")
+    assert cmd.out.endswith("runs/full-seed0/tinygan_student") and cmd.real == "cifar10"  # where notebook 05 looks
+    assert Path(cmd.out).parent.as_posix().endswith("05_tinygan/runs/full-seed0")  # runs.run_root("05_tinygan", "full")

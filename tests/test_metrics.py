@@ -1,12 +1,16 @@
+"""Metrics (gankd_utils.metrics): protocol names, the Evaluator, extractors, FID / KID / PR, size, speed."""
 import sys
+import time
 
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from scipy import linalg
 
 from gankd_utils import metrics
-from gankd_utils.metrics import extractors
+from gankd_utils.data import to_float
+from gankd_utils.metrics import extractors, feature_stats, frechet_distance, kid
 from gankd_utils.models import CondDCGANGenerator, IITGNGenerator
 
 
@@ -50,9 +54,13 @@ def test_precision_recall_properties():
         metrics.precision_recall(real, real[:, :3])
 
 
-def test_speed_report_fields():
-    r = metrics.generator_speed(CondDCGANGenerator(32), "cpu", batch_size=8, repeats=2)
-    assert r["latency_ms_b1"] > 0 and r["images_per_s"] > 0
+def test_size_report():
+    G = CondDCGANGenerator(32)
+    r = metrics.size_report(G)
+    assert r["params"] == metrics.count_params(G) and r["nonzero_params"] <= r["params"]
+    assert r["mb_fp32"] == metrics.state_bytes(G, "fp32") / 1e6
+    assert r["mb_int8"] < r["mb_fp16"] < r["mb_fp32"]
+    assert r["macs"] == metrics.count_macs(G, torch.randn(2, 100), torch.zeros(2, dtype=torch.int64))
 
 
 def test_protocol_names():
@@ -70,8 +78,6 @@ def test_classifier_cache_round_trip_and_evaluator(mnist_train, mnist_test, data
         assert torch.equal(a.cpu(), b.cpu())
     ev = metrics.Evaluator(ex, mnist_train, n_samples=300, n_ref=1000, batch_size=300)
     real = mnist_test.subset(300)
-    from gankd_utils.data import to_float
-
     good = ev.score_images(to_float(real.images), real.labels)
     noise = ev.score_images(torch.rand(300, 1, 28, 28) * 2 - 1, real.labels)
     assert good["fid300_mnistcls"] < noise["fid300_mnistcls"]
@@ -166,3 +172,118 @@ def test_inception_download_failure_is_clear(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     with pytest.raises(metrics.WeightsUnavailable, match="download .* failed"):
         extractors.inception_weights()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Frechet distance, KID
+
+
+def _scipy_reference(mu1, s1, mu2, s2):
+    # the textbook formula with scipy's sqrtm, no regularisation
+    covmean = np.real(linalg.sqrtm(s1 @ s2))
+    return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2 - 2 * covmean))
+
+
+def _random_stats(rng, d, n=400, shift=0.0, scale=1.0):
+    x = rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) * scale + shift
+    return feature_stats(x)
+
+
+def test_matches_scipy_reference():
+    rng = np.random.default_rng(0)
+    a, b = _random_stats(rng, 16), _random_stats(rng, 16, shift=0.3, scale=1.5)
+    assert frechet_distance(*a, *b) == pytest.approx(_scipy_reference(*a, *b), rel=1e-6)
+
+
+def test_properties():
+    rng = np.random.default_rng(1)
+    a, b = _random_stats(rng, 8), _random_stats(rng, 8, shift=1.0)
+    assert frechet_distance(*a, *a) == pytest.approx(0.0, abs=1e-6)
+    assert frechet_distance(*a, *b) == pytest.approx(frechet_distance(*b, *a), rel=1e-6)
+    assert frechet_distance(*a, *b) > 0
+    # a pure translation by t adds |t|^2
+    t = np.full(8, 0.5)
+    assert frechet_distance(a[0], a[1], a[0] + t, a[1]) == pytest.approx(8 * 0.25, rel=1e-6)
+
+
+def test_one_dimensional_closed_form():
+    # d^2 = (mu1 - mu2)^2 + (sd1 - sd2)^2 in one dimension
+    d = frechet_distance(np.array([1.0]), np.array([[4.0]]), np.array([-1.0]), np.array([[9.0]]))
+    assert d == pytest.approx(4.0 + 1.0)
+
+
+def test_singular_covariances_are_handled():
+    mu = np.zeros(4)
+    s = np.diag([1.0, 1.0, 0.0, 0.0])
+    assert np.isfinite(frechet_distance(mu, s, mu + 1, s))
+
+
+def test_shape_mismatch():
+    with pytest.raises(ValueError, match="shape mismatch"):
+        frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
+
+
+def test_kid_properties():
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(300, 8))
+    same = kid(a, rng.normal(size=(300, 8)), n_subsets=10, subset_size=200)[0]
+    shifted = kid(a, rng.normal(size=(300, 8)) + 1.0, n_subsets=10, subset_size=200)[0]
+    assert abs(same) < 0.05 < shifted
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# speed: one measurement for every table
+
+
+class Recorder:
+    """A generator-like callable that records each call: (name, batch size, torch's thread count)."""
+
+    def __init__(self, name, log, n_classes=10, fail=False):
+        self.name, self.log, self.z_dim, self.n_classes, self.fail = name, log, 4, n_classes, fail
+
+    def __call__(self, z, y=None):
+        if self.fail:
+            raise RuntimeError("broken model")
+        assert z.shape[1] == 4 and (y is None) == (not self.n_classes)
+        self.log.append((self.name, len(z), torch.get_num_threads()))
+        return torch.zeros(len(z), 1, 2, 2)
+
+
+def test_speed_table_interleaves_rounds_and_restores_threads():
+    log = []
+    models = {n: Recorder(n, log, n_classes=0 if n == "c" else 10) for n in "abc"}
+    threads = torch.get_num_threads()
+    want = 1 if threads != 1 else 2
+    out = metrics.speed_table(models, "cpu", batch_size=5, rounds=3, warmup=1, threads=want)
+    assert torch.get_num_threads() == threads
+    assert set(out) == {"a", "b", "c"}
+    warm, timed = log[:6], log[6:]
+    assert [(n, b) for n, b, _ in warm] == [("a", 1), ("a", 5), ("b", 1), ("b", 5), ("c", 1), ("c", 5)]
+    assert [n for n, b, _ in timed if b == 1] == list("abc" "bca" "cab")  # the order rotates every round
+    assert [b for _, b, _ in timed] == [1, 5] * 9 and all(t == want for *_, t in log)
+    for r in out.values():
+        assert r["ms_b1"] > 0 and r["img_per_s"] > 0 and r["ms_b1_spread_pct"] >= 0 and r["img_per_s_spread_pct"] >= 0
+        assert (r["batch_size"], r["rounds"], r["threads"], r["device"]) == (5, 3, want, "cpu")
+
+
+def test_speed_table_restores_threads_after_a_failure():
+    threads = torch.get_num_threads()
+    with pytest.raises(RuntimeError, match="broken model"):
+        metrics.speed_table({"x": Recorder("x", [], fail=True)}, "cpu", threads=1 if threads != 1 else 2)
+    assert torch.get_num_threads() == threads
+
+
+def test_speed_table_reports_the_median_and_its_spread(monkeypatch):
+    ticks = iter(range(10_000))
+    monkeypatch.setattr(time, "perf_counter", lambda: float(next(ticks)))  # every call takes one tick
+    out = metrics.speed_table({"a": Recorder("a", [])}, "cpu", batch_size=4, rounds=4, warmup=0)
+    assert out["a"]["ms_b1"] == 1000.0 and out["a"]["img_per_s"] == 4.0
+    assert out["a"]["ms_b1_spread_pct"] == 0.0 and out["a"]["threads"] == torch.get_num_threads()
+
+
+def test_speed_table_of_torch_modules_and_generator_speed():
+    G = CondDCGANGenerator(32).train()
+    out = metrics.speed_table({"g": G, "u": IITGNGenerator("student")}, "cpu", batch_size=8, rounds=2)
+    assert not G.training and set(out) == {"g", "u"}  # torch modules are timed in eval mode
+    r = metrics.generator_speed(CondDCGANGenerator(32), "cpu", batch_size=8, rounds=2)
+    assert r["ms_b1"] > 0 and r["img_per_s"] > 0 and r["batch_size"] == 8 and r["rounds"] == 2

@@ -1,5 +1,7 @@
-"""results/REPORT.md: a paragraph per chapter, tables and figures, non-full profiles flagged."""
+"""results/REPORT.md (gankd_utils.report): a paragraph per chapter, tables and figures, non-full profiles flagged."""
 import json
+import subprocess
+import sys
 
 from gankd_utils import report
 
@@ -14,6 +16,7 @@ def _chapter(root, name, profile):
         "skipped": [{"what": "Inception FID", "why": "offline"}]}))
     (d / "table.md").write_text("| model | fid10k_mnistcls |\n|---|---|\n| a | 1.5 |")
     (d / "table.csv").write_text("model,fid10k_mnistcls\na,1.5\n")
+    (d / "table_full.md").write_text("| model | family | fid10k_mnistcls |\n|---|---|---|\n| a | wide | 1.5 |")
     (d / "samples.png").write_bytes(b"png")
     return d
 
@@ -29,6 +32,10 @@ def test_report_collects_chapters_and_flags_profiles(tmp_path):
     assert "**Not a result:** the quick profile" in text
     assert "_Not run (no `metrics.json`)._" in text  # 01, 05, 07
     assert "Ran without writing `metrics.json`" in text  # 04
+    assert "| a | wide | 1.5 |" not in text and "table_full" not in text  # the lead table only
+    assert [t for t, *_ in report.REPORT_SECTIONS] == ["01_biggan", "03_mnist", "04_cifar10", "05_tinygan",
+                                                       "06_compare", "07_compress"]
+    assert text.index("## 03 ·") < text.index("## 06 ·")
 
 
 def test_report_of_full_runs_only_has_no_warning(tmp_path):
@@ -38,9 +45,6 @@ def test_report_of_full_runs_only_has_no_warning(tmp_path):
 
 
 def test_report_command(tmp_path):
-    import subprocess
-    import sys
-
     _chapter(tmp_path, "05_tinygan", "smoke")
     r = subprocess.run([sys.executable, "-m", "gankd_utils", "report", "--results", str(tmp_path)],
                        capture_output=True, text=True)

@@ -1,4 +1,4 @@
-"""Teachers: BigGAN through TF-Hub (tiny TF1 / TF2 stand-ins), torch teachers, the export, the shard dataset.
+"""Teachers (gankd_utils.teachers): BigGAN through TF-Hub (tiny TF1 / TF2 stand-ins), torch teachers, the export.
 
 No network: BigGAN-shaped modules are built locally (tests/tf_fixtures.py) and
 loaded through the same code path as a real handle; the offline error for the
@@ -21,27 +21,16 @@ import numpy as np
 import pytest
 import torch
 
-from gankd_utils import checkpoint, cli, data, repro, runlog, teachers
-from gankd_utils.data import ShardError
-from gankd_utils.models import CondDCGANGenerator
+from gankd_utils import checkpoint, classes, data, repro, runlog, shards, teachers, viz
+from gankd_utils.io import sha256_file
+from gankd_utils.models import CondDCGANGenerator, ResNetGenerator
+from gankd_utils.shards import ShardDataset, ShardError
 from gankd_utils.teachers import biggan as bgu
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 # ---------------------------------------------------------------- fixtures
-
-@pytest.fixture(scope="session")
-def tf_modules(tmp_path_factory) -> dict[str, Path]:
-    """BigGAN-shaped modules in TF1 Hub format and as a TF2 SavedModel (128x128 output)."""
-    pytest.importorskip("tensorflow")
-    pytest.importorskip("tensorflow_hub")
-    import tf_fixtures
-
-    root = tmp_path_factory.mktemp("biggan_modules")
-    return {"tf1": tf_fixtures.make_tf1_hub_module(root / "tf1"),
-            "tf2": tf_fixtures.make_tf2_saved_model(root / "tf2")}
-
 
 @pytest.fixture(scope="session")
 def biggan(tf_modules) -> teachers.BigGAN:
@@ -79,11 +68,8 @@ def _env(**extra: str) -> dict[str, str]:
 
 # ---------------------------------------------------------------- class names, noise, labels
 
-def test_imagenet_class_names_ship_with_the_package():
-    names = teachers.imagenet_classes()
-    assert len(names) == 1000 and len(set(names)) == 1000
-    assert (names[0], names[1], names[397], names[398], names[999]) == (
-        "tench", "goldfish", "puffer", "abacus", "toilet tissue")
+def test_imagenet_class_search():
+    assert teachers.class_name(207) == "golden retriever" and teachers.class_name(0) == "tench"
     assert teachers.find_class("golden retriever")[0] == (207, "golden retriever")
     assert {i for i, _ in teachers.find_class("retriever")} == {205, 206, 207, 208, 209}
     assert teachers.class_id("Goldfish") == 1 and teachers.class_id(281) == 281
@@ -109,9 +95,9 @@ def test_truncated_z_sample_range_seed_and_errors():
 def test_one_hot_and_class_id_errors():
     y = teachers.one_hot([0, 999, 5])
     assert y.shape == (3, 1000) and y.dtype == np.float32 and y.sum() == 3 and y[1, 999] == 1
-    with pytest.raises(ValueError, match=r"class ids must lie in 0\.\.999.*\[1000\]"):
+    with pytest.raises(ValueError, match=r"class ids out of range 0\.\.999: \[1000\]"):
         teachers.one_hot([1, 1000])
-    with pytest.raises(ValueError, match=r"0\.\.999.*\[-1\]"):
+    with pytest.raises(ValueError, match=r"0\.\.999: \[-1\]"):
         teachers.one_hot([-1])
     with pytest.raises(ValueError, match="class list is empty"):
         teachers.one_hot([])
@@ -143,7 +129,7 @@ def test_tf1_hub_format_and_tf2_savedmodel_load_through_one_path(tf_modules, fmt
 @pytest.mark.tf
 def test_biggan_bad_inputs_have_clear_messages(biggan):
     z = teachers.truncated_z_sample(2, 0.5, seed=0)
-    with pytest.raises(ValueError, match=r"class ids must lie in 0\.\.999"):
+    with pytest.raises(ValueError, match=r"class ids out of range 0\.\.999"):
         biggan.generate(z, [3, 1000], 0.5)
     with pytest.raises(ValueError, match=r"truncation must lie in \(0, 1\]"):
         biggan.generate(z, [3, 4], 0.0)
@@ -162,10 +148,15 @@ def test_sweep_explorer_and_figures(biggan, tmp_path):
     sweep = biggan.truncation_sweep(207, (0.1, 1.0), n=3, seed=0)
     assert list(sweep) == [0.1, 1.0] and bgu.diversity(sweep[0.1]) < bgu.diversity(sweep[1.0])
     bgu.sweep_figure(sweep, path_stem=tmp_path / "sweep")
-    fig = teachers.explorer(biggan, "goldfish", truncation=0.5, seed=1, n=2, interactive=False,
-                            path_stem=tmp_path / "explorer")
-    assert fig is not None
-    assert teachers.explorer(biggan, 1, n=2, interactive=True) is None  # the widgets build outside a kernel too
+    assert biggan.class_names() is classes.imagenet_classes()
+    fn = biggan.sampler()  # one explorer for torch generators and BigGAN: fn(n, class, seed, truncation)
+    x = fn(2, teachers.class_id("goldfish"), 1, 0.5)
+    assert x.shape == (2, 3, 128, 128) and torch.equal(x, fn(2, 1, 1, 0.5)) and not torch.equal(x, fn(2, 1, 2, 0.5))
+    assert viz.explorer({"BigGAN": fn}, class_names=biggan.class_names(), class_ids=teachers.ANIMAL_CLASSES,
+                        class_id=teachers.class_id("goldfish"), truncation=0.5, seed=1, n=2, interactive=False,
+                        path_stem=tmp_path / "explorer") is None
+    viz.explorer({"BigGAN": fn}, class_names=biggan.class_names(), class_id=1, truncation=0.5, n=2,
+                 interactive=True)  # the widgets build outside a kernel too
     assert {p.name for p in tmp_path.iterdir()} == {"sweep.png", "sweep.pdf", "explorer.png", "explorer.pdf"}
 
 
@@ -240,9 +231,51 @@ def test_env_handle_and_a_prefilled_tfhub_cache_work_offline(monkeypatch, tmp_pa
 
 
 def test_teachers_package_does_not_import_tensorflow():
-    code = ("import gankd_utils.teachers, gankd_utils.teachers.export, gankd_utils.teachers.dataset, sys; "
+    code = ("import gankd_utils.teachers, gankd_utils.teachers.export, gankd_utils.shards, sys; "
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported eagerly'")
     subprocess.run([sys.executable, "-c", code], check=True, env=_env(), cwd=REPO, timeout=120)
+
+
+# ---------------------------------------------------------------- torch teachers
+
+def test_torch_teacher_wraps_a_checkpoint(small_teacher, small_ckpt, tmp_path):
+    t = small_teacher
+    assert (t.z_dim, t.n_classes, t.channels, t.resolution, t.kind) == (100, 10, 1, 28, "checkpoint")
+    assert t.class_names() == tuple(str(i) for i in range(10))  # no dataset in the sidecar: ids as names
+    assert t.default_classes() == tuple(range(10)) and t.identity()["teacher_sha256"] == sha256_file(small_ckpt)
+    z = t.sample_z(3, 1.0, repro.generator(0, "t"))
+    x = t.generate(z, [0, 1, 2])
+    assert x.shape == (3, 1, 28, 28) and -1 <= x.min() and x.max() <= 1
+    u = t.generate(z, [0, 1, 2], output="uint8")
+    assert u.shape == (3, 28, 28, 1) and np.array_equal(u, data.to_uint8(x).permute(0, 2, 3, 1).numpy())
+    assert np.abs(t.sample_z(100, 0.5, repro.generator(0, "t"))).max() <= 1.0  # truncated below 1
+    with pytest.raises(ValueError, match="one class per z"):
+        t.generate(z, [0, 1])
+    with pytest.raises(ValueError, match=r"z must have shape \(N, 100\)"):
+        t.generate(np.zeros((2, 3), np.float32), [0, 1])
+    with pytest.raises(ValueError, match="output must be"):
+        t.generate(z, [0, 1, 2], output="half")
+    # a checkpoint trained on CIFAR-10 names its classes (the sidecar's config says the dataset)
+    torch.manual_seed(0)
+    ckpt = checkpoint.save_model(tmp_path / "c", ResNetGenerator(ch=4), config={"dataset": "cifar10"})
+    assert teachers.TorchTeacher.from_checkpoint(ckpt, "cpu").class_names() == classes.CIFAR10_CLASSES
+    with pytest.raises(ValueError, match="3 class names for a generator of 10 classes"):
+        teachers.TorchTeacher(CondDCGANGenerator(32), "cpu", names=("a", "b", "c"))
+    with pytest.raises(TypeError, match="no z_dim"):
+        teachers.TorchTeacher(torch.nn.Linear(2, 2), "cpu")
+
+
+def test_load_teacher_by_kind(small_ckpt):
+    t = teachers.load_teacher("checkpoint", checkpoint=str(small_ckpt), device="cpu")
+    assert isinstance(t, teachers.TorchTeacher) and t.n_classes == 10
+    with pytest.raises(ValueError, match="needs --checkpoint"):
+        teachers.load_teacher("checkpoint")
+    with pytest.raises(ValueError, match="--handle is for --teacher biggan"):
+        teachers.load_teacher("checkpoint", handle="x", checkpoint=str(small_ckpt))
+    with pytest.raises(ValueError, match="--checkpoint is for --teacher checkpoint"):
+        teachers.load_teacher("biggan", checkpoint=str(small_ckpt))
+    with pytest.raises(ValueError, match="unknown teacher"):
+        teachers.load_teacher("vae")
 
 
 # ---------------------------------------------------------------- export
@@ -252,12 +285,13 @@ def test_export_layout_per_class_noise_and_manifest(small_teacher, tmp_path):
     res = teachers.export(small_teacher, out, classes=[2, 5, 7], per_class=5, truncation=1.0, seed=3, shard_size=4,
                           batch_size=3, progress=False)
     assert res["complete"] and res["written"] == [0, 1, 2, 3] and res["kept"] == []
-    m = teachers.check_complete(out)
+    m = shards.check_complete(out)
     assert (m["count"], m["n_shards"], m["classes"], m["per_class"], m["seed"], m["truncation"]) == (
         15, 4, [2, 5, 7], 5, 3, 1.0)
     assert [e["count"] for e in m["shards"]] == [4, 4, 4, 3] and all(len(e["sha256"]) == 64 for e in m["shards"])
-    assert m["teacher_sha256"] == data.sha256_file(small_teacher.handle) and "time" not in json.dumps(m)
-    arrays = [data.load_shard(out, e) for e in m["shards"]]
+    assert m["teacher_sha256"] == sha256_file(small_teacher.handle) and "time" not in json.dumps(m)
+    assert m["class_names"] == ["2", "5", "7"] and m["complete"] is True  # no dataset in the sidecar: ids as names
+    arrays = [shards.load_shard(out, e) for e in m["shards"]]
     x = np.concatenate([a["images"] for a in arrays])
     y = np.concatenate([a["labels"] for a in arrays])
     z = np.concatenate([a["z"] for a in arrays])
@@ -270,7 +304,7 @@ def test_export_layout_per_class_noise_and_manifest(small_teacher, tmp_path):
     again = teachers.export(small_teacher, out, classes=[2, 5, 7], per_class=5, truncation=1.0, seed=3,
                             shard_size=4, progress=False)
     assert again["written"] == [] and again["kept"] == [0, 1, 2, 3]
-    assert data.load_shards(out).images.shape == (15, 1, 28, 28)  # the generic reader agrees
+    assert shards.load_shards(out).images.shape == (15, 1, 28, 28)  # the generic reader agrees
 
 
 def test_conflicting_manifest_is_refused(small_teacher, small_ckpt, tmp_path):
@@ -293,8 +327,8 @@ def test_conflicting_manifest_is_refused(small_teacher, small_ckpt, tmp_path):
         teachers.export(small_teacher, stray, **kw)
 
 
-def test_export_request_errors(small_teacher, tmp_path, capsys):
-    with pytest.raises(ValueError, match=r"class ids must lie in 0\.\.9"):
+def test_export_request_errors(small_teacher, tmp_path):
+    with pytest.raises(ValueError, match=r"class ids out of range 0\.\.9: \[10\]"):
         teachers.export(small_teacher, tmp_path / "a", classes=[3, 10], per_class=2, progress=False)
     with pytest.raises(ValueError, match="class list is empty"):
         teachers.export(small_teacher, tmp_path / "a", classes=[], per_class=2, progress=False)
@@ -302,18 +336,9 @@ def test_export_request_errors(small_teacher, tmp_path, capsys):
         teachers.export(small_teacher, tmp_path / "a", per_class=2, truncation=2.0, progress=False)
     with pytest.raises(ValueError, match="worker must lie in"):
         teachers.export(small_teacher, tmp_path / "a", per_class=2, worker=2, workers=2, progress=False)
-    # through the command: exit code 2 and the message, before any model is loaded
-    base = ["export", "--teacher", "biggan", "--per-class", "2", "--out", str(tmp_path / "b")]
-    assert cli.main(base + ["--classes", "0-1000"]) == 2
-    assert "out of range 0..999" in capsys.readouterr().err
-    assert cli.main(base + ["--truncation", "0"]) == 2
-    assert "truncation must lie in (0, 1]" in capsys.readouterr().err
-    assert cli.main(base + ["--handle", str(tmp_path / "nowhere")]) == 2
-    err = capsys.readouterr().err
-    assert "could not be fetched" in err and "GANKD_BIGGAN_HANDLE" in err
-    assert cli.main(["export", "--teacher", "checkpoint", "--per-class", "2", "--out", str(tmp_path / "c")]) == 2
-    assert "needs --checkpoint" in capsys.readouterr().err
-    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+    with pytest.raises(ValueError, match="repeats a class id"):
+        teachers.export(small_teacher, tmp_path / "a", classes=[1, 1], per_class=2, progress=False)
+    assert not (tmp_path / "a").exists()
 
 
 def test_killed_export_resumes_byte_identical(tmp_path):
@@ -324,7 +349,7 @@ def test_killed_export_resumes_byte_identical(tmp_path):
     ref, out = tmp_path / "uninterrupted", tmp_path / "killed"
     teachers.export(teachers.TorchTeacher.from_checkpoint(ckpt, "cpu"), ref, classes=list(range(10)),
                     per_class=40, seed=7, shard_size=20, batch_size=8, progress=False)
-    n_shards = teachers.check_complete(ref)["n_shards"]  # 20
+    n_shards = shards.check_complete(ref)["n_shards"]  # 20
 
     # the first run is the command itself, slowed by a sleep per batch so that the kill lands mid-run
     slowed = ("import sys, time\n"
@@ -357,13 +382,13 @@ def test_damaged_shards_are_detected_and_redone(small_teacher, tmp_path):
     kw = dict(classes=[0, 1, 2], per_class=4, seed=0, shard_size=4, progress=False)
     teachers.export(small_teacher, out, **kw)
     reference = _folder_bytes(out)
-    ds = teachers.ShardDataset(out)
+    ds = ShardDataset(out)
     assert len(ds) == 12
 
     flipped = bytearray((out / "shard_00001.npz").read_bytes())
     flipped[len(flipped) // 2] ^= 0xFF
     (out / "shard_00001.npz").write_bytes(bytes(flipped))
-    ds = teachers.ShardDataset(out)
+    ds = ShardDataset(out)
     ds[0]  # shard 0 is fine
     with pytest.raises(ShardError, match="shard_00001.npz is corrupted or was changed"):
         ds[5]
@@ -371,7 +396,7 @@ def test_damaged_shards_are_detected_and_redone(small_teacher, tmp_path):
     whole = (out / "shard_00002.npz").read_bytes()
     (out / "shard_00002.npz").write_bytes(whole[: len(whole) // 3])
     with pytest.raises(ShardError, match="shard_00002.npz is truncated"):
-        teachers.ShardDataset(out)
+        ShardDataset(out)
 
     res = teachers.export(small_teacher, out, **kw)
     assert res["redone"] == [1, 2] and res["kept"] == [0]
@@ -379,30 +404,7 @@ def test_damaged_shards_are_detected_and_redone(small_teacher, tmp_path):
 
     (out / "shard_00000.npz").unlink()
     with pytest.raises(ShardError, match="1 of 3 shards are missing"):
-        teachers.ShardDataset(out)
-
-
-def test_shard_dataset_subset_and_shuffling_across_shards(small_teacher, tmp_path):
-    out = tmp_path / "set"
-    teachers.export(small_teacher, out, per_class=6, seed=0, shard_size=8, progress=False)  # 60 items, 8 shards
-    ds = teachers.ShardDataset(out, cache_shards=2)
-    x, y, z = ds[13]
-    assert x.shape == (1, 28, 28) and x.dtype == torch.float32 and -1 <= x.min() <= x.max() <= 1
-    assert y.item() == 2 and z.shape == (100,)
-    assert teachers.ShardDataset(out, output="uint8")[13][0].dtype == torch.uint8
-    sub = teachers.ShardDataset(out, classes=[3, 8])
-    assert len(sub) == 12 and set(sub.labels.tolist()) == {3, 8}
-    with pytest.raises(ValueError, match=r"classes \[11\] are not in"):
-        teachers.ShardDataset(out, classes=[3, 11])
-    sampler = teachers.ShardShuffleSampler(ds, seed=0)
-    order = list(sampler)
-    assert sorted(order) == list(range(60)) and order != list(range(60))
-    first = {int(ds.shard_of[i]) for i in order[:16]}
-    assert len(first) == 2  # one group of two shards, mixed together
-    sampler.set_epoch(1)
-    assert list(sampler) != order and list(teachers.ShardShuffleSampler(ds, seed=0)) == order
-    xb, yb, zb = next(iter(ds.loader(batch_size=16, seed=0)))
-    assert xb.shape == (16, 1, 28, 28) and yb.shape == (16,) and zb.shape == (16, 100)
+        ShardDataset(out)
 
 
 def test_workers_split_the_set_and_readers_wait_for_completion(small_teacher, tmp_path):
@@ -412,7 +414,8 @@ def test_workers_split_the_set_and_readers_wait_for_completion(small_teacher, tm
     first = teachers.export(small_teacher, split, worker=1, workers=3, **kw)
     assert first["written"] == [1, 4] and not first["complete"] and "shard_00000.npz" in first["missing"]
     with pytest.raises(ShardError, match="not a complete export.*missing"):
-        teachers.ShardDataset(split)
+        ShardDataset(split)
+    assert shards.read_manifest(split)["complete"] is False
     teachers.export(small_teacher, split, worker=0, workers=3, **kw)
     last = teachers.export(small_teacher, split, worker=2, workers=3, **kw)
     assert last["complete"] and last["written"] == [2, 5]
@@ -424,7 +427,7 @@ def test_biggan_export_split_between_a_command_and_a_python_worker(biggan, tf_mo
     kw = dict(classes=[0, 1, 397], per_class=3, truncation=0.5, seed=1, shard_size=2, batch_size=2, progress=False)
     ref = tmp_path / "ref"
     teachers.export(biggan, ref, **kw)
-    m = teachers.check_complete(ref)
+    m = shards.check_complete(ref)
     assert (m["teacher"], m["handle"], m["resolution"], m["class_names"][-1]) == (
         "biggan-deep-128", str(tf_modules["tf1"]), 128, "puffer")
     out = tmp_path / "split"
@@ -437,52 +440,3 @@ def test_biggan_export_split_between_a_command_and_a_python_worker(biggan, tf_mo
     last = teachers.export(biggan, out, worker=1, workers=2, **kw)  # the other worker, in this process
     assert last["complete"] and last["written"] == [1, 3]
     assert _folder_bytes(out) == _folder_bytes(ref)
-
-
-# ---------------------------------------------------------------- notebooks (smoke profile)
-
-def _run_nb(name: str, tmp_path: Path, monkeypatch, **params) -> Path:
-    from gankd_utils.nbrun import run_notebook
-
-    results, data_root = tmp_path / "results", tmp_path / "data"
-    monkeypatch.setenv("GANKD_RESULTS", str(results))
-    monkeypatch.setenv("GANKD_DATA_ROOT", str(data_root))
-    monkeypatch.setenv("GANKD_OFFLINE", "1")
-    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
-    monkeypatch.setenv("PYTHONPATH", _env()["PYTHONPATH"])
-    run_notebook(REPO / "notebooks" / f"{name}.ipynb", tmp_path / f"{name}.ipynb",
-                 {"PROFILE": "smoke", **params}, timeout=300)
-    return results
-
-
-@pytest.mark.notebook
-@pytest.mark.tf
-def test_notebook_01_runs_against_a_tf1_hub_module(tf_modules, tmp_path, monkeypatch):
-    results = _run_nb("01_biggan_tfhub", tmp_path, monkeypatch, HANDLE=str(tf_modules["tf1"]))
-    saved = {p.name for p in (results / "01_biggan").iterdir()}
-    for stem in ("truncated_noise", "samples", "explorer", "interpolation", "truncation_sweep"):
-        assert {f"{stem}.png", f"{stem}.pdf"} <= saved, stem
-
-
-@pytest.mark.notebook
-def test_notebook_01_offline_skips_biggan_and_says_why(tmp_path, monkeypatch):
-    monkeypatch.delenv(teachers.HANDLE_ENV, raising=False)
-    monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "empty_cache"))
-    results = _run_nb("01_biggan_tfhub", tmp_path, monkeypatch)
-    assert {p.name for p in (results / "01_biggan").iterdir()} == {"truncated_noise.png", "truncated_noise.pdf"}
-    skipped = [json.loads(line) for line in (results / "run_summary" / "skipped.jsonl").read_text().splitlines()]
-    assert skipped[0]["where"] == "01_biggan_tfhub" and "biggan-deep-128/1" in skipped[0]["why"]
-    assert skipped[0]["setting"].startswith("GANKD_BIGGAN_HANDLE=")
-
-
-@pytest.mark.notebook
-@pytest.mark.tf
-def test_notebook_02_exports_biggan_and_a_torch_generator(tf_modules, tmp_path, monkeypatch):
-    results = _run_nb("02_teacher_export", tmp_path, monkeypatch, HANDLE=str(tf_modules["tf2"]))
-    sets = {p.name: p for p in (tmp_path / "data" / "teachers").iterdir()}
-    assert set(sets) == {"biggan-deep-128_smoke_t1_s0", "untrained_conddcgan_c64_smoke_s0"}
-    for folder in sets.values():
-        teachers.check_complete(folder)
-    assert teachers.ShardDataset(sets["biggan-deep-128_smoke_t1_s0"])[0][0].shape == (3, 128, 128)
-    saved = {p.name for p in (results / "02_export").iterdir()}
-    assert {"biggan_export.png", "shuffled_batch.png", "shuffled_batch.pdf"} <= saved

@@ -1,12 +1,16 @@
+"""The training loop (gankd_utils.train): fit, its wrappers, checkpoints, resume, EMA, the fast path on the CPU."""
 import json
+import math
 
 import pytest
 import torch
 
 from gankd_utils import checkpoint, config, data, repro
-from gankd_utils.checkpoint import CheckpointError
-from gankd_utils.models import CondDCGANDiscriminator, CondDCGANGenerator, IITGNDiscriminator, IITGNGenerator
-from gankd_utils.train import dcgan_init, is_finished, train_distill, train_gan
+from gankd_utils.checkpoint import is_finished
+from gankd_utils.models import (CondDCGANDiscriminator, CondDCGANGenerator, ProjectionDiscriminator,
+                                ResNetGenerator)
+from gankd_utils.models.layers import dcgan_init, init_weights
+from gankd_utils.train import fit, train_blackbox, train_gan, train_online_kd
 
 
 def tiny_set(n=96, seed=0) -> data.ImageSet:
@@ -16,61 +20,44 @@ def tiny_set(n=96, seed=0) -> data.ImageSet:
 
 
 def cfg(**kw):
-    return config.get("train", "smoke", n_train=None, batch_size=16, ckpt_every=2, n_fixed=10, **kw)
+    return config.settings("mnist", "smoke", train={"n_train": None, "batch_size": 16, "ckpt_every": 2,
+                                                    "n_fixed": 10, **kw}).train
 
 
 def cond_pair(seed=0):
     return dcgan_init(CondDCGANGenerator(32), seed), dcgan_init(CondDCGANDiscriminator(4), seed + 1)
 
 
-def test_same_seed_same_images():
-    G1, _ = cond_pair(3)
-    G2, _ = cond_pair(3)
-    y = torch.arange(10)
-    z1 = repro.noise(10, 100, seed=7, purpose="fixed")
-    z2 = repro.noise(10, 100, seed=7, purpose="fixed")
-    assert torch.equal(G1.eval()(z1, y), G2.eval()(z2, y))
-    assert not torch.equal(z1, repro.noise(10, 100, seed=7, purpose="eval"))
-    assert not torch.equal(z1, repro.noise(10, 100, seed=8, purpose="fixed"))
+def teacher_set(n=48, z_dim=128, seed=0) -> data.ImageSet:
+    g = torch.Generator().manual_seed(seed)
+    return data.ImageSet(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g), torch.arange(n) % 10,
+                         data.CIFAR10_CLASSES, "teacher-set", torch.randn(n, z_dim, generator=g))
+
+
+def bb_pair(seed=0):
+    G = init_weights(ResNetGenerator(ch=4), repro.generator(seed, "init"))
+    D = init_weights(ProjectionDiscriminator(ch=8), repro.generator(seed + 1, "init"))
+    return G, D
+
+
+def bb_cfg(**kw):
+    return config.settings("cifar10", "smoke", train={**config.TINYGAN, "n_train": None, "batch_size": 8,
+                                                      "ckpt_every": 2, "n_fixed": 10, "w_pixel": 0.2, **kw}).train
+
+
+def _same_weights(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
 def test_one_step_changes_parameters_and_stays_finite(tmp_path):
     G, D = cond_pair()
     before = [p.detach().clone() for p in G.parameters()]
     res = train_gan(G, D, tiny_set(), cfg(max_steps=1), tmp_path / "run", "cpu", progress=False)
-    assert res["steps"] == 1
+    assert res["steps"] == 1 and not res["resumed"] and not res["finished"] and res["fast"] is False
     assert all(torch.isfinite(p).all() for p in G.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, G.parameters()))
     assert all(torch.isfinite(torch.tensor(v)).all() for v in res["history"].values())
-
-
-def test_distill_step_uses_teacher_features(tmp_path):
-    T = dcgan_init(IITGNGenerator("teacher"), 0)
-    G, D = dcgan_init(IITGNGenerator("student"), 1), dcgan_init(IITGNDiscriminator(), 2)
-    res = train_distill(G, D, T, tiny_set(), cfg(max_steps=2, **config.IITGN), tmp_path / "kd", "cpu",
-                        progress=False)
-    h = res["history"]
-    assert len(h["kd_feat"]) == 2 and all(v > 0 for v in h["kd_feat"])
-    # G loss = 0.5 adversarial + 0.5 feature MSE
-    assert h["g_loss"][0] == pytest.approx(0.5 * h["g_adv"][0] + 0.5 * h["kd_feat"][0], rel=1e-5)
-    assert res["adapter"] is not None  # 64 -> 128 channels
-
-
-def test_pixel_kd_loss_is_l1_to_teacher(tmp_path):
-    T = dcgan_init(CondDCGANGenerator(64), 5)
-    G, D = cond_pair()
-    res = train_distill(G, D, T, tiny_set(), cfg(max_steps=1, **config.COLUMBIA), tmp_path / "kd", "cpu",
-                        progress=False)
-    h = res["history"]
-    assert h["g_loss"][0] == pytest.approx(h["g_adv"][0] + 1.0 * h["kd_pixel"][0], rel=1e-5)
-
-
-def test_wrong_trainer_for_recipe(tmp_path):
-    G, D = cond_pair()
-    with pytest.raises(ValueError, match="train_distill"):
-        train_gan(G, D, tiny_set(), cfg(**config.COLUMBIA), tmp_path, "cpu")
-    with pytest.raises(ValueError, match="kd="):
-        train_distill(G, D, G, tiny_set(), cfg(), tmp_path, "cpu")
+    assert not G.training  # handed back in eval mode
 
 
 def test_resume_matches_uninterrupted_run(tmp_path):
@@ -85,9 +72,47 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     G3, D3 = cond_pair(99)  # other initial weights: they must be replaced by the checkpoint's
     res = train_gan(G3, D3, tiny_set(), cfg(max_steps=7, epochs=2), tmp_path / "b", "cpu", progress=False)
     assert res["resumed"] and res["steps"] == 7
-    for a, b in zip(G1.state_dict().values(), G3.state_dict().values()):
-        assert torch.equal(a, b)
+    assert _same_weights(G1, G3)
     assert full["history"]["d_loss"] == res["history"]["d_loss"]
+
+
+def test_fast_auto_is_off_on_the_cpu_and_resume_stays_bit_exact(tmp_path):
+    """fast is bookkeeping: a run paused with fast='off' resumes under 'auto' (off on the CPU), bit for bit."""
+    G1, D1 = cond_pair()
+    full = train_gan(G1, D1, tiny_set(), cfg(max_steps=5, epochs=2, fast="auto"), tmp_path / "a", "cpu",
+                     progress=False)
+    assert full["fast"] is False
+    G2, D2 = cond_pair()
+    train_gan(G2, D2, tiny_set(), cfg(max_steps=3, epochs=2, fast="off"), tmp_path / "b", "cpu", progress=False)
+    G3, D3 = cond_pair(7)
+    res = train_gan(G3, D3, tiny_set(), cfg(max_steps=5, epochs=2, fast="auto"), tmp_path / "b", "cpu",
+                    progress=False)
+    assert res["resumed"] and res["fast"] is False and _same_weights(G1, G3)
+    assert full["history"]["g_loss"] == res["history"]["g_loss"]
+
+
+def test_fast_path_on_the_cpu_runs_bf16_autocast(tmp_path, monkeypatch):
+    seen = []
+    real_autocast = torch.autocast
+
+    def spy(device_type, *a, **k):
+        seen.append((device_type, k.get("dtype")))
+        return real_autocast(device_type, *a, **k)
+
+    monkeypatch.setattr(torch, "autocast", spy)
+    G, D = cond_pair()
+    res = train_gan(G, D, tiny_set(), cfg(max_steps=2, fast="on"), tmp_path / "f", "cpu", progress=False)
+    assert res["fast"] is True and res["steps"] == 2
+    assert seen and set(seen) == {("cpu", torch.bfloat16)}
+    h = res["history"]
+    assert all(math.isfinite(v) for k in ("d_loss", "g_loss", "g_adv") for v in h[k])
+    assert all(torch.isfinite(p).all() and p.dtype == torch.float32 for p in G.parameters())
+
+
+def test_fast_setting_is_checked(tmp_path):
+    G, D = cond_pair()
+    with pytest.raises(ValueError, match="fast must be 'auto', 'on' or 'off'"):
+        train_gan(G, D, tiny_set(), cfg(max_steps=1, fast="yes"), tmp_path / "x", "cpu", progress=False)
 
 
 def test_resume_refuses_other_settings(tmp_path):
@@ -95,6 +120,10 @@ def test_resume_refuses_other_settings(tmp_path):
     train_gan(G, D, tiny_set(), cfg(max_steps=2), tmp_path / "r", "cpu", progress=False)
     with pytest.raises(ValueError, match="other settings"):
         train_gan(*cond_pair(), tiny_set(), cfg(max_steps=2, lr_g=1e-3), tmp_path / "r", "cpu", progress=False)
+    # resume=False starts afresh instead
+    res = train_gan(*cond_pair(), tiny_set(), cfg(max_steps=2, lr_g=1e-3), tmp_path / "r", "cpu", resume=False,
+                    progress=False)
+    assert not res["resumed"] and res["steps"] == 2 and len(res["history"]["step"]) == 2
 
 
 def test_checkpoint_round_trip(tmp_path):
@@ -106,45 +135,85 @@ def test_checkpoint_round_trip(tmp_path):
     z, y = torch.randn(4, 100), torch.arange(4)
     assert torch.equal(G.eval()(z, y), G2(z, y))
     side = checkpoint.read_sidecar(tmp_path / "run" / "G")
-    assert side["step"] == 2 and side["config"]["max_steps"] == 2
+    assert side["step"] == 2 and side["config"]["max_steps"] == 2 and side["finished"] is False
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["batch_size"] == 16
 
 
 def test_finished_run_is_marked(tmp_path):
     G, D = cond_pair()
-    train_gan(G, D, tiny_set(32), cfg(epochs=1), tmp_path / "run", "cpu", progress=False)
-    assert is_finished(tmp_path / "run")
+    res = train_gan(G, D, tiny_set(32), cfg(epochs=1), tmp_path / "run", "cpu", progress=False)
+    assert res["finished"] and res["steps"] == 2 and is_finished(tmp_path / "run")
     assert (tmp_path / "run" / "samples" / "epoch_000.png").exists()
 
 
-def test_corrupt_and_foreign_checkpoints(tmp_path):
-    G, _ = cond_pair()
-    checkpoint.save_model(tmp_path / "G", G)
-    # truncated weights
-    w = tmp_path / "G.safetensors"
-    w.write_bytes(w.read_bytes()[:100])
-    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
-        checkpoint.load_model(tmp_path / "G")
-    # weights of another width under this spec
-    checkpoint.save_model(tmp_path / "H", CondDCGANGenerator(64))
-    side = json.loads((tmp_path / "H.json").read_text())
-    side["model"]["kwargs"]["c"] = 32
-    (tmp_path / "H.json").write_text(json.dumps(side))
-    with pytest.raises(CheckpointError, match="does not fit CondDCGANGenerator"):
-        checkpoint.load_model(tmp_path / "H")
-    # a safetensors file without our sidecar
-    (tmp_path / "H.json").unlink()
-    with pytest.raises(CheckpointError, match="not saved by gankd"):
-        checkpoint.load_model(tmp_path / "H")
-    with pytest.raises(CheckpointError, match="no checkpoint"):
-        checkpoint.load_model(tmp_path / "missing")
+def test_logs_and_sample_sheets(tmp_path):
+    G, D = cond_pair()
+    train_gan(G, D, tiny_set(), cfg(epochs=1, log_every=2, sample_every=4), tmp_path / "run", "cpu", progress=False)
+    lines = [json.loads(ln) for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [ln["step"] for ln in lines] == [2, 4, 6] and all("d_loss" in ln and "seconds" in ln for ln in lines)
+    assert (tmp_path / "run" / "samples" / "step_0000004.png").exists()
+    hist = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert hist["step"] == [1, 2, 3, 4, 5, 6]  # every step in the history
 
 
-def test_resume_state_is_never_unpickled(tmp_path):
-    class Evil:
-        def __reduce__(self):
-            return (print, ("pwned",))
+def test_wrong_trainer_for_recipe(tmp_path):
+    G, D = cond_pair()
+    with pytest.raises(ValueError, match="train_online_kd"):
+        train_gan(G, D, tiny_set(), cfg(**config.COLUMBIA), tmp_path, "cpu")
+    with pytest.raises(ValueError, match=r"train_online_kd needs cfg\.kd in"):
+        train_online_kd(G, D, G, tiny_set(), cfg(), tmp_path, "cpu")
+    with pytest.raises(ValueError, match=r"train_blackbox needs cfg\.kd in"):
+        train_blackbox(G, D, tiny_set(), cfg(), tmp_path, "cpu")
 
-    p = tmp_path / "state.pt"
-    torch.save({"x": Evil()}, p)
-    with pytest.raises(CheckpointError, match="not a gankd resume state"):
-        checkpoint.load_state(p)
+
+def test_streamed_source_takes_no_n_train(tmp_path):
+    class Source:  # Batches' interface without an ImageSet behind it
+        def __len__(self):
+            return 1
+
+        def epoch(self, e, skip=0):
+            return iter(())
+
+    G, D = bb_pair()
+    with pytest.raises(ValueError, match="n_train subsets an in-memory ImageSet"):
+        fit(G, D, Source(), bb_cfg(n_train=8), tmp_path, "cpu", progress=False)
+
+
+def test_pixel_weight_decays_per_epoch_not_per_step(tmp_path):
+    G, D = bb_pair()
+    res = train_blackbox(G, D, teacher_set(24), bb_cfg(epochs=3, w_pixel=0.2, pixel_decay=0.05), tmp_path / "r",
+                         "cpu", progress=False)
+    h = res["history"]
+    per_epoch = {}
+    for e, w in zip(h["epoch"], h["w_pixel"]):
+        per_epoch.setdefault(int(e), set()).add(round(w, 6))
+    assert per_epoch == {0: {0.2}, 1: {0.15}, 2: {0.1}}
+
+
+def test_blackbox_resume_matches_uninterrupted(tmp_path):
+    # 4 batches per epoch: paused at step 3, resumed across the epoch boundary to step 6
+    G1, D1 = bb_pair()
+    train_blackbox(G1, D1, teacher_set(32), bb_cfg(max_steps=6, epochs=2), tmp_path / "a", "cpu", progress=False)
+    G2, D2 = bb_pair()
+    train_blackbox(G2, D2, teacher_set(32), bb_cfg(max_steps=3, epochs=2), tmp_path / "b", "cpu", progress=False)
+    G3, D3 = bb_pair(7)
+    res = train_blackbox(G3, D3, teacher_set(32), bb_cfg(max_steps=6, epochs=2), tmp_path / "b", "cpu",
+                         progress=False)
+    assert res["resumed"] and res["steps"] == 6
+    assert _same_weights(G1, G3)
+
+
+def test_ema_is_saved_and_differs_from_raw_weights(tmp_path):
+    G, D = bb_pair()
+    s = teacher_set()
+    real = data.ImageSet(s.images, s.labels, s.classes, "real")
+    c = config.settings("mnist", "smoke", train={**config.SNGAN, "n_train": None, "batch_size": 8, "n_fixed": 10,
+                                                 "max_steps": 3, "ema_decay": 0.5, "diffaug": "translation"}).train
+    train_gan(G, D, real, c, tmp_path / "g", "cpu", progress=False)
+    side = checkpoint.read_sidecar(tmp_path / "g" / "G")
+    assert side["ema"] is True
+    ema = checkpoint.load_weights(tmp_path / "g" / "state" / "G_ema")
+    saved = checkpoint.load_weights(tmp_path / "g" / "G")
+    raw = checkpoint.load_weights(tmp_path / "g" / "state" / "G")
+    k = next(k for k in saved if k.endswith("weight") and saved[k].ndim > 1)
+    assert torch.equal(saved[k], ema[k]) and not torch.equal(saved[k], raw[k])

@@ -1,0 +1,132 @@
+"""Checkpoints (gankd_utils.checkpoint): safetensors + sidecar, resume state, resume_key, is_finished."""
+import json
+
+import pytest
+import torch
+
+from gankd_utils import checkpoint, config, data
+from gankd_utils.checkpoint import CheckpointError
+from gankd_utils.models import CondDCGANDiscriminator, CondDCGANGenerator
+from gankd_utils.models.layers import dcgan_init
+from gankd_utils.train import train_gan
+
+
+def tiny_set(n=32, seed=0) -> data.ImageSet:
+    g = torch.Generator().manual_seed(seed)
+    return data.ImageSet(torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=g),
+                         torch.arange(n) % 10, data.MNIST_CLASSES, "tiny")
+
+
+def cfg(**kw):
+    return config.settings("mnist", "smoke", train={"n_train": None, "batch_size": 16, "ckpt_every": 2,
+                                                    "n_fixed": 10, **kw}).train
+
+
+def cond_pair(seed=0):
+    return dcgan_init(CondDCGANGenerator(32), seed), dcgan_init(CondDCGANDiscriminator(4), seed + 1)
+
+
+def test_save_and_load_model(tmp_path):
+    G = dcgan_init(CondDCGANGenerator(32), 0)
+    w = checkpoint.save_model(tmp_path / "G", G, step=3, note="x", where=tmp_path, betas=(0.5, 0.9))
+    assert w == tmp_path / "G.safetensors" and (tmp_path / "G.json").exists()
+    side = checkpoint.read_sidecar(tmp_path / "G.json")  # any of the two names, or the stem
+    assert side["gankd"] == checkpoint.FORMAT and side["model"] == {"arch": "CondDCGANGenerator",
+                                                                     "kwargs": G.hparams}
+    assert side["step"] == 3 and side["where"] == str(tmp_path) and side["betas"] == [0.5, 0.9]
+    L = checkpoint.load_model(tmp_path / "G")
+    assert not L.training and all(torch.equal(a, b) for a, b in zip(G.state_dict().values(),
+                                                                    L.state_dict().values()))
+    other = checkpoint.load_into(CondDCGANGenerator(32), tmp_path / "G")
+    assert torch.equal(other.out.weight, G.out.weight)
+
+
+def test_corrupt_and_foreign_checkpoints(tmp_path):
+    G, _ = cond_pair()
+    checkpoint.save_model(tmp_path / "G", G)
+    # truncated weights
+    w = tmp_path / "G.safetensors"
+    w.write_bytes(w.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        checkpoint.load_model(tmp_path / "G")
+    # weights of another width under this spec
+    checkpoint.save_model(tmp_path / "H", CondDCGANGenerator(64))
+    side = json.loads((tmp_path / "H.json").read_text())
+    side["model"]["kwargs"]["c"] = 32
+    (tmp_path / "H.json").write_text(json.dumps(side))
+    with pytest.raises(CheckpointError, match="does not fit CondDCGANGenerator"):
+        checkpoint.load_model(tmp_path / "H")
+    # a safetensors file without our sidecar
+    (tmp_path / "H.json").unlink()
+    with pytest.raises(CheckpointError, match="not saved by gankd"):
+        checkpoint.load_model(tmp_path / "H")
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        checkpoint.load_model(tmp_path / "missing")
+
+
+def test_damaged_and_foreign_sidecars(tmp_path):
+    checkpoint.save_model(tmp_path / "G", CondDCGANGenerator(32))
+    (tmp_path / "G.json").write_text("{oops")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        checkpoint.read_sidecar(tmp_path / "G")
+    (tmp_path / "G.json").write_text(json.dumps({"model": {}}))
+    with pytest.raises(CheckpointError, match="not a gankd checkpoint sidecar"):
+        checkpoint.read_sidecar(tmp_path / "G")
+    (tmp_path / "G.json").write_text(json.dumps({"gankd": 1, "model": {"arch": "CondDCGANGenerator",
+                                                                        "kwargs": {"c": 30}}}))
+    with pytest.raises(CheckpointError, match="cannot rebuild the model"):
+        checkpoint.load_model(tmp_path / "G")
+
+
+def test_resume_state_is_never_unpickled(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    p = tmp_path / "state.pt"
+    torch.save({"x": Evil()}, p)
+    with pytest.raises(CheckpointError, match="not a gankd resume state"):
+        checkpoint.load_state(p)
+    checkpoint.save_state(p, {"step": 3, "t": torch.ones(2), "nested": {"a": [1, 2]}})
+    back = checkpoint.load_state(p)
+    assert back["step"] == 3 and torch.equal(back["t"], torch.ones(2)) and back["nested"] == {"a": [1, 2]}
+
+
+def test_resume_key_keeps_what_defines_the_training():
+    base = cfg()
+    key = checkpoint.resume_key(base)
+    assert not set(key) & checkpoint.BOOKKEEPING
+    assert checkpoint.BOOKKEEPING == {"name", "max_steps", "ckpt_every", "log_every", "sample_every", "fast"}
+    assert {"lr_g", "batch_size", "epochs", "seed", "kd", "n_train", "dataset"} <= set(key)
+    for change in (dict(name="other"), dict(max_steps=7), dict(ckpt_every=9), dict(log_every=1),
+                   dict(sample_every=5), dict(fast="on"), dict(fast="off")):
+        assert checkpoint.resume_key(cfg(**change)) == key, change
+    for change in (dict(lr_g=1e-3), dict(epochs=3), dict(batch_size=8), dict(n_train=64), dict(loss="hinge"),
+                   dict(betas=(0.0, 0.9)), dict(ema_decay=0.9), dict(diffaug="translation")):
+        assert checkpoint.resume_key(cfg(**change)) != key, change
+    assert checkpoint.resume_key(config.settings("mnist", "smoke", 1).train) != key  # another seed
+    # a TrainConfig and its dict (as saved in JSON: tuples become lists) give the same key
+    assert checkpoint.resume_key(json.loads(json.dumps(base.to_dict()))) == key
+
+
+def test_resume_refuses_another_number_of_processes(tmp_path):
+    G, D = cond_pair()
+    train_gan(G, D, tiny_set(), cfg(max_steps=1, epochs=1), tmp_path / "r", "cpu", progress=False)
+    st = checkpoint.load_state(tmp_path / "r" / "state" / "state.pt")
+    assert st["world"] == 1 and st["rng_ranks"] == [] and st["step"] == 1
+    checkpoint.save_state(tmp_path / "r" / "state" / "state.pt", {**st, "world": 2})
+    with pytest.raises(ValueError, match="2 process\\(es\\), this one has 1: resume with the same number"):
+        train_gan(*cond_pair(), tiny_set(), cfg(max_steps=2, epochs=1), tmp_path / "r", "cpu", progress=False)
+
+
+def test_is_finished_and_the_resume_layout(tmp_path):
+    assert not checkpoint.is_finished(tmp_path / "nothing")
+    G, D = cond_pair()
+    train_gan(G, D, tiny_set(), cfg(max_steps=1, epochs=1), tmp_path / "r", "cpu", progress=False)
+    assert not checkpoint.is_finished(tmp_path / "r")
+    names = sorted(p.name for p in (tmp_path / "r" / "state").iterdir())
+    assert names == ["D.json", "D.safetensors", "G.json", "G.safetensors", "progress.json", "state.pt"]
+    prog = json.loads((tmp_path / "r" / "state" / "progress.json").read_text())
+    assert (prog["step"], prog["epoch"], prog["batch"], prog["config"]["max_steps"]) == (1, 0, 1, 1)
+    train_gan(G, D, tiny_set(), cfg(epochs=1), tmp_path / "r", "cpu", progress=False)
+    assert checkpoint.is_finished(tmp_path / "r")

@@ -1,0 +1,141 @@
+"""Scoring models with one pipeline (gankd_utils.evaluation), on tiny generators and a tiny evaluator."""
+import json
+import math
+
+import pytest
+import torch
+
+from gankd_utils import config, data, evaluation, metrics, runlog
+from gankd_utils.models import CondDCGANGenerator, ConvClassifier, IITGNGenerator
+from gankd_utils.models.layers import dcgan_init
+from gankd_utils.zoo import Entry
+
+
+def tiny_set(n=64, seed=0) -> data.ImageSet:
+    g = torch.Generator().manual_seed(seed)
+    return data.ImageSet(torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=g),
+                         torch.arange(n) % 10, data.MNIST_CLASSES, "tiny")
+
+
+def tiny_evaluator(n=32) -> metrics.Evaluator:
+    torch.manual_seed(0)
+    clf = ConvClassifier(in_channels=1, n_classes=10, width=4, feature_dim=16)
+    ex = metrics.ClassifierExtractor(clf, "tinycls", 0.5, "tiny0")
+    return metrics.Evaluator(ex, tiny_set(), n, seed=0, batch_size=n)
+
+
+def _entry(name, family, role, teacher=None):
+    return Entry(name, "mnist", family, role, lambda s: None, lambda s: None, teacher=teacher)
+
+
+ENTRIES = {"t": _entry("t", "cdc", "teacher"), "s_kd": _entry("s_kd", "cdc", "kd", "t"),
+           "u": _entry("u", "iitgn", "scratch")}
+
+
+@pytest.fixture
+def models():
+    return {"t": dcgan_init(CondDCGANGenerator(64), 0).eval(), "s_kd": dcgan_init(CondDCGANGenerator(32), 1).eval(),
+            "u": dcgan_init(IITGNGenerator("student"), 2).eval()}
+
+
+def test_evaluate_models_gives_one_row_per_model(models):
+    ev = tiny_evaluator()
+    threads = torch.get_num_threads()
+    rows = evaluation.evaluate_models(models, ENTRIES, [ev], speed_batch=4, rounds=2, threads=1, progress=False)
+    assert torch.get_num_threads() == threads  # the thread count is restored after timing
+    assert [r["model"] for r in rows] == ["t", "s_kd", "u"]
+    by = {r["model"]: r for r in rows}
+    names = ev.names()
+    assert names["fid"] == "fid32_tinycls"
+    for r in rows:
+        for k in (names["fid"], names["kid"], names["precision"], names["recall"], "cpu_latency_ms_b1",
+                  "cpu_img_per_s", "params", "mb_fp32", "macs_m"):
+            assert isinstance(r[k], float | int) and math.isfinite(r[k]) and (r[k] >= 0), (r["model"], k)
+        assert r["cpu_latency_ms_b1"] > 0 and r["cpu_img_per_s"] > 0 and r["cpu_latency_spread_pct"] >= 0
+        assert r["gpu_img_per_s"] is None  # every model sits on the CPU
+        assert r["mb_int8"] < r["mb_fp16"] < r["mb_fp32"] and r["params"] == metrics.count_params(models[r["model"]])
+    assert 0 <= by["t"][names["acc"]] <= 1 and 0 <= by["s_kd"][names["acc"]] <= 1
+    assert by["u"][names["acc"]] is None  # unconditional: no class accuracy
+    assert by["s_kd"]["compression_x"] == pytest.approx(by["t"]["params"] / by["s_kd"]["params"])
+    assert by["t"]["compression_x"] == 1.0 and by["u"]["compression_x"] is None  # no teacher in its family
+    assert (by["s_kd"]["family"], by["s_kd"]["role"]) == ("cdc", "kd")
+    # the same evaluator gives the same numbers again (same samples, same reference)
+    again = evaluation.evaluate_models({"s_kd": models["s_kd"]}, ENTRIES, [ev], speed_batch=4, rounds=1,
+                                       progress=False)
+    assert again[0][names["fid"]] == pytest.approx(by["s_kd"][names["fid"]])
+    assert all(next(G.parameters()).device.type == "cpu" and not G.training for G in models.values())
+
+
+def test_metric_columns():
+    ev = tiny_evaluator(16)
+    assert evaluation.metric_columns([ev]) == ["fid16_tinycls", "kid16_tinycls", "precision16_tinycls",
+                                               "recall16_tinycls", "acc16_tinycls"]
+
+    class FakeInception:
+        name = "inception"
+
+    inc = metrics.Evaluator(FakeInception(), tiny_set(), 1000, reference="mnisttrain")
+    assert evaluation.metric_columns([inc]) == ["fid1k_inception_mnisttrain", "kid1k_inception_mnisttrain",
+                                                "precision1k_inception_mnisttrain", "recall1k_inception_mnisttrain",
+                                                "is1k_inception"]
+
+
+def test_kd_gap_closed():
+    rows = [{"model": "t", "family": "f", "role": "teacher", "fid": 10.0},
+            {"model": "a_scratch", "family": "f", "role": "scratch", "fid": 30.0},
+            {"model": "a_kd", "family": "f", "role": "kd", "fid": 15.0, "compression_x": 12.0},
+            {"model": "b_kd", "family": "f", "role": "kd", "fid": 15.0},  # no scratch twin: left out
+            {"model": "c_scratch", "family": "f", "role": "scratch", "fid": 10.0},
+            {"model": "c_kd", "family": "f", "role": "kd", "fid": 12.0}]  # twin as good as the teacher: no gap
+    a, c = evaluation.kd_gap_closed(rows, "fid")
+    assert a == {"student": "a_kd", "compression_x": 12.0, "teacher": 10.0, "scratch": 30.0, "kd": 15.0,
+                 "gap_closed": pytest.approx(0.75)}
+    assert c["student"] == "c_kd" and c["gap_closed"] is None
+
+
+def test_evaluators_and_chapter_metrics(tmp_path, monkeypatch):
+    """The chapter pipeline: the classifier of the settings, and the Inception skip recorded and said (offline)."""
+    monkeypatch.setenv("GANKD_OFFLINE", "1")
+    monkeypatch.delenv("GANKD_INCEPTION_WEIGHTS", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+    asked = {}
+
+    def fake_classifier(dataset, **kw):  # the real one trains for a while (tests/test_metrics.py covers it)
+        asked.update(dataset=dataset, **kw)
+        return tiny_evaluator().extractor
+
+    monkeypatch.setattr(metrics, "get_classifier", fake_classifier)
+    s = config.settings("mnist", "smoke", seed=3)
+    said = []
+    evs = evaluation.evaluators(s, tiny_set(), "cpu", where="99_test", say=said.append)
+    assert asked == {"dataset": "mnist", "epochs": 2, "n_train": 3000, "width": 8, "device": "cpu", "seed": 3}
+    assert len(evs) == 1 and evs[0].n == 500 and evs[0].seed == 3 and evs[0].batch_size == 250
+    assert evs[0].names()["fid"] == "fid500_tinycls"
+    assert len(said) == 1 and said[0].startswith("SKIPPED [99_test] Inception FID / IS")
+    assert "GANKD_INCEPTION_WEIGHTS" in said[0]  # the message says how to enable it
+    assert evaluation.evaluators(s, tiny_set(), "cpu", where="99_test", classifier=False, say=said.append) == []
+    path = evaluation.save_chapter_metrics("99_test", s, "cpu", evs, models={"a": {"fid": float("nan")}})
+    m = json.loads(path.read_text())
+    assert path.parent.name == "99_test" and (m["chapter"], m["profile"], m["seed"], m["device"]) == (
+        "99_test", "smoke", 3, "cpu")
+    assert m["protocols"][0]["metrics"]["fid"] == "fid500_tinycls" and m["models"] == {"a": {"fid": None}}
+    assert [e["where"] for e in m["skipped"]] == ["99_test", "99_test"]
+    assert [e["where"] for e in runlog.read_skipped() if e["where"] == "99_test"] == ["99_test", "99_test"]
+
+
+def test_seeds_of_a_model_share_its_entry_and_average_into_one_row(models):
+    ev = tiny_evaluator()
+    seeded = {"t": models["t"], "s_kd": models["s_kd"], "s_kd@1": dcgan_init(CondDCGANGenerator(32), 9).eval()}
+    per_seed = evaluation.evaluate_models(seeded, ENTRIES, [ev], speed_batch=4, rounds=1, progress=False)
+    by = {r["model"]: r for r in per_seed}
+    assert by["s_kd@1"]["role"] == "kd" and by["s_kd@1"]["compression_x"] == by["s_kd"]["compression_x"]
+    rows = evaluation.mean_over_seeds(per_seed)
+    assert [r["model"] for r in rows] == ["t", "s_kd"]
+    t, s = rows
+    fid = ev.names()["fid"]
+    assert t["seeds"] == 1 and f"{fid}_std" not in t and t[fid] == by["t"][fid]
+    assert s["seeds"] == 2 and s[fid] == pytest.approx((by["s_kd"][fid] + by["s_kd@1"][fid]) / 2)
+    assert s[f"{fid}_std"] == pytest.approx(abs(by["s_kd"][fid] - by["s_kd@1"][fid]) / 2 ** 0.5)
+    assert s["params"] == by["s_kd"]["params"] and s["role"] == "kd" and "params_std" not in s
+    assert evaluation.kd_gap_closed(rows, fid) == []  # no scratch twin here

@@ -1,0 +1,82 @@
+"""The staged full walk: a stage pauses on its budget and goes on, ships its weights, packs archives of at most
+16 MiB parts, and a fresh results folder continues from the unpacked archives."""
+from __future__ import annotations
+
+import json
+import tarfile
+
+import pytest
+
+from gankd_utils import checkpoint, config, fullrun, runs, weights, zoo
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    root = tmp_path / "results"
+    monkeypatch.setenv("GANKD_RESULTS", str(root))
+    monkeypatch.delenv("GANKD_WEIGHTS", raising=False)
+    monkeypatch.setenv("GANKD_TEACHERS", str(tmp_path / "teachers"))
+    return root
+
+
+def test_unknown_stage_and_missing_teacher_are_refused(results, cifar_root):
+    with pytest.raises(ValueError, match="unknown stage"):
+        fullrun.run_stage("nope", "smoke")
+    with pytest.raises(RuntimeError, match="cifar10-teacher stage"):
+        fullrun.run_stage("tinygan", "smoke", notebook=False)
+
+
+def test_split_parts_join_back(tmp_path, monkeypatch):
+    monkeypatch.setattr(fullrun, "PART_BYTES", 1000)
+    blob = bytes(range(256)) * 10  # 2560 bytes: three parts
+    parts = fullrun._write_split(blob, tmp_path / "x.tar.gz")
+    assert [p.name for p in parts] == ["x.tar.gz.part00", "x.tar.gz.part01", "x.tar.gz.part02"]
+    assert all(p.stat().st_size <= 1000 for p in parts)
+    assert b"".join(p.read_bytes() for p in parts) == blob
+    assert fullrun._write_split(b"small", tmp_path / "y.tar.gz") == [tmp_path / "y.tar.gz"]
+
+
+def test_unpack_refuses_paths_outside_the_results_folder(results, tmp_path):
+    bad = tmp_path / "packs"
+    bad.mkdir()
+    evil = tmp_path / "evil.txt"
+    evil.write_text("x")
+    with tarfile.open(bad / "a.results.tar.gz", "w:gz") as tar:
+        tar.add(evil, arcname="../escaped.txt")
+    with pytest.raises(ValueError, match="refusing"):
+        fullrun.unpack(bad)
+    assert not (results.parent / "escaped.txt").exists()
+
+
+def test_teacher_stage_pauses_resumes_ships_and_a_fresh_folder_continues(results, tmp_path, cifar_root, monkeypatch):
+    paused = fullrun.run_stage("cifar10-teacher", "smoke", budget_s=1e-6, notebook=False, say=lambda m: None)
+    assert not paused["finished"] and paused["paused"] == ["cgan_teacher"]
+    s = config.settings("cifar10", "smoke")
+    entry = zoo.cifar10_zoo()["cgan_teacher"]
+    folder = runs.run_dir(entry, s)
+    assert (folder / "state" / "state.pt").exists() and not checkpoint.is_finished(folder)
+    assert not weights.has("cifar10", "cgan_teacher")
+    packs = tmp_path / "packs"
+    files = fullrun.pack("cifar10-teacher", packs, paused["paused"])
+    assert any(".resume." in f.name for f in files) and all(f.stat().st_size <= fullrun.PART_BYTES for f in files)
+
+    done = fullrun.run_stage("cifar10-teacher", "smoke", notebook=False)
+    assert done["finished"] and done["trained"] == ["cgan_teacher"]  # resumed, then finished
+    assert weights.has("cifar10", "cgan_teacher") and weights.verify("cifar10/cgan_teacher")
+    files = fullrun.pack("cifar10-teacher", packs)
+    with tarfile.open(fileobj=__import__("io").BytesIO(b"".join(
+            f.read_bytes() for f in sorted(packs.glob("cifar10-teacher.results.tar.gz*")))), mode="r:gz") as tar:
+        names = tar.getnames()
+    assert "weights/cifar10/cgan_teacher/G.safetensors" in names and "weights/MANIFEST.json" in names
+    assert not any("/runs/" in n for n in names)  # run folders (resume state) are never in a results archive
+
+    # a fresh machine: another results folder, only the archives
+    fresh = tmp_path / "fresh"
+    monkeypatch.setenv("GANKD_RESULTS", str(fresh))
+    assert fullrun.unpack(packs)
+    assert weights.has("cifar10", "cgan_teacher")
+    assert fullrun.restore_shipped("cifar10", s) == ["cifar10/cgan_teacher"]
+    again = runs.load_finished(runs.run_dir(entry, s), zoo.train_config(entry, s))
+    assert again is not None and again.finished
+    shipped = json.loads((fresh / "weights" / "MANIFEST.json").read_text())
+    assert shipped["profile"] == "smoke" and "cifar10/cgan_teacher" in shipped["models"]

@@ -1,0 +1,135 @@
+"""One step function per recipe (gankd_utils.recipes): the losses each recipe composes and what it needs."""
+import pytest
+import torch
+
+from gankd_utils import config, data, recipes, repro
+from gankd_utils.models import (CondDCGANDiscriminator, CondDCGANGenerator, IITGNDiscriminator, IITGNGenerator,
+                                ProjectionDiscriminator, ResNetGenerator)
+from gankd_utils.models.layers import dcgan_init, init_weights
+from gankd_utils.runstate import RunState
+from gankd_utils.train import train_blackbox, train_online_kd
+
+
+def tiny_set(n=96, seed=0) -> data.ImageSet:
+    g = torch.Generator().manual_seed(seed)
+    return data.ImageSet(torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=g),
+                         torch.arange(n) % 10, data.MNIST_CLASSES, "tiny")
+
+
+def cfg(**kw):
+    return config.settings("mnist", "smoke", train={"n_train": None, "batch_size": 16, "ckpt_every": 2,
+                                                    "n_fixed": 10, **kw}).train
+
+
+def cond_pair(seed=0):
+    return dcgan_init(CondDCGANGenerator(32), seed), dcgan_init(CondDCGANDiscriminator(4), seed + 1)
+
+
+def teacher_set(n=24, z_dim=128, seed=0) -> data.ImageSet:
+    g = torch.Generator().manual_seed(seed)
+    return data.ImageSet(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g), torch.arange(n) % 10,
+                         data.CIFAR10_CLASSES, "teacher-set", torch.randn(n, z_dim, generator=g))
+
+
+def bb_pair(seed=0):
+    G = init_weights(ResNetGenerator(ch=4), repro.generator(seed, "init"))
+    D = init_weights(ProjectionDiscriminator(ch=8), repro.generator(seed + 1, "init"))
+    return G, D
+
+
+def bb_cfg(**kw):
+    return config.settings("cifar10", "smoke", train={**config.TINYGAN, "n_train": None, "batch_size": 8,
+                                                      "ckpt_every": 2, "n_fixed": 10, "w_pixel": 0.2, **kw}).train
+
+
+def test_step_for_maps_every_recipe():
+    assert recipes.step_for(cfg()) is recipes.gan_step
+    assert recipes.step_for(cfg(**config.IITGN)) is recipes.feature_kd_step
+    assert recipes.step_for(cfg(**config.COLUMBIA)) is recipes.pixel_kd_step
+    assert recipes.step_for(bb_cfg()) is recipes.blackbox_kd_step
+    assert set(recipes.RECIPES) == {"none", "feature", "pixel", "blackbox"} and recipes.ONLINE_KD == ("feature", "pixel")
+    with pytest.raises(ValueError, match="unknown kd 'magic'"):
+        recipes.step_for(cfg(kd="magic"))
+
+
+def test_check_says_what_a_recipe_needs():
+    G = CondDCGANGenerator(32)
+    recipes.check(cfg())
+    recipes.check(cfg(**config.COLUMBIA), teacher=G)
+    recipes.check(bb_cfg(), has_z=True)
+    with pytest.raises(ValueError, match="online KD: it needs a teacher generator"):
+        recipes.check(cfg(**config.IITGN))
+    with pytest.raises(ValueError, match="online KD: it needs a teacher generator"):
+        recipes.check(cfg(**config.COLUMBIA), teacher=None)
+    with pytest.raises(ValueError, match="kd='none' calls no teacher"):
+        recipes.check(cfg(), teacher=G)
+    with pytest.raises(ValueError, match="kd='blackbox' calls no teacher"):
+        recipes.check(bb_cfg(), teacher=G, has_z=True)
+    with pytest.raises(ValueError, match="teacher set with z"):
+        recipes.check(bb_cfg(), has_z=False)
+    with pytest.raises(ValueError, match="unknown kd"):
+        recipes.check(cfg(kd="magic"))
+
+
+def test_gan_step_returns_device_tensors_and_skips_g_between_critic_steps():
+    G, D = cond_pair()
+    run = RunState(G.train(), D.train(), cfg(), torch.device("cpu"))
+    x, y = next(data.Batches(tiny_set(), 16).epoch(0))
+    out = recipes.gan_step(run, (x, y), True)
+    assert set(out) == {"d_loss", "d_real", "d_fake", "g_adv", "g_loss"}
+    assert all(isinstance(v, torch.Tensor) and v.ndim == 0 and torch.isfinite(v) for v in out.values())
+    g_before = [p.detach().clone() for p in G.parameters()]
+    out = recipes.gan_step(run, (x, y), False)  # a critic-only step: D learns, G does not
+    assert set(out) == {"d_loss", "d_real", "d_fake"}
+    assert all(torch.equal(a, b) for a, b in zip(g_before, G.parameters()))
+
+
+def test_feature_kd_uses_teacher_features(tmp_path):
+    T = dcgan_init(IITGNGenerator("teacher"), 0)
+    G, D = dcgan_init(IITGNGenerator("student"), 1), dcgan_init(IITGNDiscriminator(), 2)
+    res = train_online_kd(G, D, T, tiny_set(), cfg(max_steps=2, **config.IITGN), tmp_path / "kd", "cpu",
+                          progress=False)
+    h = res["history"]
+    assert len(h["kd_feat"]) == 2 and all(v > 0 for v in h["kd_feat"])
+    # G loss = 0.5 adversarial + 0.5 feature MSE
+    assert h["g_loss"][0] == pytest.approx(0.5 * h["g_adv"][0] + 0.5 * h["kd_feat"][0], rel=1e-5)
+    assert res["adapter"] is not None  # 64 -> 128 channels
+    assert not any(p.requires_grad for p in T.parameters())  # the teacher stays frozen
+
+
+def test_pixel_kd_loss_is_l1_to_teacher(tmp_path):
+    T = dcgan_init(CondDCGANGenerator(64), 5)
+    G, D = cond_pair()
+    res = train_online_kd(G, D, T, tiny_set(), cfg(max_steps=1, **config.COLUMBIA), tmp_path / "kd", "cpu",
+                          progress=False)
+    h = res["history"]
+    assert h["g_loss"][0] == pytest.approx(h["g_adv"][0] + 1.0 * h["kd_pixel"][0], rel=1e-5)
+    assert res["adapter"] is None and h["kd_pixel"][0] > 0
+
+
+def test_blackbox_losses_compose_as_tinygan(tmp_path):
+    G, D = bb_pair()
+    res = train_blackbox(G, D, teacher_set(), bb_cfg(max_steps=2), tmp_path / "r", "cpu", progress=False)
+    h = res["history"]
+    # step 0 is adversarial (0 % 5 == 0), step 1 is not
+    assert h["g_loss"][0] == pytest.approx(h["kd_dfeat"][0] + 0.2 * h["kd_pixel"][0] + 0.01 * h["g_adv"][0], rel=1e-4)
+    assert h["g_loss"][1] == pytest.approx(h["kd_dfeat"][1] + 0.2 * h["kd_pixel"][1], rel=1e-4)
+    assert all(v > 0 for v in h["kd_pixel"])
+
+
+def test_real_branch_and_diffaugment(tmp_path):
+    G, D = bb_pair()
+    real = teacher_set(seed=5)
+    real = data.ImageSet(real.images, real.labels, real.classes, "real")
+    res = train_blackbox(G, D, teacher_set(), bb_cfg(max_steps=1, diffaug="color,translation,cutout"), tmp_path / "r",
+                         "cpu", real=real, progress=False)
+    h = res["history"]
+    assert h["d_loss"][0] == pytest.approx(h["d_kd"][0] + 0.2 * h["d_realbranch"][0], rel=1e-4)
+    assert "g_realbranch" in h
+
+
+def test_blackbox_needs_z(tmp_path):
+    G, D = bb_pair()
+    s = teacher_set()
+    with pytest.raises(ValueError, match="teacher set with z"):
+        train_blackbox(G, D, data.ImageSet(s.images, s.labels, s.classes, "no-z"), bb_cfg(), tmp_path, "cpu")

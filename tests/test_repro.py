@@ -1,0 +1,64 @@
+"""Seeds, devices and per-purpose noise (gankd_utils.repro)."""
+import pytest
+import torch
+
+from gankd_utils import repro
+from gankd_utils.models import CondDCGANGenerator
+from gankd_utils.models.layers import dcgan_init
+
+
+def test_same_seed_same_images():
+    G1 = dcgan_init(CondDCGANGenerator(32), 3)
+    G2 = dcgan_init(CondDCGANGenerator(32), 3)
+    y = torch.arange(10)
+    z1 = repro.noise(10, 100, seed=7, purpose="fixed")
+    z2 = repro.noise(10, 100, seed=7, purpose="fixed")
+    assert torch.equal(G1.eval()(z1, y), G2.eval()(z2, y))
+    assert not torch.equal(z1, repro.noise(10, 100, seed=7, purpose="eval"))
+    assert not torch.equal(z1, repro.noise(10, 100, seed=8, purpose="fixed"))
+
+
+def test_purpose_seeds_are_stable_and_apart():
+    assert repro.purpose_seed(0, "train") == repro.purpose_seed(0, "train") < 2 ** 63
+    assert len({repro.purpose_seed(s, p) for s in (0, 1) for p in ("train", "fixed", 3)}) == 6
+    g = repro.generator(5, "x")
+    assert torch.equal(torch.randn(3, generator=g), torch.randn(3, generator=repro.generator(5, "x")))
+    assert repro.labels(50, 10, 0).max() < 10 and torch.equal(repro.labels(5, 10, 0), repro.labels(5, 10, 0))
+
+
+def test_latents_cycle_layout():
+    z, y = repro.latents(7, 4, 3, seed=2, purpose="p")
+    assert torch.equal(z, repro.noise(7, 4, 2, "p"))  # the same z as noise(): every caller sees one stream
+    assert y.tolist() == [0, 1, 2, 0, 1, 2, 0] and y.dtype == torch.int64
+    _, y = repro.latents(5, 4, 10, classes=[7, 2])
+    assert y.tolist() == [7, 2, 7, 2, 7]
+
+
+def test_latents_rows_layout():
+    _, y = repro.latents(6, 4, 3, layout="rows")
+    assert y.tolist() == [0, 0, 1, 1, 2, 2]
+    _, y = repro.latents(7, 4, 3, layout="rows")  # not a multiple: rows of ceil(n / k), cut at n
+    assert y.tolist() == [0, 0, 0, 1, 1, 1, 2]
+    _, y = repro.latents(4, 4, 10, classes=[5], layout="rows")
+    assert y.tolist() == [5, 5, 5, 5]
+    _, y = repro.latents(2, 4, 3, layout="rows")  # fewer images than classes
+    assert y.tolist() == [0, 1]
+
+
+def test_latents_unconditional_and_errors():
+    z, y = repro.latents(3, 8, 0, seed=1)
+    assert y is None and z.shape == (3, 8)
+    z2, y2 = repro.latents(3, 8, 0, seed=torch.Generator().manual_seed(1))
+    assert y2 is None and z2.shape == (3, 8)
+    with pytest.raises(ValueError, match="layout must be 'cycle' or 'rows'"):
+        repro.latents(3, 8, 10, layout="grid")
+    assert repro.class_grid_labels(3, 2).tolist() == [0, 0, 1, 1, 2, 2]
+
+
+def test_get_device():
+    assert repro.get_device("cpu") == torch.device("cpu")
+    assert repro.get_device(torch.device("cpu")) == torch.device("cpu")
+    if not torch.cuda.is_available():
+        assert repro.get_device("auto").type in ("cpu", "mps")
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            repro.get_device("cuda")

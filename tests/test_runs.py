@@ -1,0 +1,175 @@
+"""Run folders, train-or-load, teacher exports, collect (gankd_utils.runs), on tiny models."""
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from gankd_utils import checkpoint, config, data, runs, shards, zoo
+from gankd_utils.models import CondDCGANDiscriminator, CondDCGANGenerator, ProjectionDiscriminator, ResNetGenerator
+from gankd_utils.zoo import Entry
+
+
+def tiny_set(n=32, seed=0) -> data.ImageSet:
+    g = torch.Generator().manual_seed(seed)
+    return data.ImageSet(torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=g),
+                         torch.arange(n) % 10, data.MNIST_CLASSES, "tiny")
+
+
+def settings(seed=0, **train):
+    """MNIST smoke settings shrunk to two steps of 16 images on ``tiny_set``."""
+    return config.settings("mnist", "smoke", seed, train={"n_train": None, "batch_size": 16, "ckpt_every": 2,
+                                                          "n_fixed": 10, **train})
+
+
+TEACHER = Entry("tiny_teacher", "mnist", "tiny", "teacher", lambda s: CondDCGANGenerator(40),
+                lambda s: CondDCGANDiscriminator(4))
+SCRATCH = Entry("tiny_scratch", "mnist", "tiny", "scratch", lambda s: CondDCGANGenerator(32),
+                lambda s: CondDCGANDiscriminator(4))
+KD = Entry("tiny_kd", "mnist", "tiny", "kd", lambda s: CondDCGANGenerator(32), lambda s: CondDCGANDiscriminator(4),
+           config.COLUMBIA, teacher="tiny_teacher")
+BLACKBOX = Entry("tiny_bb", "cifar10", "c", "kd", lambda s: ResNetGenerator(ch=4), lambda s: ProjectionDiscriminator(8),
+                 config.TINYGAN, teacher="t", init="xavier")
+
+
+def _weights(G):
+    return {k: v.clone() for k, v in G.state_dict().items()}
+
+
+def _equal(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_train_then_load(tmp_path):
+    first = runs.train_or_load(SCRATCH, settings(), tiny_set(), device="cpu", progress=False, folder=tmp_path / "r")
+    assert isinstance(first, runs.Trained) and not first.loaded and first.finished and first.steps == 2
+    assert first.name == "tiny_scratch" and first.run_dir == tmp_path / "r" and first.seconds > 0
+    assert first.config == zoo.train_config(SCRATCH, settings()) and len(first.history["d_loss"]) == 2
+    assert not first.G.training
+    again = runs.train_or_load(SCRATCH, settings(), tiny_set(), device="cpu", progress=False, folder=tmp_path / "r")
+    assert again.loaded and again.finished and again.steps == 2 and again.name == "tiny_scratch"
+    assert _equal(_weights(first.G), _weights(again.G))  # the same generator, not a new training
+    assert again.history == json.loads((tmp_path / "r" / "history.json").read_text())
+    row = again.summary()
+    assert row == {"model": "tiny_scratch", "loaded": True, "steps": 2, "finished": True, "seconds": 0.0,
+                   "run_dir": str(tmp_path / "r")}
+    # bookkeeping settings (when to log, save, pause, how fast) do not make it another training
+    same = runs.train_or_load(SCRATCH, settings(log_every=1, ckpt_every=7, fast="off", max_steps=50), tiny_set(),
+                              device="cpu", progress=False, folder=tmp_path / "r")
+    assert same.loaded and _equal(_weights(first.G), _weights(same.G))
+
+
+def test_other_settings_are_never_loaded_and_retrain_replaces_them(tmp_path):
+    first = runs.train_or_load(SCRATCH, settings(), tiny_set(), device="cpu", progress=False, folder=tmp_path / "r")
+    other = settings(lr_g=1e-3)
+    assert checkpoint.resume_key(zoo.train_config(SCRATCH, other)) != checkpoint.resume_key(first.config)
+    assert runs.load_finished(tmp_path / "r", zoo.train_config(SCRATCH, other)) is None
+    with pytest.raises(ValueError, match="other settings.*RETRAIN=True"):  # neither loaded nor resumed silently
+        runs.train_or_load(SCRATCH, other, tiny_set(), device="cpu", progress=False, folder=tmp_path / "r")
+    new = runs.train_or_load(SCRATCH, other, tiny_set(), device="cpu", progress=False, folder=tmp_path / "r",
+                             retrain=True)
+    assert not new.loaded and new.finished and new.config.lr_g == 1e-3
+    assert not _equal(_weights(first.G), _weights(new.G))
+    side = checkpoint.read_sidecar(tmp_path / "r" / "G")
+    assert side["config"]["lr_g"] == 1e-3
+    back = runs.train_or_load(SCRATCH, other, tiny_set(), device="cpu", progress=False, folder=tmp_path / "r")
+    assert back.loaded and _equal(_weights(new.G), _weights(back.G))
+
+
+def test_a_paused_run_resumes_instead_of_loading(tmp_path):
+    paused = runs.train_or_load(SCRATCH, settings(max_steps=1), tiny_set(), device="cpu", progress=False,
+                                folder=tmp_path / "r")
+    assert not paused.finished and paused.steps == 1
+    assert runs.load_finished(tmp_path / "r") is None
+    run = runs.load_run(tmp_path / "r")  # a paused run still has a generator
+    assert run.loaded and not run.finished and run.steps == 1
+    done = runs.train_or_load(SCRATCH, settings(), tiny_set(), device="cpu", progress=False, folder=tmp_path / "r")
+    assert not done.loaded and done.finished and done.steps == 2
+    assert runs.load_run(tmp_path / "r").finished
+    with pytest.raises(FileNotFoundError, match="holds no generator checkpoint"):
+        runs.load_run(tmp_path / "empty")
+
+
+def test_online_kd_needs_its_teacher_and_a_gan_needs_real_images(tmp_path):
+    s = settings()
+    with pytest.raises(ValueError, match="train or load it first"):
+        runs.train_or_load(KD, s, tiny_set(), device="cpu", progress=False, folder=tmp_path / "kd")
+    with pytest.raises(ValueError, match="pass real"):
+        runs.train_or_load(SCRATCH, s, None, device="cpu", progress=False, folder=tmp_path / "s")
+    with pytest.raises(ValueError, match="pass teacher_set"):
+        runs.train_or_load(BLACKBOX, config.settings("cifar10", "smoke"), None, device="cpu", progress=False,
+                           folder=tmp_path / "b")
+    t = runs.train_or_load(TEACHER, s, tiny_set(), device="cpu", progress=False, folder=tmp_path / "t")
+    kd = runs.train_or_load(KD, s, tiny_set(), {"tiny_teacher": t.G}, device="cpu", progress=False,
+                            folder=tmp_path / "kd")
+    assert kd.finished and "kd_pixel" in kd.history
+
+
+def test_run_folders(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANKD_RESULTS", str(tmp_path))
+    s = config.settings("mnist", "quick", seed=3)
+    assert runs.run_root("03_mnist", "quick", 3) == tmp_path / "03_mnist" / "runs" / "quick-seed3"
+    e = zoo.mnist_zoo()["cdcgan_c32_kd"]
+    assert runs.run_dir(e, s) == tmp_path / "03_mnist" / "runs" / "quick-seed3" / "cdcgan_c32_kd"
+    tg = zoo.cifar10_zoo()["tinygan_student"]
+    assert runs.run_dir(tg, dataclasses.replace(s, seed=0, profile="full")) == \
+        tmp_path / "05_tinygan" / "runs" / "full-seed0" / "tinygan_student"
+
+
+def test_default_folder_is_the_entry_run_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANKD_RESULTS", str(tmp_path))
+    t = runs.train_or_load(SCRATCH, settings(), tiny_set(), device="cpu", progress=False)
+    assert t.run_dir == tmp_path / "03_mnist" / "runs" / "smoke-seed0" / "tiny_scratch"
+    assert checkpoint.is_finished(t.run_dir)
+
+
+def test_export_teacher_names_the_set_by_profile_seed_and_hash(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANKD_TEACHERS", str(tmp_path / "teachers"))
+    torch.manual_seed(0)
+    ckpt = checkpoint.save_model(tmp_path / "G", ResNetGenerator(ch=4), config={"dataset": "cifar10"})
+    s = config.settings("cifar10", "smoke", seed=2)  # 8 per class, shards of 40
+    res = runs.export_teacher(ckpt, s, device="cpu", progress=False)
+    folder = res["folder"]
+    assert folder.parent == tmp_path / "teachers" and folder.name.startswith("cifar10_cgan_teacher_smoke_s2_")
+    m = shards.check_complete(folder)
+    assert (m["count"], m["n_shards"], m["seed"], m["classes"]) == (80, 2, 2, list(range(10)))
+    assert m["class_names"][0] == "airplane"  # the names of the dataset the teacher was trained on
+    again = runs.export_teacher(ckpt, s, device="cpu", progress=False)
+    assert again["folder"] == folder and again["written"] == [] and again["kept"] == [0, 1]
+
+
+def test_collect_loads_what_is_finished_and_leaves_out_the_rest(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANKD_RESULTS", str(tmp_path))
+    s = config.settings("mnist", "smoke")
+    e = zoo.mnist_zoo()["cdcgan_c32_kd"]
+    G, _ = zoo.build(e, s)
+    checkpoint.save_model(runs.run_dir(e, s) / "G", G, finished=True, step=5, config=zoo.train_config(e, s))
+    said = []
+    got = runs.collect("smoke", 0, device="cpu", train_missing=False, say=said.append)
+    assert set(got) == {"mnist", "cifar10"}
+    mnist = got["mnist"]
+    assert list(mnist["models"]) == ["cdcgan_c32_kd"] and mnist["sources"]["cdcgan_c32_kd"].startswith("loaded from")
+    assert torch.equal(mnist["models"]["cdcgan_c32_kd"].out.weight, G.out.weight)
+    assert mnist["entries"].keys() == zoo.mnist_zoo().keys() and mnist["settings"] == s
+    assert mnist["run_dirs"]["cdcgan_c32_kd"] == runs.run_dir(e, s)
+    assert got["cifar10"]["models"] == {} and len(said) == 8 + 6 - 1 and all("left out" in m for m in said)
+
+
+def test_seed_keys():
+    assert runs.seed_key("m", 0, 0) == "m" and runs.seed_key("m", 2, 0) == "m@2"
+    assert runs.base_name("m@2") == "m" == runs.base_name("m")
+
+
+def test_train_all_trains_students_with_every_seed_teachers_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANKD_RESULTS", str(tmp_path))
+    s = config.settings("mnist", "smoke", 0, student_seeds=2,
+                        train={"n_train": None, "batch_size": 16, "ckpt_every": 2, "n_fixed": 10})
+    entries = {"tiny_teacher": TEACHER, "tiny_scratch": SCRATCH, "tiny_kd": KD}
+    got = runs.train_all(entries, s, tiny_set(), device="cpu", progress=False, parallel=1)
+    assert list(got) == ["tiny_teacher", "tiny_scratch", "tiny_scratch@1", "tiny_kd", "tiny_kd@1"]
+    assert all(t.finished and not t.loaded for t in got.values())
+    assert got["tiny_scratch@1"].config.seed == 1 and got["tiny_scratch"].config.seed == 0
+    assert got["tiny_scratch@1"].run_dir == tmp_path / "03_mnist" / "runs" / "smoke-seed1" / "tiny_scratch"
+    assert not _equal(_weights(got["tiny_scratch"].G), _weights(got["tiny_scratch@1"].G))
+    again = runs.train_all(entries, s, tiny_set(), device="cpu", progress=False, parallel=1)
+    assert all(t.loaded for t in again.values())

@@ -1,0 +1,109 @@
+"""What a run carries between steps (gankd_utils.runstate): RunState, FeatureAdapter, the fast-path switch."""
+import math
+
+import pytest
+import torch
+
+from gankd_utils import config
+from gankd_utils.models import CondDCGANDiscriminator, CondDCGANGenerator, IITGNDiscriminator, IITGNGenerator
+from gankd_utils.models.layers import dcgan_init
+from gankd_utils.runstate import FeatureAdapter, RunState, fast_enabled
+
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+
+
+def cfg(seed=0, **kw):
+    return config.settings("mnist", "smoke", seed, train={"n_train": None, "batch_size": 8, **kw}).train
+
+
+def cond_run(seed=0, **kw):
+    G, D = dcgan_init(CondDCGANGenerator(32), 0), dcgan_init(CondDCGANDiscriminator(4), 1)
+    return RunState(G, D, cfg(seed, **kw), CPU)
+
+
+def test_fast_enabled():
+    assert fast_enabled(cfg(fast="auto"), CUDA) and not fast_enabled(cfg(fast="auto"), CPU)
+    assert fast_enabled(cfg(fast="on"), CPU) and fast_enabled(cfg(fast="on"), CUDA)
+    assert not fast_enabled(cfg(fast="off"), CUDA) and not fast_enabled(cfg(fast="off"), CPU)
+    with pytest.raises(ValueError, match="fast must be 'auto', 'on' or 'off', got 'true'"):
+        fast_enabled(cfg(fast="true"), CPU)
+
+
+def test_cpu_runs_off_and_on_the_fast_path():
+    slow = cond_run()  # auto on the CPU: off
+    assert not slow.fast and slow.amp_dtype is None and slow.scaler is None
+    assert slow.noise.device.type == "cpu"
+    assert not slow.opt_g.defaults.get("fused")
+    with slow.autocast():
+        assert not torch.is_autocast_enabled("cpu")
+    fast = cond_run(fast="on")  # bf16 autocast on the CPU, noise still from a CPU generator
+    assert fast.fast and fast.amp_dtype == torch.bfloat16 and fast.scaler is None
+    assert fast.noise.device.type == "cpu" and not fast.opt_g.defaults.get("fused")
+    with fast.autocast():
+        assert torch.is_autocast_enabled("cpu")
+
+
+def test_feature_adapter():
+    a = FeatureAdapter(64, 128)
+    assert a.hparams == {"c_in": 64, "c_out": 128} and a(torch.randn(2, 64, 7, 7)).shape == (2, 128, 7, 7)
+    T, S = IITGNGenerator("teacher"), IITGNGenerator("student")
+    run = RunState(S, IITGNDiscriminator(), cfg(**config.IITGN), CPU, teacher=T, adapter=True)
+    assert isinstance(run.adapter, FeatureAdapter) and run.adapter.hparams == {"c_in": 64, "c_out": 128}
+    # the adapter learns with G: its parameters are in G's optimizer
+    g_params = {id(p) for group in run.opt_g.param_groups for p in group["params"]}
+    assert all(id(p) in g_params for p in run.adapter.parameters())
+    same = RunState(S, IITGNDiscriminator(), cfg(**config.IITGN), CPU, teacher=IITGNGenerator("student"), adapter=True)
+    assert same.adapter is None  # equal widths need no adapter
+
+
+def test_noise_is_reproducible_and_the_rng_state_round_trips():
+    a, b = cond_run(seed=3), cond_run(seed=3)
+    za, ya = a.sample_zy(6)
+    zb, yb = b.sample_zy(6)
+    assert torch.equal(za, zb) and torch.equal(ya, yb) and za.shape == (6, 100) and ya.max() < 10
+    state = a.rng_state()
+    first = a.randn(2, 4)
+    a.set_rng_state(state)
+    assert torch.equal(first, a.randn(2, 4))
+    assert not torch.equal(cond_run(seed=4).sample_zy(6)[0], za)
+
+
+def test_pixel_weight_per_epoch_floored_at_zero():
+    run = cond_run(w_pixel=0.2, pixel_decay=0.05)
+    weights = []
+    for e in range(6):
+        run.epoch = e
+        weights.append(round(run.pixel_weight(), 6))
+    assert weights == [0.2, 0.15, 0.1, 0.05, 0.0, 0.0]
+
+
+def test_log_flush_and_trim_history():
+    run = cond_run()
+    for step in range(1, 4):
+        run.step = step
+        vals = {"d_loss": torch.tensor(float(step))}
+        if step >= 2:
+            vals["g_loss"] = torch.tensor(10.0 * step)  # a key first seen later (n_critic > 1)
+        run.log(vals)
+    assert run.history == {}  # nothing read from the device until flush
+    rows = run.flush()
+    assert [r["step"] for r in rows] == [1, 2, 3] and run.flush() == []
+    h = run.history
+    assert h["d_loss"] == [1.0, 2.0, 3.0] and math.isnan(h["g_loss"][0]) and h["g_loss"][1:] == [20.0, 30.0]
+    run.step = 2
+    run.trim_history()
+    assert run.history["step"] == [1, 2] and len(run.history["g_loss"]) == 2
+
+
+def test_ema_follows_the_generator():
+    run = cond_run(ema_decay=0.5)
+    assert run.sampler is run.G_ema and not any(p.requires_grad for p in run.G_ema.parameters())
+    with torch.no_grad():
+        for p in run.G.parameters():
+            p.add_(1.0)
+    before = [p.clone() for p in run.G_ema.parameters()]
+    run.update_ema()
+    for e, b, g in zip(run.G_ema.parameters(), before, run.G.parameters()):
+        assert torch.allclose(e, 0.5 * b + 0.5 * g)
+    plain = cond_run()
+    assert plain.G_ema is None and plain.sampler is plain.G

@@ -1,0 +1,85 @@
+"""Chapter 07's study (gankd_utils.study): every compression step of a tiny KD student, scored and timed alike."""
+import math
+
+import pytest
+import torch
+
+from gankd_utils import checkpoint, config, data, metrics, study
+from gankd_utils.models import CondDCGANDiscriminator, CondDCGANGenerator, ConvClassifier
+from gankd_utils.models.layers import dcgan_init
+from gankd_utils.zoo import Entry
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+TEACHER = Entry("tiny_teacher", "mnist", "tiny", "teacher", lambda s: CondDCGANGenerator(40),
+                lambda s: CondDCGANDiscriminator(4))
+STUDENT = Entry("tiny_kd", "mnist", "tiny", "kd", lambda s: CondDCGANGenerator(32),
+                lambda s: CondDCGANDiscriminator(4), config.COLUMBIA, teacher="tiny_teacher")
+STEPS = ["fp32 torch", "fp16 file", "fp32 ONNX", "int8 ONNX", "pruned 50%", "pruned 50% + KD fine-tune",
+         "pruned 50% + KD fine-tune, int8 ONNX", "unstructured 50% zeros (dense file)"]
+
+
+def tiny_evaluator(n=16) -> metrics.Evaluator:
+    g = torch.Generator().manual_seed(0)
+    real = data.ImageSet(torch.randint(0, 256, (32, 1, 28, 28), dtype=torch.uint8, generator=g),
+                         torch.arange(32) % 10, data.MNIST_CLASSES, "tiny")
+    torch.manual_seed(0)
+    ex = metrics.ClassifierExtractor(ConvClassifier(1, 10, width=4, feature_dim=16), "tinycls", 0.5, "tiny0")
+    return metrics.Evaluator(ex, real, n, seed=0, batch_size=n)
+
+
+@pytest.fixture
+def part(tmp_path):
+    """One dataset of runs.collect, built by hand: a teacher, its KD student, their run folders, the settings."""
+    s = config.settings("mnist", "smoke", train={"batch_size": 16})
+    G_t, G_s = dcgan_init(CondDCGANGenerator(40), 0).eval(), dcgan_init(CondDCGANGenerator(32), 1).eval()
+    run_dirs = {"tiny_teacher": tmp_path / "runs" / "tiny_teacher", "tiny_kd": tmp_path / "runs" / "tiny_kd"}
+    checkpoint.save_model(run_dirs["tiny_kd"] / "D", dcgan_init(CondDCGANDiscriminator(4), 2))  # the student's critic
+    return {"models": {"tiny_teacher": G_t, "tiny_kd": G_s}, "entries": {"tiny_teacher": TEACHER, "tiny_kd": STUDENT},
+            "run_dirs": run_dirs, "settings": s}
+
+
+def test_compression_study_of_a_tiny_student(part, tmp_path, mnist_train):
+    G = part["models"]["tiny_kd"]
+    before = {k: v.clone() for k, v in G.state_dict().items()}
+    threads = torch.get_num_threads()
+    ev = tiny_evaluator()
+    res = study.compression_study("tiny_kd", G, part, ev, tmp_path / "out", device="cpu", amounts=(0.5,),
+                                  finetune_steps=2, rounds=2, threads=1, progress=False)
+    assert torch.get_num_threads() == threads
+    assert all(torch.equal(before[k], v) for k, v in G.state_dict().items())  # the caller's student is untouched
+    rows = {r["step"]: r for r in res["rows"]}
+    assert list(rows) == STEPS and list(res["variants"]) == STEPS and res["fid"] == "fid16_tinycls"
+    for step, r in rows.items():
+        assert math.isfinite(r["fid"]) and r["fid"] == r["fid16_tinycls"], step
+        assert r["ms_b1"] > 0 and r["img_s_b64"] > 0 and r["ms_b1_spread_pct"] >= 0, step
+        assert r["img_s_b64_spread_pct"] >= 0 and r["file_bytes"] > 0 and r["runtime"], step
+    base = rows["fp32 torch"]
+    assert base["fid_change_pct"] == 0 and res["onnx_max_abs_diff"] < 1e-4
+    assert rows["fp16 file"]["file_bytes"] < 0.55 * base["file_bytes"]
+    pruned = rows["pruned 50% + KD fine-tune"]
+    assert pruned["params"] < base["params"] and pruned["macs"] < base["macs"] and pruned["file_bytes"] < base["file_bytes"]
+    assert rows["pruned 50%"]["params"] == pruned["params"]
+    zeros = rows["unstructured 50% zeros (dense file)"]
+    assert zeros["file_bytes"] == base["file_bytes"] and zeros["nonzero_params"] < 0.6 * base["params"]
+    (p,) = res["targets"]["pruning"]
+    assert p["amount"] == 0.5 and p["macs_removed_pct"] > 30 and isinstance(p["met"], bool)
+    assert set(res["targets"]["int8"]) == {"speedup_b1", "speedup_b64", "fid_change_pct", "met"}
+    out = tmp_path / "out" / "runs" / "tiny_kd"
+    assert res["files"] == str(out)
+    for f in ("G_fp16.safetensors", "G_fp32.onnx", "G_int8.onnx", "G_pruned50_ft.safetensors", "G_pruned50_ft.onnx",
+              "G_pruned50_ft_int8.onnx"):
+        assert (out / f).exists(), f
+    ft = checkpoint.read_sidecar(out / "G_pruned50_ft")
+    assert ft["amount"] == 0.5 and ft["finetune_steps"] == 2
+    side = checkpoint.read_sidecar(out / "finetune_50" / "G")
+    assert side["step"] == 2 and side["config"]["kd"] == "pixel" and side["config"]["name"] == "tiny_kd_finetune"
+
+
+def test_finetune_inputs(part, mnist_train):
+    with pytest.raises(ValueError, match="only KD students get a KD fine-tune"):
+        study.finetune_inputs("tiny_teacher", part, "cpu", progress=False)
+    got = study.finetune_inputs("tiny_kd", part, "cpu", progress=False)
+    assert got["teacher"] is part["models"]["tiny_teacher"] and got["teacher_set"] is None
+    assert got["cfg"].kd == "pixel" and got["cfg"].name == "tiny_kd" and len(got["real"]) == 60000

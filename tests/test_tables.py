@@ -1,0 +1,52 @@
+"""Result tables (gankd_utils.tables): a lead table that fits a screen and the full table beside it."""
+import csv
+
+from gankd_utils import tables
+
+ROWS = [{"model": "a", "family": "f", "params": 1000, "mb_fp32": 0.004, "compression_x": 12.0,
+         "fid500_mnistcls": 1.23456, "kid500_mnistcls": 0.01, "acc500_mnistcls": None, "macs_m": 3.0,
+         "cpu_latency_ms_b1": 0.5, "cpu_img_per_s": 900.0},
+        {"model": "b", "family": "f", "params": 10, "mb_fp32": 0.00004, "compression_x": None,
+         "fid500_mnistcls": 2.0, "kid500_mnistcls": 0.02, "acc500_mnistcls": 0.5, "macs_m": 0.1,
+         "cpu_latency_ms_b1": 0.25, "cpu_img_per_s": 1800.0}]
+
+
+def test_lead_columns_in_report_order():
+    assert tables.lead_columns(ROWS) == ["model", "params", "compression_x", "fid500_mnistcls", "kid500_mnistcls",
+                                         "acc500_mnistcls", "cpu_latency_ms_b1"]
+    assert tables.lead_columns([]) == []
+    assert tables.lead_columns(ROWS, lead=("model", r"mb_\w+")) == ["model", "mb_fp32"]
+
+
+def test_write_table_writes_lead_and_full_files(tmp_path):
+    csv_path, md_path = tables.write_table(ROWS, tmp_path / "table")
+    assert (csv_path, md_path) == (tmp_path / "table.csv", tmp_path / "table.md")
+    lead = list(csv.DictReader(csv_path.open()))
+    assert list(lead[0]) == tables.lead_columns(ROWS)
+    assert lead[1]["compression_x"] == "" and lead[0]["acc500_mnistcls"] == ""
+    md = md_path.read_text()
+    assert md.splitlines()[0] == "| " + " | ".join(tables.lead_columns(ROWS)) + " |"
+    assert "| a | 1000 | 12 | 1.235 | 0.01 | n/a | 0.5 |" in md and "family" not in md
+    full_csv, full_md = tmp_path / "table_full.csv", tmp_path / "table_full.md"
+    assert full_csv.read_text().splitlines()[0] == ",".join(ROWS[0])  # every column, in the rows' order
+    assert "family" in full_md.read_text() and "cpu_img_per_s" in full_md.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.csv", "table.md", "table_full.csv", "table_full.md"]
+
+
+def test_narrow_tables_are_written_once(tmp_path):
+    rows = [{"model": "a", "fid500_mnistcls": 1.23456, "acc": None}, {"model": "b", "fid500_mnistcls": 2.0, "acc": 0.5}]
+    csv_path, md_path = tables.write_table(rows, tmp_path / "t", lead=None)
+    assert csv_path.read_text().splitlines()[0] == "model,fid500_mnistcls,acc"
+    md = md_path.read_text()
+    assert "| a | 1.235 | n/a |" in md and "fid500_mnistcls" in md.splitlines()[0]
+    only_lead = [{"model": "a", "params": 3}]
+    tables.write_table(only_lead, tmp_path / "u")  # nothing to drop: no _full table
+    assert not (tmp_path / "t_full.csv").exists() and not (tmp_path / "u_full.md").exists()
+    assert (tmp_path / "u.md").read_text().splitlines()[2] == "| a | 3 |"
+
+
+def test_markdown_table():
+    assert tables.markdown_table([]) == "(no rows)\n"
+    md = tables.markdown_table([{"a": 1.0 / 3, "b": "x", "c": ""}], floatfmt="{:.2f}")
+    assert md == "| a | b | c |\n|---|---|---|\n| 0.33 | x | n/a |\n"
+    assert tables.markdown_table([{"a": 1, "b": 2}], columns=["b"]) == "| b |\n|---|\n| 2 |\n"

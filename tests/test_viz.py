@@ -1,0 +1,117 @@
+"""Figures (gankd_utils.viz): grids, curves, bars, GIFs, one explorer for every generator."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gankd_utils import viz
+
+
+def test_image_grid_layout_and_range():
+    x = torch.linspace(-1, 1, 5 * 1 * 4 * 4).reshape(5, 1, 4, 4)
+    g = viz.image_grid(x, nrow=3, pad=1)
+    assert g.dtype == np.uint8 and g.shape == (2 * 5 + 1, 3 * 5 + 1, 1)
+    assert g[1, 1, 0] == 0 and g.max() == 255
+    nhwc = np.zeros((2, 4, 4, 3), np.uint8)
+    assert viz.image_grid(nhwc, nrow=2, pad=0).shape == (4, 8, 3)
+
+
+def test_figures_are_saved_as_png_and_pdf(tmp_path):
+    fig = viz.show_grids({"a": torch.zeros(4, 1, 8, 8), "b": torch.ones(4, 1, 8, 8)}, nrow=2,
+                         path_stem=tmp_path / "grids")
+    assert (tmp_path / "grids.png").stat().st_size > 0 and (tmp_path / "grids.pdf").stat().st_size > 0
+    h = {"step": [1, 2, 3], "d_loss": [1.0, 0.5, float("nan")], "g_adv": [0.1, 0.2, 0.3]}
+    viz.loss_curves({"run": h}, path_stem=tmp_path / "curves")
+    viz.pareto_plot([{"name": "t", "params": 1e6, "fid": 5, "kind": "teacher"},
+                     {"name": "s", "params": 1e4, "fid": 9, "kind": "kd"}], path_stem=tmp_path / "pareto")
+    assert all((tmp_path / f"{s}.{e}").exists() for s in ("curves", "pareto") for e in ("png", "pdf"))
+    del fig
+
+
+def test_panels_are_laid_out_in_rows():
+    grids = {f"model {i}": torch.zeros(4, 1, 8, 8) for i in range(5)}
+    fig = viz.show_grids(grids, nrow=2)
+    shown = [ax for ax in fig.axes if ax.images]
+    assert len(fig.axes) == 6 and len(shown) == 5  # 3 to a row: 2 rows, the sixth panel left blank
+    assert [ax.get_title() for ax in shown] == list(grids)
+    assert len({round(ax.get_position().y0, 3) for ax in shown}) == 2
+    one = viz.show_grids({"only": torch.zeros(4, 1, 8, 8)})
+    assert len(one.axes) == 1
+    h = {"step": [1, 2], **{k: [1.0, 2.0] for k in ("a", "b", "c", "d")}}
+    fig = viz.loss_curves({"r1": h, "r2": h}, keys=["a", "b", "c", "d"], max_cols=2)
+    assert len(fig.axes) == 4 and [ax.get_title() for ax in fig.axes] == ["a", "b", "c", "d"]
+    assert len(fig.legends) == 1 and [t.get_text() for t in fig.legends[0].get_texts()] == ["r1", "r2"]
+
+
+def test_palette_keeps_each_name_its_colour():
+    p = viz.palette(["teacher", "scratch", "kd", "teacher"])
+    assert list(p) == ["teacher", "scratch", "kd"] and len(set(p.values())) == 3
+    assert viz.palette(["teacher", "scratch", "kd", "x"])["kd"] == p["kd"]
+    many = viz.palette([str(i) for i in range(25)])
+    assert len(many) == 25 and len(set(many.values())) == 20  # tab10 then 10 of tab20, then around again
+    h = {"step": [1, 2], "d_loss": [1.0, 2.0]}
+    fig = viz.loss_curves({"a": h, "b": h}, keys=["d_loss"], colors={"a": (1, 0, 0), "b": (0, 0, 1)})
+    assert [tuple(line.get_color()) for line in fig.axes[0].lines] == [(1, 0, 0), (0, 0, 1)]
+
+
+def test_progress_gif(tmp_path):
+    for e in range(3):
+        viz.save_sample_sheet(torch.full((4, 1, 8, 8), e / 3), tmp_path / "s" / f"epoch_{e:03d}.png", nrow=2)
+    gif = viz.progress_gif(tmp_path / "s", tmp_path / "p.gif")
+    assert Image.open(gif).n_frames == 3
+    assert viz.progress_gif(tmp_path / "none", tmp_path / "q.gif") is None
+
+
+def test_explorer_headless_default_renders_and_saves(tmp_path, capsys):
+    calls = []
+
+    def fn(n, cls, seed):
+        calls.append((n, cls, seed))
+        return torch.zeros(n, 1, 8, 8)
+
+    assert viz.explorer({"m": fn}, class_names=list("abc"), n=4, seed=7, class_id=2, interactive=False,
+                        path_stem=tmp_path / "exp") is None
+    assert calls == [(4, 2, 7)] and (tmp_path / "exp.png").exists() and (tmp_path / "exp.pdf").exists()
+    assert "Image" in capsys.readouterr().out  # shown as an ordinary image output
+
+
+def test_explorer_truncation_and_unconditional_models(tmp_path):
+    calls = []
+
+    def biggan_like(n, cls, seed, trunc):  # BigGAN.sampler() and TinyGAN take a truncation
+        calls.append(("t", n, cls, seed, trunc))
+        return torch.zeros(n, 3, 16, 16)
+
+    def uncond(n, cls, seed):
+        calls.append(("u", n, cls, seed))
+        return torch.zeros(n, 1, 8, 8)
+
+    viz.explorer({"big": biggan_like}, class_names=["x"] * 30, class_ids=[5, 7], class_id=7, n=2, seed=1,
+                 truncation=0.4, interactive=False)
+    viz.explorer({"u": uncond, "big": biggan_like}, conditional={"u": False}, n=3, interactive=False,
+                 path_stem=tmp_path / "u")
+    assert calls == [("t", 2, 7, 1, 0.4), ("u", 3, 0, 0)]  # the first model is the default
+    with pytest.raises(ValueError, match="at least one generator"):
+        viz.explorer({}, interactive=False)
+
+
+def test_explorer_builds_its_controls(tmp_path, monkeypatch):
+    pytest.importorskip("ipywidgets")
+    monkeypatch.delenv("GANKD_HEADLESS", raising=False)
+    calls = []
+
+    def fn(n, cls, seed):
+        calls.append((n, cls, seed))
+        return torch.zeros(n, 1, 8, 8)
+
+    assert viz.explorer({"a": fn, "b": fn}, class_names=[str(i) for i in range(10)], n=2, interactive=True) is None
+    assert calls == [(2, 0, 0), (2, 0, 0)]  # the saved default, then the live view's first draw
+
+
+def test_speed_bars_log_and_linear(tmp_path):
+    rows = [{"model": "a", "x": 10.0, "y": 3.0}, {"model": "b", "x": 1000.0, "y": None}]
+    fig = viz.speed_bars(rows, keys=["x", "y"], path_stem=tmp_path / "log")
+    assert fig.axes[0].get_xscale() == "log"
+    fig = viz.speed_bars(rows, keys=["x"], path_stem=tmp_path / "lin", log=False, xlabel="kB")
+    assert fig.axes[0].get_xscale() == "linear" and fig.axes[0].get_xlim()[0] <= 0
+    assert all((tmp_path / f"{s}.{e}").exists() for s in ("log", "lin") for e in ("png", "pdf"))

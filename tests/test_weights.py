@@ -1,0 +1,394 @@
+"""Shipped weights: ship -> verify -> load, sha256 checks, the WEIGHTS parameter, the manifest format."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from gankd_utils import checkpoint, weights
+from gankd_utils.metrics.size import count_params
+from gankd_utils.models import CondDCGANDiscriminator, CondDCGANGenerator
+
+
+@pytest.fixture
+def wroot(tmp_path, monkeypatch) -> Path:
+    """A private weights folder (GANKD_WEIGHTS) and results folder; an empty hash cache."""
+    monkeypatch.setenv("GANKD_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("GANKD_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.setattr(weights, "_HASHES", {})
+    return tmp_path / "weights"
+
+
+def make_run(folder: Path, seed: int = 0, finished: bool = True, step: int = 3, with_d: bool = False):
+    """A run folder holding a tiny gankd generator (non-default BatchNorm statistics too)."""
+    torch.manual_seed(seed)
+    G = CondDCGANGenerator(c=8)
+    with torch.no_grad():
+        for m in G.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 1.5)
+    G.eval()
+    checkpoint.save_model(folder / "G", G, finished=finished, step=step, config={"seed": seed, "profile": "smoke"})
+    if with_d:
+        D = CondDCGANDiscriminator(width=8)
+        checkpoint.save_model(folder / "D", D, finished=finished, step=step, config={"seed": seed})
+        return G, D
+    return G
+
+
+def flip_byte(p: Path) -> None:
+    b = bytearray(p.read_bytes())
+    b[len(b) // 2] ^= 0x01
+    p.write_bytes(bytes(b))
+
+
+def age(root: Path, seconds: float = 60.0) -> None:
+    """Set every file's mtime into the past (files this old are cached after one hash)."""
+    t = time.time() - seconds
+    for f in root.rglob("*"):
+        if f.is_file():
+            os.utime(f, (t, t))
+
+
+def snapshot(folder: Path, skip: Path) -> dict[str, tuple[int, bytes]]:
+    return {str(f): (f.stat().st_mtime_ns, f.read_bytes()) for f in sorted(folder.rglob("*"))
+            if f.is_file() and skip not in f.parents}
+
+
+# ---------------------------------------------------------------- where and what
+
+def test_weights_root_follows_the_settings(tmp_path, monkeypatch):
+    monkeypatch.delenv("GANKD_WEIGHTS", raising=False)
+    monkeypatch.setenv("GANKD_RESULTS", str(tmp_path / "res"))
+    assert weights.weights_root() == tmp_path / "res" / "weights"
+    monkeypatch.setenv("GANKD_WEIGHTS", str(tmp_path / "elsewhere"))
+    assert weights.weights_root() == tmp_path / "elsewhere"
+
+
+def test_ship_then_load_gives_the_same_generator(wroot, tmp_path):
+    G = make_run(tmp_path / "run")
+    assert weights.ship({"mnist/tiny": tmp_path / "run"}, device="test-cpu") == wroot
+    assert (wroot / "mnist" / "tiny" / "G.safetensors").is_file()
+    H = weights.load("mnist", "tiny")
+    assert isinstance(H, CondDCGANGenerator) and not H.training
+    a, b = G.state_dict(), H.state_dict()
+    assert sorted(a) == sorted(b)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    g = torch.Generator().manual_seed(1)
+    z, y = torch.randn(6, 100, generator=g), torch.arange(6) % 10
+    with torch.no_grad():
+        assert torch.equal(G(z, y), H(z, y))
+    assert weights.path("mnist", "tiny") == wroot / "mnist" / "tiny" / "G"
+    m = weights.manifest()
+    assert m["format"] == "gankd-weights/1" and m["profile"] == "full" and m["device"] == "test-cpu"
+    assert m["models"]["mnist/tiny"] == {
+        "dataset": "mnist", "model": "tiny", "files": ["mnist/tiny/G.json", "mnist/tiny/G.safetensors"],
+        "seed": 0, "steps": 3, "params": count_params(G), "note": ""}
+    assert sorted(m["files"]) == ["mnist/tiny/G.json", "mnist/tiny/G.safetensors"]
+
+
+def test_ship_the_discriminator_and_drop_it_again(wroot, tmp_path):
+    _, D = make_run(tmp_path / "run", with_d=True)
+    weights.ship({"mnist/tiny": tmp_path / "run"}, parts=("G", "D"))
+    E = weights.load("mnist", "tiny", part="D")
+    assert isinstance(E, CondDCGANDiscriminator)
+    assert all(torch.equal(v, E.state_dict()[k]) for k, v in D.state_dict().items())
+    assert len(weights.verify("mnist/tiny")) == 4
+    weights.ship({"mnist/tiny": tmp_path / "run"})  # G only: the D files leave the manifest and the folder
+    assert sorted(weights.manifest()["files"]) == ["mnist/tiny/G.json", "mnist/tiny/G.safetensors"]
+    assert not (wroot / "mnist" / "tiny" / "D.safetensors").exists()
+    assert "D.safetensors" not in (wroot / "SHA256SUMS").read_text()
+    with pytest.raises(weights.ShippedWeightsError, match="without D"):
+        weights.load("mnist", "tiny", part="D")
+
+
+def test_available_has_and_summary(wroot, tmp_path):
+    Ga = make_run(tmp_path / "a", seed=1)
+    make_run(tmp_path / "b", seed=2, step=7)
+    make_run(tmp_path / "c", seed=3)
+    assert weights.available() == [] and not weights.has("mnist", "a") and weights.summary() == []
+    weights.ship({"mnist/b": tmp_path / "b", "cifar10/c": tmp_path / "c"})
+    weights.ship({"mnist/a": tmp_path / "a"}, note="KD student")  # added beside the others
+    assert weights.available() == ["cifar10/c", "mnist/a", "mnist/b"]
+    assert weights.available("mnist") == ["mnist/a", "mnist/b"]
+    assert weights.has("mnist", "a") and not weights.has("cifar10", "a")
+    rows = {r["key"]: r for r in weights.summary()}
+    assert sorted(rows) == ["cifar10/c", "mnist/a", "mnist/b"]
+    data = (wroot / "mnist" / "a" / "G.safetensors").read_bytes()
+    assert rows["mnist/a"] == {"key": "mnist/a", "params": count_params(Ga), "MB": round(len(data) / 1e6, 3),
+                               "sha256": hashlib.sha256(data).hexdigest()[:12], "steps": 3}
+    assert rows["mnist/b"]["steps"] == 7
+    m = weights.manifest()
+    assert m["models"]["mnist/a"]["note"] == "KD student" and m["models"]["mnist/b"]["seed"] == 2
+
+
+def test_load_of_a_model_not_shipped_lists_what_is(wroot, tmp_path):
+    with pytest.raises(weights.ShippedWeightsError, match="MANIFEST.json does not exist"):
+        weights.load("mnist", "tiny")
+    make_run(tmp_path / "run")
+    weights.ship({"mnist/tiny": tmp_path / "run"})
+    with pytest.raises(weights.ShippedWeightsError, match=r"mnist/nope is not shipped.*lists: mnist/tiny"):
+        weights.load("mnist", "nope")
+
+
+# ---------------------------------------------------------------- checks
+
+@pytest.mark.parametrize("name", ["G.safetensors", "G.json"])
+def test_a_flipped_byte_is_caught_and_named(wroot, tmp_path, name):
+    make_run(tmp_path / "run")
+    weights.ship({"mnist/tiny": tmp_path / "run"})
+    weights.load("mnist", "tiny")
+    flip_byte(wroot / "mnist" / "tiny" / name)
+    with pytest.raises(weights.ShippedWeightsError) as e:
+        weights.load("mnist", "tiny")
+    msg = str(e.value)
+    assert f"mnist/tiny/{name} does not match its sha256 in MANIFEST.json" in msg
+    assert "git checkout --" in msg and 'WEIGHTS = "train"' in msg
+    assert isinstance(e.value, FileNotFoundError)
+    with pytest.raises(weights.ShippedWeightsError, match=f"mnist/tiny/{name}"):
+        weights.verify()
+    with pytest.raises(weights.ShippedWeightsError, match=f"mnist/tiny/{name}"):
+        weights.path("mnist", "tiny")
+
+
+def test_a_missing_file_is_named(wroot, tmp_path):
+    make_run(tmp_path / "run")
+    weights.ship({"mnist/tiny": tmp_path / "run"})
+    (wroot / "mnist" / "tiny" / "G.json").unlink()
+    with pytest.raises(weights.ShippedWeightsError, match=r"mnist/tiny/G\.json is missing"):
+        weights.load("mnist", "tiny")
+
+
+def test_a_git_lfs_pointer_is_recognised(wroot, tmp_path):
+    make_run(tmp_path / "run")
+    weights.ship({"mnist/tiny": tmp_path / "run"})
+    (wroot / "mnist" / "tiny" / "G.safetensors").write_text(
+        "version https://git-lfs.github.com/spec/v1\noid sha256:" + "0" * 64 + "\nsize 9999\n")
+    with pytest.raises(weights.ShippedWeightsError, match=r"mnist/tiny/G\.safetensors is a git-lfs pointer"):
+        weights.load("mnist", "tiny")
+
+
+def test_a_truncated_file_is_named(wroot, tmp_path):
+    make_run(tmp_path / "run")
+    weights.ship({"mnist/tiny": tmp_path / "run"})
+    p = wroot / "mnist" / "tiny" / "G.safetensors"
+    p.write_bytes(p.read_bytes()[:-10])
+    with pytest.raises(weights.ShippedWeightsError, match=r"mnist/tiny/G\.safetensors does not match MANIFEST.json"):
+        weights.verify("mnist/tiny")
+
+
+def test_hashes_are_cached_per_file_version(wroot, tmp_path, monkeypatch):
+    make_run(tmp_path / "run")
+    weights.ship({"mnist/tiny": tmp_path / "run"})
+    calls = []
+
+    def counting(p):
+        calls.append(Path(p).name)
+        return hashlib.sha256(Path(p).read_bytes()).hexdigest()
+
+    monkeypatch.setattr(weights, "sha256_file", counting)
+    weights.verify()
+    weights.verify()
+    assert len(calls) == 4  # files written a moment ago may change within one mtime tick: not cached
+    age(wroot)
+    calls.clear()
+    out = weights.verify()
+    weights.verify()
+    weights.load("mnist", "tiny")
+    assert sorted(calls) == ["G.json", "G.safetensors"]
+    assert out == {r: hashlib.sha256((wroot / r).read_bytes()).hexdigest() for r in out}
+    flip_byte(wroot / "mnist" / "tiny" / "G.safetensors")  # same size; a new mtime
+    with pytest.raises(weights.ShippedWeightsError, match=r"G\.safetensors does not match"):
+        weights.verify()
+
+
+# ---------------------------------------------------------------- ship
+
+def test_an_unfinished_run_is_refused(wroot, tmp_path):
+    make_run(tmp_path / "run", finished=False)
+    with pytest.raises(ValueError, match=r"G\.json is not a finished run.*mnist/tiny"):
+        weights.ship({"mnist/tiny": tmp_path / "run"})
+    assert not wroot.exists()
+
+
+def test_a_run_without_checkpoint_is_refused(wroot, tmp_path):
+    make_run(tmp_path / "run")
+    with pytest.raises(checkpoint.CheckpointError, match=r"cannot ship mnist/tiny: no checkpoint at .*D\.safetensors"):
+        weights.ship({"mnist/tiny": tmp_path / "run"}, parts=("G", "D"))
+    with pytest.raises(ValueError, match="dataset/model"):
+        weights.ship({"tiny": tmp_path / "run"})
+    with pytest.raises(ValueError, match="include 'G'"):
+        weights.ship({"mnist/tiny": tmp_path / "run"}, parts=("D",))
+    assert not wroot.exists()
+
+
+def test_no_shipping_into_or_from_a_run_folder(wroot, tmp_path):
+    make_run(tmp_path / "run")
+    make_run(tmp_path / "other")
+    runs = {"mnist/tiny": tmp_path / "run"}
+    for root in (tmp_path / "run", tmp_path / "run" / "weights", tmp_path / "other" / "weights"):
+        with pytest.raises(ValueError, match="refusing to ship into"):
+            weights.ship(runs, root=root)
+    make_run(wroot / "scratch")
+    with pytest.raises(ValueError, match="inside the weights folder"):
+        weights.ship({"mnist/tiny": wroot / "scratch"})
+    assert not (tmp_path / "run" / "weights").exists() and not (tmp_path / "other" / "weights").exists()
+    assert not (wroot / "MANIFEST.json").exists()
+
+
+def test_mixing_profiles_is_refused(wroot, tmp_path):
+    make_run(tmp_path / "run")
+    weights.ship({"mnist/tiny": tmp_path / "run"})
+    with pytest.raises(ValueError, match="mix profiles"):
+        weights.ship({"mnist/tiny": tmp_path / "run"}, profile="quick")
+    assert weights.manifest()["profile"] == "full"
+
+
+def test_sha256sums_match_the_files(wroot, tmp_path):
+    make_run(tmp_path / "a", with_d=True)
+    make_run(tmp_path / "b", seed=1, with_d=True)
+    weights.ship({"mnist/a": tmp_path / "a", "cifar10/b": tmp_path / "b"}, parts=("G", "D"))
+    lines = (wroot / "SHA256SUMS").read_text().splitlines()
+    pairs = [line.split("  ", 1) for line in lines]
+    rels = [rel for _, rel in pairs]
+    assert rels == sorted(rels) and len(rels) == 8
+    assert {rel: sha for sha, rel in pairs} == {
+        r: hashlib.sha256((wroot / r).read_bytes()).hexdigest()
+        for r in (p.relative_to(wroot).as_posix() for p in wroot.rglob("*") if p.suffix in (".json", ".safetensors"))
+        if r != "MANIFEST.json"}
+    assert {rel: sha for sha, rel in pairs} == {r: e["sha256"] for r, e in weights.manifest()["files"].items()}
+    if shutil.which("sha256sum"):
+        assert subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=wroot, check=False).returncode == 0
+
+
+def test_reshipping_the_same_files_changes_nothing_but_created(wroot, tmp_path):
+    make_run(tmp_path / "run", with_d=True)
+    weights.ship({"mnist/tiny": tmp_path / "run"}, parts=("G", "D"), device="cpu", note="n")
+    m1 = weights.manifest()
+    before = snapshot(wroot, skip=tmp_path / "nowhere")
+    time.sleep(0.02)
+    weights.ship({"mnist/tiny": tmp_path / "run"}, parts=("G", "D"), device="cpu", note="n")
+    m2 = weights.manifest()
+    after = snapshot(wroot, skip=tmp_path / "nowhere")
+    m1.pop("created"), m2.pop("created")
+    assert m1 == m2
+    man = str(wroot / "MANIFEST.json")
+    assert {k: v for k, v in before.items() if k != man} == {k: v for k, v in after.items() if k != man}
+    assert sorted(before) == sorted(after)
+
+
+def test_nothing_is_written_outside_the_weights_folder(wroot, tmp_path):
+    make_run(tmp_path / "run", with_d=True)
+    age(tmp_path)
+    before = snapshot(tmp_path, skip=wroot)
+    weights.ship({"mnist/tiny": tmp_path / "run"}, parts=("G", "D"))
+    weights.verify()
+    weights.load("mnist", "tiny")
+    weights.summary()
+    weights.resolve("auto", "mnist", "tiny")
+    assert snapshot(tmp_path, skip=wroot) == before
+    written = sorted(p.relative_to(wroot).as_posix() for p in wroot.rglob("*") if p.is_file())
+    assert written == ["MANIFEST.json", "SHA256SUMS"] + sorted(weights.manifest()["files"])
+    assert all(p.endswith((".json", ".safetensors")) for p in weights.manifest()["files"])
+
+
+# ---------------------------------------------------------------- WEIGHTS parameter
+
+def test_resolve_choices(wroot, tmp_path):
+    assert weights.resolve("auto", "mnist", "tiny") == "train"
+    assert weights.resolve("train", "mnist", "tiny") == "train"
+    with pytest.raises(weights.ShippedWeightsError, match=r'MANIFEST.json does not exist.*WEIGHTS = "train"'):
+        weights.resolve("shipped", "mnist", "tiny")
+    make_run(tmp_path / "run")
+    weights.ship({"mnist/tiny": tmp_path / "run"})
+    assert weights.resolve("auto", "mnist", "tiny") == "shipped"
+    assert weights.resolve(" Shipped ", "mnist", "tiny") == "shipped"
+    assert weights.resolve("train", "mnist", "tiny") == "train"
+    assert weights.resolve("auto", "mnist", "other") == "train"
+    with pytest.raises(weights.ShippedWeightsError, match=r'mnist/other is not shipped.*lists: mnist/tiny.*"train"'):
+        weights.resolve("shipped", "mnist", "other")
+    with pytest.raises(ValueError, match="'auto', 'shipped', 'train'"):
+        weights.resolve("yes", "mnist", "tiny")
+    (wroot / "MANIFEST.json").write_text("{")
+    assert weights.resolve("train", "mnist", "tiny") == "train"  # training never reads the shipped folder
+    with pytest.raises(weights.ManifestError):
+        weights.resolve("auto", "mnist", "tiny")
+
+
+# ---------------------------------------------------------------- manifest format
+
+GOOD_SHA = "ab" * 32
+
+
+@pytest.mark.parametrize("text, match", [
+    ("{not json", "is not valid JSON"),
+    ('["gankd-weights/1"]', "format 'list'"),
+    ('{"format": "gankd-weights/2", "files": {}, "models": {}}', "format 'gankd-weights/2'"),
+    ('{"format": "gankd-weights/1", "models": {}}', "lacks its 'files' and 'models'"),
+    (json.dumps({"format": "gankd-weights/1", "files": {"../G.safetensors": {"sha256": GOOD_SHA, "bytes": 1}},
+                 "models": {}}), "must be relative"),
+    ('{"format": "gankd-weights/1", "files": {"m/x/G.json": {"sha256": "xyz", "bytes": 1}}, "models": {}}',
+     "64-hex"),
+    ('{"format": "gankd-weights/1", "files": {}, "models": {"mnist/x": {"files": ["mnist/x/G.json"]}}}',
+     "without a sha256 entry"),
+    ('{"format": "gankd-weights/1", "files": {}, "models": {"mnist": {"files": []}}}', "dataset/model"),
+])
+def test_manifest_format_errors(wroot, text, match):
+    assert weights.manifest() is None
+    wroot.mkdir()
+    (wroot / "MANIFEST.json").write_text(text)
+    with pytest.raises(weights.ManifestError, match=match) as e:
+        weights.manifest()
+    assert "MANIFEST.json" in str(e.value)
+    assert isinstance(e.value, weights.ShippedWeightsError) and isinstance(e.value, ValueError)
+    with pytest.raises(weights.ManifestError):
+        weights.available()
+
+
+def test_a_well_formed_manifest_is_read(wroot):
+    wroot.mkdir()
+    m = {"format": "gankd-weights/1", "profile": "full", "device": "x", "created": "now",
+         "files": {"mnist/x/G.json": {"sha256": GOOD_SHA, "bytes": 3}},
+         "models": {"mnist/x": {"dataset": "mnist", "model": "x", "files": ["mnist/x/G.json"]}}}
+    (wroot / "MANIFEST.json").write_text(json.dumps(m))
+    assert weights.manifest() == m
+    assert weights.available() == ["mnist/x"]
+
+
+# ---------------------------------------------------------------- command line
+
+def test_command_line(wroot, tmp_path, capsys):
+    assert weights.main(["verify"]) == 1
+    assert "MANIFEST.json does not exist" in capsys.readouterr().err
+    make_run(tmp_path / "run")
+    weights.ship({"mnist/tiny": tmp_path / "run"})
+    assert weights.main(["verify"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out] == ["OK", "OK"]
+    assert [line.split()[-1] for line in out] == ["mnist/tiny/G.json", "mnist/tiny/G.safetensors"]
+    assert weights.main(["list"]) == 0
+    assert capsys.readouterr().out.startswith("mnist/tiny")
+    flip_byte(wroot / "mnist" / "tiny" / "G.safetensors")
+    assert weights.main(["verify", "mnist/tiny"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("OK") and out[1].startswith("FAILED  mnist/tiny/G.safetensors: ")
+    assert weights.main(["--root", str(tmp_path / "empty"), "verify"]) == 1
+
+
+def test_git_keeps_shipped_files_byte_for_byte():
+    """Line-ending conversion (core.autocrlf) would break every sha256 of the shipped JSON files."""
+    repo = Path(__file__).resolve().parent.parent
+    if not shutil.which("git") or not (repo / ".git").exists():
+        pytest.skip("not a git checkout")
+    out = subprocess.run(["git", "check-attr", "text", "--", "results/weights/mnist/m/G.json",
+                          "results/weights/SHA256SUMS"], cwd=repo, capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["results/weights/mnist/m/G.json: text: unset",
+                                "results/weights/SHA256SUMS: text: unset"]

@@ -1,0 +1,95 @@
+"""Every model of the walk, listed once (gankd_utils.zoo): entries, builds, training configs."""
+import dataclasses
+
+import pytest
+import torch
+
+from gankd_utils import config, zoo
+from gankd_utils.metrics import count_params
+from gankd_utils.models import TinyGANDiscriminator, TinyGANGenerator
+
+
+def test_mnist_zoo_is_consistent():
+    entries = zoo.mnist_zoo()
+    assert len(entries) == 8 and zoo.zoo("mnist").keys() == entries.keys()
+    for name, e in entries.items():
+        assert e.name == name and e.dataset == "mnist" and e.chapter == "03_mnist" and e.base == "train"
+        if e.role == "kd":
+            assert e.teacher in entries and entries[e.teacher].role == "teacher"
+            assert e.kd in ("feature", "pixel") and e.recipe.get("kd") == e.kd
+        else:
+            assert e.kd == "none"
+        assert zoo.family_teacher(entries, name) is not None
+    # teachers come first: a KD student finds its teacher already trained
+    order = list(entries)
+    assert all(order.index(e.teacher) < order.index(n) for n, e in entries.items() if e.teacher)
+
+
+def test_cifar10_zoo_sizes():
+    entries = zoo.cifar10_zoo()
+    s = config.settings("cifar10", "smoke")
+    t = count_params(entries["cgan_teacher"].make_g(s))
+    assert 3.5e6 < t < 5e6
+    assert t / count_params(entries["cgan_student_xs_kd"].make_g(s)) >= 10
+    assert entries["cgan_student_s_kd"].recipe["kd"] == "blackbox" and entries["cgan_student_s_kd"].teacher == "cgan_teacher"
+    assert entries["cgan_student_s_scratch"].recipe.get("kd", "none") == "none"
+    assert entries["cgan_teacher"].recipe["diffaug"] == zoo.DIFFAUG and entries["cgan_teacher"].recipe["ema_decay"]
+    assert set(zoo.chapter_entries("04_cifar10", entries)) == {
+        "cgan_teacher", "cgan_student_s_scratch", "cgan_student_s_kd", "cgan_student_xs_scratch", "cgan_student_xs_kd"}
+    assert set(zoo.chapter_entries("05_tinygan", entries)) == {"tinygan_student"}
+    with pytest.raises(ValueError, match="no models for dataset 'svhn'"):
+        zoo.zoo("svhn")
+
+
+def test_tinygan_student_is_an_entry_like_the_others():
+    e = zoo.cifar10_zoo()["tinygan_student"]
+    assert (e.role, e.kd, e.teacher, e.chapter, e.base, e.init) == ("kd", "blackbox", "cgan_teacher", "05_tinygan",
+                                                                     "distill", "tinygan")
+    s = config.settings("cifar10", "smoke")
+    G, D = zoo.build(e, s)
+    assert isinstance(G, TinyGANGenerator) and isinstance(D, TinyGANDiscriminator)
+    assert G.hparams["ch"] == 8 and G.hparams["embed_dim"] == 16 and D.hparams["ch"] == 8  # the smoke widths
+    assert (G.hparams["resolution"], G.n_classes, G.z_dim) == (32, 10, 128)
+    full, _ = zoo.build(e, config.settings("cifar10", "full"))
+    assert full.hparams["ch"] == 32 and full.hparams["embed_dim"] == 128  # TinyGAN's widths
+    big = zoo.tinygan_entry(128, 128, 1000, dataset="imagenet", teacher="biggan", name="t128")
+    Gb, Db = zoo.build(big, config.settings("cifar10", "smoke"))
+    assert Gb.hparams["resolution"] == 128 and Gb.n_classes == 1000 and big.name == "t128"
+
+
+def test_train_config_of_an_entry():
+    s = config.settings("mnist", "smoke", seed=2)
+    e = zoo.mnist_zoo()["cdcgan_c32_kd"]
+    c = zoo.train_config(e, s)
+    assert c.name == "cdcgan_c32_kd" and c.kd == "pixel" and c.w_pixel == config.COLUMBIA["w_pixel"]
+    assert (c.n_train, c.batch_size, c.seed) == (512, 64, 2)  # the profile's sizes under the recipe
+    kd = zoo.cifar10_zoo()["cgan_student_xs_kd"]
+    c = zoo.train_config(kd, config.settings("cifar10", "smoke"))
+    assert c.kd == "blackbox" and c.diffaug == zoo.DIFFAUG and c.n_critic == config.TINYGAN["n_critic"]
+    assert c.batch_size == 8 and c.dataset == "cifar10"
+    tg = zoo.train_config(zoo.cifar10_zoo()["tinygan_student"], config.settings("cifar10", "smoke", seed=4))
+    assert tg.name == "tinygan_student" and tg.kd == "blackbox" and tg.dataset == "teacher_set"
+    assert (tg.epochs, tg.batch_size, tg.n_critic, tg.log_every, tg.seed) == (1, 8, 2, 1, 4)
+    with pytest.raises(ValueError, match="no training part"):
+        zoo.train_config(e, config.settings("imagenet", "smoke"))
+
+
+def test_build_is_reproducible_from_the_seed():
+    s = config.settings("mnist", "smoke", seed=1)
+    for e in (zoo.mnist_zoo()["cdcgan_c32_kd"], zoo.cifar10_zoo()["cgan_student_xs_kd"],
+              zoo.cifar10_zoo()["tinygan_student"]):
+        s_ = config.settings(e.dataset, "smoke", seed=1)
+        (G1, D1), (G2, D2) = zoo.build(e, s_), zoo.build(e, s_)
+        for a, b in ((G1, G2), (D1, D2)):
+            assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+        G3, _ = zoo.build(e, dataclasses.replace(s_, seed=2))
+        assert not all(torch.equal(x, y) for x, y in zip(G1.state_dict().values(), G3.state_dict().values()))
+    assert s.seed == 1
+
+
+def test_kd_property_and_family_teacher():
+    entries = zoo.mnist_zoo()
+    assert zoo.family_teacher(entries, "iitgn_student_kd") == "iitgn_teacher"
+    assert zoo.family_teacher(entries, "cdcgan_c64_scratch") == "cdcgan_c512_teacher"
+    assert zoo.family_teacher(entries, "cdcgan_c512_teacher") == "cdcgan_c512_teacher"
+    assert zoo.family_teacher(zoo.cifar10_zoo(), "tinygan_student") == "cgan_teacher"
