@@ -3,27 +3,13 @@ import json
 
 import pytest
 import torch
+from builders import cfg, cond_pair, tiny_set
 
-from gankd_utils import checkpoint, config, data
+from gankd_utils import checkpoint, config
 from gankd_utils.checkpoint import CheckpointError
-from gankd_utils.models import CondDCGANDiscriminator, CondDCGANGenerator
+from gankd_utils.models import CondDCGANGenerator
 from gankd_utils.models.layers import dcgan_init
 from gankd_utils.train import train_gan
-
-
-def tiny_set(n=32, seed=0) -> data.ImageSet:
-    g = torch.Generator().manual_seed(seed)
-    return data.ImageSet(torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=g),
-                         torch.arange(n) % 10, data.MNIST_CLASSES, "tiny")
-
-
-def cfg(**kw):
-    return config.settings("mnist", "smoke", train={"n_train": None, "batch_size": 16, "ckpt_every": 2,
-                                                    "n_fixed": 10, **kw}).train
-
-
-def cond_pair(seed=0):
-    return dcgan_init(CondDCGANGenerator(32), seed), dcgan_init(CondDCGANDiscriminator(4), seed + 1)
 
 
 def test_save_and_load_model(tmp_path):
@@ -111,22 +97,22 @@ def test_resume_key_keeps_what_defines_the_training():
 
 def test_resume_refuses_another_number_of_processes(tmp_path):
     G, D = cond_pair()
-    train_gan(G, D, tiny_set(), cfg(max_steps=1, epochs=1), tmp_path / "r", "cpu", progress=False)
+    train_gan(G, D, tiny_set(32), cfg(max_steps=1, epochs=1), tmp_path / "r", "cpu", progress=False)
     st = checkpoint.load_state(tmp_path / "r" / "state" / "state.pt")
     assert st["world"] == 1 and st["rng_ranks"] == [] and st["step"] == 1
     checkpoint.save_state(tmp_path / "r" / "state" / "state.pt", {**st, "world": 2})
     with pytest.raises(ValueError, match="2 process\\(es\\), this one has 1: resume with the same number"):
-        train_gan(*cond_pair(), tiny_set(), cfg(max_steps=2, epochs=1), tmp_path / "r", "cpu", progress=False)
+        train_gan(*cond_pair(), tiny_set(32), cfg(max_steps=2, epochs=1), tmp_path / "r", "cpu", progress=False)
 
 
 def test_is_finished_and_the_resume_layout(tmp_path):
     assert not checkpoint.is_finished(tmp_path / "nothing")
     G, D = cond_pair()
-    train_gan(G, D, tiny_set(), cfg(max_steps=1, epochs=1), tmp_path / "r", "cpu", progress=False)
+    train_gan(G, D, tiny_set(32), cfg(max_steps=1, epochs=1), tmp_path / "r", "cpu", progress=False)
     assert not checkpoint.is_finished(tmp_path / "r")
     names = sorted(p.name for p in (tmp_path / "r" / "state").iterdir())
     assert names == ["D.json", "D.safetensors", "G.json", "G.safetensors", "progress.json", "state.pt"]
     prog = json.loads((tmp_path / "r" / "state" / "progress.json").read_text())
     assert (prog["step"], prog["epoch"], prog["batch"], prog["config"]["max_steps"]) == (1, 0, 1, 1)
-    train_gan(G, D, tiny_set(), cfg(epochs=1), tmp_path / "r", "cpu", progress=False)
+    train_gan(G, D, tiny_set(32), cfg(epochs=1), tmp_path / "r", "cpu", progress=False)
     assert checkpoint.is_finished(tmp_path / "r")

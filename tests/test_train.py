@@ -4,45 +4,14 @@ import math
 
 import pytest
 import torch
+from builders import bb_cfg, bb_pair, cfg, cond_pair, teacher_set, tiny_set
 
-from gankd_utils import checkpoint, config, data, repro
+from gankd_utils import checkpoint, config, data
 from gankd_utils.checkpoint import is_finished
-from gankd_utils.models import (CondDCGANDiscriminator, CondDCGANGenerator, ProjectionDiscriminator,
-                                ResNetGenerator)
-from gankd_utils.models.layers import dcgan_init, init_weights
+from gankd_utils.models import (
+    CondDCGANGenerator,
+)
 from gankd_utils.train import fit, train_blackbox, train_gan, train_online_kd
-
-
-def tiny_set(n=96, seed=0) -> data.ImageSet:
-    g = torch.Generator().manual_seed(seed)
-    return data.ImageSet(torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=g),
-                         torch.arange(n) % 10, data.MNIST_CLASSES, "tiny")
-
-
-def cfg(**kw):
-    return config.settings("mnist", "smoke", train={"n_train": None, "batch_size": 16, "ckpt_every": 2,
-                                                    "n_fixed": 10, **kw}).train
-
-
-def cond_pair(seed=0):
-    return dcgan_init(CondDCGANGenerator(32), seed), dcgan_init(CondDCGANDiscriminator(4), seed + 1)
-
-
-def teacher_set(n=48, z_dim=128, seed=0) -> data.ImageSet:
-    g = torch.Generator().manual_seed(seed)
-    return data.ImageSet(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g), torch.arange(n) % 10,
-                         data.CIFAR10_CLASSES, "teacher-set", torch.randn(n, z_dim, generator=g))
-
-
-def bb_pair(seed=0):
-    G = init_weights(ResNetGenerator(ch=4), repro.generator(seed, "init"))
-    D = init_weights(ProjectionDiscriminator(ch=8), repro.generator(seed + 1, "init"))
-    return G, D
-
-
-def bb_cfg(**kw):
-    return config.settings("cifar10", "smoke", train={**config.TINYGAN, "n_train": None, "batch_size": 8,
-                                                      "ckpt_every": 2, "n_fixed": 10, "w_pixel": 0.2, **kw}).train
 
 
 def _same_weights(a, b):
@@ -205,7 +174,7 @@ def test_blackbox_resume_matches_uninterrupted(tmp_path):
 
 def test_ema_is_saved_and_differs_from_raw_weights(tmp_path):
     G, D = bb_pair()
-    s = teacher_set()
+    s = teacher_set(48)
     real = data.ImageSet(s.images, s.labels, s.classes, "real")
     c = config.settings("mnist", "smoke", train={**config.SNGAN, "n_train": None, "batch_size": 8, "n_fixed": 10,
                                                  "max_steps": 3, "ema_decay": 0.5, "diffaug": "translation"}).train
