@@ -21,7 +21,7 @@ import time
 import torch
 
 import gankd_utils  # noqa: F401
-from gankd_utils import config, recipes, repro, zoo
+from gankd_utils import config, recipes, repro, runs, zoo
 from gankd_utils.data import ImageSet
 from gankd_utils.runstate import RunState
 
@@ -64,14 +64,6 @@ def step_ms(entry, settings, device, fast: str, steps: int, teacher=None) -> flo
     return ms
 
 
-def planned_steps(entry, settings) -> int:
-    """The training steps ``settings`` plans for ``entry`` (its data: the teacher set for black-box KD)."""
-    cfg = zoo.train_config(entry, settings)
-    n = cfg.n_train or (settings.export.per_class * 10 if entry.kd == "blackbox" else DATASET_SIZE[entry.dataset])
-    total = cfg.epochs * (n // cfg.batch_size)
-    return min(total, cfg.max_steps) if cfg.max_steps else total
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto")
@@ -100,7 +92,8 @@ def main() -> None:
             slow = step_ms(e, s, device, "off", args.steps, teacher)
             fast = step_ms(e, s, device, "on", args.steps, teacher)
             bs = zoo.train_config(e, s).batch_size
-            planned = planned_steps(e, s)
+            n_items = s.export.per_class * 10 if e.kd == "blackbox" else DATASET_SIZE[ds]  # teacher set or real
+            planned = runs.planned_steps(e, s, n_items)
             seeds = len(s.seeds(e.role))
             est = planned * fast / 1000 * seeds
             total += est

@@ -176,6 +176,12 @@ class Settings:
         return dataclasses.replace(self, seed=seed, distill=distill,
                                    train=dataclasses.replace(self.train, seed=seed) if self.train else None)
 
+    def paused_at(self, step: int) -> "Settings":
+        """The same settings with training paused after ``step`` steps (``max_steps``: bookkeeping, resumable)."""
+        distill = {**self.distill, "train": {**self.distill.get("train", {}), "max_steps": step}} if self.distill else {}
+        return dataclasses.replace(self, distill=distill,
+                                   train=dataclasses.replace(self.train, max_steps=step) if self.train else None)
+
     def seeds(self, role: str) -> tuple[int, ...]:
         """The seeds a model of ``role`` trains with: a teacher once, students ``student_seeds`` times."""
         return (self.seed,) if role == "teacher" else tuple(self.seed + k for k in range(self.student_seeds))

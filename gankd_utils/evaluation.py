@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from . import data, metrics, paths, runlog
 from .config import Settings
-from .runs import base_name
+from .runs import base_name, planned_steps, train_or_load
 from .zoo import Entry, family_teacher
 
 
@@ -126,6 +126,30 @@ def mean_over_seeds(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 row[k] = vals[0]
         out.append(row)
     return out
+
+
+def learning_curves(entries: Mapping[str, Entry], settings: Settings, evaluator: metrics.Evaluator,
+                    real: data.ImageSet | None = None, teachers_: Mapping[str, nn.Module] | None = None,
+                    teacher_set=None, points: int = 4, device="auto",
+                    progress: bool = True) -> dict[str, list[dict[str, Any]]]:
+    """KD against scratch early in training: each student trained in ``points`` equal chunks, scored after each.
+
+    Every chunk resumes the run where the last one paused (``max_steps`` is bookkeeping), so
+    the last point is the finished run that :func:`runs.train_or_load` loads afterwards.
+    Returns ``{name: [{"step": ..., <protocol>: ...}, ...]}`` for every non-teacher entry.
+    """
+    curves: dict[str, list[dict[str, Any]]] = {}
+    for name, e in entries.items():
+        if e.role == "teacher":
+            continue
+        n_items = len(teacher_set) if e.kd == "blackbox" and teacher_set is not None else len(real)
+        total = planned_steps(e, settings, n_items)
+        marks = sorted({max(1, round(total * (i + 1) / points)) for i in range(points)})
+        curves[name] = []
+        for k in marks:
+            t = train_or_load(e, settings.paused_at(k), real, teachers_, teacher_set, device, progress=progress)
+            curves[name].append({"step": t.steps, **evaluator(t.G)})
+    return curves
 
 
 def kd_gap_closed(rows: Sequence[Mapping[str, Any]], metric: str) -> list[dict[str, Any]]:

@@ -169,6 +169,13 @@ def train_or_load(entry: Entry, settings: Settings, real: data.ImageSet | None =
                    time.perf_counter() - t0)
 
 
+def planned_steps(entry: Entry, settings: Settings, n_items: int) -> int:
+    """The training steps ``settings`` plan for ``entry`` on a training set of ``n_items`` images."""
+    cfg = train_config(entry, settings)
+    total = cfg.epochs * ((cfg.n_train or n_items) // cfg.batch_size)
+    return min(total, cfg.max_steps) if cfg.max_steps else total
+
+
 def seed_key(name: str, seed: int, base_seed: int) -> str:
     """``name`` for the settings' own seed, ``name@seed`` for a student's extra seeds."""
     return name if seed == base_seed else f"{name}@{seed}"

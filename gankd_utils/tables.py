@@ -23,9 +23,14 @@ LEAD = ("model", "student", "step", "params", "compression_x", r"fid\d+\w*", r"k
         "gap_closed")
 
 
+def columns_of(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Every key of ``rows``, in order of first appearance (rows may differ, e.g. class accuracy)."""
+    return list(dict.fromkeys(k for r in rows for k in r))
+
+
 def lead_columns(rows: Sequence[Mapping[str, Any]], lead: Sequence[str] = LEAD) -> list[str]:
     """The columns of ``rows`` that match ``lead`` (names or regular expressions), in ``lead``'s order."""
-    cols = list(rows[0].keys()) if rows else []
+    cols = columns_of(rows)
     out: list[str] = []
     for pat in lead:
         out += [c for c in cols if c not in out and re.fullmatch(pat, c)]
@@ -36,7 +41,7 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], floatfmt: str = "{:.4g}", 
     """``rows`` (dicts with the same keys) as a Markdown table; ``columns`` picks and orders them."""
     if not rows:
         return "(no rows)\n"
-    cols = list(columns) if columns is not None else list(rows[0].keys())
+    cols = list(columns) if columns is not None else columns_of(rows)
 
     def fmt(v):
         if v is None or v == "":
@@ -67,7 +72,7 @@ def write_table(rows: Sequence[Mapping[str, Any]], stem: str | Path, floatfmt: s
     ``lead=None`` writes every column into ``stem.*``. Returns the lead table's paths.
     """
     stem = Path(stem)
-    cols = list(rows[0].keys()) if rows else []
+    cols = columns_of(rows)
     short = lead_columns(rows, lead) if lead is not None else cols
     if not short or len(short) == len(cols):
         return _write(rows, stem, cols, floatfmt)

@@ -175,6 +175,32 @@ def loss_curves(histories: Mapping[str, Mapping[str, Sequence[float]]], keys: Se
     return _finish(fig, path_stem)
 
 
+def metric_curves(curves: Mapping[str, Sequence[Mapping[str, float]]], metrics_: Sequence[str],
+                  colors: Mapping[str, tuple] | None = None, path_stem: str | Path | None = None,
+                  labels: Mapping[str, str] | None = None):
+    """One panel per metric, one line per model over training steps (``evaluation.learning_curves``'s result).
+
+    KD students are drawn solid, the others dashed (names ending in ``_kd``), each in its own colour.
+    """
+    plt = _plt()
+    labels = dict(labels or {n: n for n in curves})
+    colors = dict(colors or palette([labels[n] for n in curves]))
+    fig, axes = plt.subplots(1, len(metrics_), figsize=(4.6 * len(metrics_), 3.4), squeeze=False)
+    for ax, m in zip(axes[0], metrics_):
+        for name, pts in curves.items():
+            xs = [p["step"] for p in pts if p.get(m) is not None]
+            ys = [p[m] for p in pts if p.get(m) is not None]
+            ax.plot(xs, ys, "o-" if name.endswith("_kd") else "o--", color=colors.get(labels[name]),
+                    label=labels[name], lw=1.4, ms=4)
+        ax.set_title(m, fontsize=11)
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 3), fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.08 + 0.05 * math.ceil(len(names) / 3), 1, 1))
+    return _finish(fig, path_stem)
+
+
 def progress_gif(sample_dir: str | Path, out: str | Path, duration_ms: int = 400) -> Path | None:
     """A GIF of the per-epoch sample sheets in ``sample_dir`` (training progress at a glance)."""
     frames = sorted(Path(sample_dir).glob("epoch_*.png"))
