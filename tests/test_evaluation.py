@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from gankd_utils import config, data, evaluation, metrics, runlog
-from gankd_utils.models import CondDCGANGenerator, ConvClassifier, IITGNGenerator
+from gankd_utils import config, data, evaluation, metrics, runlog, runs
+from gankd_utils.models import CondDCGANDiscriminator, CondDCGANGenerator, ConvClassifier, IITGNGenerator
 from gankd_utils.models.layers import dcgan_init
 from gankd_utils.zoo import Entry
 
@@ -139,3 +139,22 @@ def test_seeds_of_a_model_share_its_entry_and_average_into_one_row(models):
     assert s[f"{fid}_std"] == pytest.approx(abs(by["s_kd"][fid] - by["s_kd@1"][fid]) / 2 ** 0.5)
     assert s["params"] == by["s_kd"]["params"] and s["role"] == "kd" and "params_std" not in s
     assert evaluation.kd_gap_closed(rows, fid) == []  # no scratch twin here
+
+
+def test_learning_curves_score_each_student_at_every_chunk_and_leave_it_finished(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANKD_RESULTS", str(tmp_path))
+    s = config.settings("mnist", "smoke", train={"n_train": None, "batch_size": 16, "ckpt_every": 2, "n_fixed": 10})
+    student = Entry("tiny_scratch", "mnist", "tiny", "scratch", lambda s: CondDCGANGenerator(32),
+                    lambda s: CondDCGANDiscriminator(4))
+    teacher = Entry("tiny_teacher", "mnist", "tiny", "teacher", lambda s: CondDCGANGenerator(40),
+                    lambda s: CondDCGANDiscriminator(4))
+    real = tiny_set()  # 64 images: 4 steps of 16
+    curves = evaluation.learning_curves({"tiny_teacher": teacher, "tiny_scratch": student}, s, tiny_evaluator(), real,
+                                        points=2, device="cpu", progress=False)
+    assert list(curves) == ["tiny_scratch"]  # teachers are not scored
+    pts = curves["tiny_scratch"]
+    assert [p["step"] for p in pts] == [2, 4]
+    assert all(math.isfinite(p["fid32_tinycls"]) and 0 <= p["acc32_tinycls"] <= 1 for p in pts)
+    assert pts[0]["fid32_tinycls"] != pts[1]["fid32_tinycls"]  # scored after each chunk, not twice the same G
+    done = runs.train_or_load(student, s, real, device="cpu", progress=False)
+    assert done.loaded and done.finished and done.steps == 4  # the curve's last chunk is the finished run

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from gankd_utils import checkpoint, config, data, runs, shards, zoo
+from gankd_utils import checkpoint, config, data, runs, shards, weights, zoo
 from gankd_utils.models import CondDCGANDiscriminator, CondDCGANGenerator, ProjectionDiscriminator, ResNetGenerator
 from gankd_utils.zoo import Entry
 
@@ -173,3 +173,67 @@ def test_train_all_trains_students_with_every_seed_teachers_once(tmp_path, monke
     assert not _equal(_weights(got["tiny_scratch"].G), _weights(got["tiny_scratch@1"].G))
     again = runs.train_all(entries, s, tiny_set(), device="cpu", progress=False, parallel=1)
     assert all(t.loaded for t in again.values())
+
+
+def _ship_tiny(tmp_path, monkeypatch, entry, s):
+    """Train ``entry`` a little, ship it, and drop its run folder: only the shipped files remain."""
+    monkeypatch.setenv("GANKD_WEIGHTS", str(tmp_path / "weights"))
+    t = runs.train_or_load(entry, s, tiny_set(), device="cpu", progress=False, folder=tmp_path / "run")
+    weights.ship({f"{entry.dataset}/{entry.name}": t.run_dir}, profile=s.profile)
+    return t
+
+
+def test_weights_choice_full_takes_everything_smaller_profiles_only_teachers(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANKD_WEIGHTS", str(tmp_path / "weights"))
+    smoke, full = settings(), config.settings("mnist", "full")
+    assert runs.weights_choice(TEACHER, smoke, "auto") == "train"  # nothing shipped
+    with pytest.raises(weights.ShippedWeightsError):
+        runs.weights_choice(TEACHER, smoke, "shipped")
+    assert runs.weights_choice(SCRATCH, smoke, "shipped") == "train"  # quick / smoke students always train
+    assert runs.weights_choice(SCRATCH, full, "train") == "train"
+    assert "trains its own teachers" in runs.weights_note({"tiny_teacher": TEACHER}, smoke)
+    _ship_tiny(tmp_path, monkeypatch, TEACHER, smoke)
+    assert runs.weights_choice(TEACHER, smoke, "auto") == "shipped"
+    assert "Shipped weights" in runs.weights_note({"tiny_teacher": TEACHER}, smoke)
+
+
+def test_shipped_teacher_is_loaded_not_trained_and_never_overwritten(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANKD_RESULTS", str(tmp_path / "results"))
+    s = settings()
+    trained = _ship_tiny(tmp_path, monkeypatch, TEACHER, s)
+    shipped_file = tmp_path / "weights" / "mnist" / "tiny_teacher" / "G.safetensors"
+    before = shipped_file.read_bytes()
+    t = runs.train_or_load(TEACHER, s, tiny_set(), device="cpu", progress=False, weights_="auto")
+    assert t.loaded and t.finished and t.run_dir == shipped_file.parent
+    assert _equal(_weights(trained.G), _weights(t.G))
+    # the KD student learns from the shipped teacher and trains in its own run folder
+    got = runs.train_all({"tiny_teacher": TEACHER, "tiny_kd": KD}, s, tiny_set(), device="cpu", progress=False,
+                         parallel=1, weights_="auto")
+    assert got["tiny_teacher"].loaded and not got["tiny_kd"].loaded
+    assert got["tiny_kd"].run_dir == runs.run_dir(KD, s) and shipped_file.read_bytes() == before
+    shipped_file.write_bytes(before[:-1] + bytes([before[-1] ^ 1]))  # an altered file is refused, by name
+    with pytest.raises(weights.ShippedWeightsError, match="tiny_teacher/G.safetensors"):
+        runs.train_or_load(TEACHER, s, tiny_set(), device="cpu", progress=False, weights_="auto")
+
+
+def test_collect_prefers_the_shipped_models(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANKD_RESULTS", str(tmp_path / "results"))
+    s = config.settings("mnist", "smoke")
+    e = zoo.mnist_zoo()["cdcgan_c32_kd"]
+    G, _ = zoo.build(e, s)
+    folder = tmp_path / "run"
+    checkpoint.save_model(folder / "G", G, finished=True, step=5, config=zoo.train_config(e, s))
+    checkpoint.save_model(folder / "D", zoo.build(e, s)[1], finished=True, step=5, config=zoo.train_config(e, s))
+    monkeypatch.setenv("GANKD_WEIGHTS", str(tmp_path / "weights"))
+    weights.ship({"mnist/cdcgan_c32_kd": folder}, parts=("G", "D"), profile="smoke")
+    got = runs.collect("smoke", 0, device="cpu", train_missing=False, say=lambda m: None, weights_="auto")["mnist"]
+    assert list(got["models"]) == ["cdcgan_c32_kd"] and got["sources"]["cdcgan_c32_kd"].startswith("shipped")
+    assert (got["run_dirs"]["cdcgan_c32_kd"] / "D.safetensors").exists()  # chapter 07's fine-tune finds its D
+    with pytest.raises(weights.ShippedWeightsError, match="not shipped"):
+        runs.collect("smoke", 0, device="cpu", train_missing=False, say=lambda m: None, weights_="shipped")
+
+
+def test_planned_steps():
+    s = settings()
+    assert runs.planned_steps(SCRATCH, s, 32) == 2  # 1 epoch of 32 images at batch 16
+    assert runs.planned_steps(SCRATCH, s.paused_at(1), 32) == 1

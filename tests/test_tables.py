@@ -50,3 +50,11 @@ def test_markdown_table():
     md = tables.markdown_table([{"a": 1.0 / 3, "b": "x", "c": ""}], floatfmt="{:.2f}")
     assert md == "| a | b | c |\n|---|---|---|\n| 0.33 | x | n/a |\n"
     assert tables.markdown_table([{"a": 1, "b": 2}], columns=["b"]) == "| b |\n|---|\n| 2 |\n"
+
+
+def test_rows_with_different_keys_keep_every_column(tmp_path):
+    rows = [{"model": "u", "fid": 1.0}, {"model": "c", "fid": 2.0, "acc": 0.5}]
+    assert tables.columns_of(rows) == ["model", "fid", "acc"]
+    csv_path, md_path = tables.write_table(rows, tmp_path / "t", lead=None)
+    assert csv_path.read_text().splitlines()[0] == "model,fid,acc"
+    assert "| u | 1 | n/a |" in md_path.read_text()
