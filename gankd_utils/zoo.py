@@ -28,7 +28,6 @@ from .models import (CGAN_PRESETS, CondDCGANDiscriminator, CondDCGANGenerator, I
                      ProjectionDiscriminator, ResNetGenerator, TinyGANDiscriminator, TinyGANGenerator)
 from .models.layers import dcgan_init, init_weights
 
-CHAPTER_DIRS = {"03": "03_mnist", "04": "04_cifar10", "05": "05_tinygan"}
 DIFFAUG = "translation,cutout"  # chapter 04's DiffAugment policy on D's inputs
 
 
