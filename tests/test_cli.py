@@ -58,16 +58,18 @@ def test_sample_unconditional_and_errors(tmp_path, capsys):
     assert "no checkpoint" in capsys.readouterr().err
 
 
-def test_train_command_runs_in_resumable_chunks(tmp_path, mnist_train, _results_root, capsys):
-    # the smoke IITGN student: pause after 2 steps, then resume to the end of its epoch
-    args = ["train", "--chapter", "mnist", "--model", "iitgn_student_scratch", "--profile", "smoke",
+def test_train_command_runs_in_resumable_chunks(tmp_path, mnist_train, capsys, monkeypatch):
+    # the smoke IITGN student: pause after 2 steps, then resume to the end of its epoch (in a results folder of
+    # its own: other tests may have finished the same smoke run in the session's folder)
+    monkeypatch.setenv("GANKD_RESULTS", str(tmp_path / "results"))
+    args = ["train", "--dataset", "mnist", "--model", "iitgn_student_scratch", "--profile", "smoke",
             "--device", "cpu", "--quiet"]
     assert cli.main(args + ["--max-steps", "2"]) == 0
     assert "paused at step 2" in capsys.readouterr().out
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     assert "finished at step 8" in out
-    run = _results_root / "03_mnist" / "runs" / "smoke-seed0" / "iitgn_student_scratch"
+    run = tmp_path / "results" / "03_mnist" / "runs" / "smoke-seed0" / "iitgn_student_scratch"
     assert str(run) in out and checkpoint.is_finished(run)  # the folder notebook 03 reads
     assert cli.main(args) == 0
     assert "loaded (already finished)" in capsys.readouterr().out
