@@ -488,7 +488,7 @@ def try_load_biggan(handle: str | os.PathLike | None = None, resolution: int = 1
     try:
         return load_biggan(handle, resolution, device), None
     except HandleUnavailable as e:
-        return None, runlog.note_skipped(where, what, str(e), setting=f"{HANDLE_ENV}=/path/to/biggan-deep-{resolution}")
+        return None, runlog.note_skipped(where, what, str(e))  # the message says how to point at a local copy
     except ImportError as e:
         return None, runlog.note_skipped(where, what, f"TensorFlow / tensorflow_hub are not installed ({e})",
                                          setting="pip install 'gankd-utils[tf]'")
