@@ -16,7 +16,7 @@ through ``runs.train_or_load``. The command runs on several GPUs unchanged::
 
 Config file (JSON; every key optional except ``teacher_set``; see config.DistillConfig)::
 
-    {"name": "tinygan_cifar10", "teacher_set": "data/teachers/cifar10_cgan_teacher_full_s0_ab12cd34",
+    {"name": "tinygan_student", "teacher_set": "data/teachers/cifar10_cgan_teacher_full_s0_ab12cd34",
      "real": "cifar10", "generator": {"ch": 32}, "discriminator": {"ch": 32},
      "train": {"epochs": 50, "batch_size": 64}}
 """
