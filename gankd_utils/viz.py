@@ -283,8 +283,10 @@ def explorer(generators: Mapping[str, Callable[..., torch.Tensor]], class_names:
     ``GANKD_HEADLESS`` unset) the controls follow in a box of CSS class ``gankd-explorer``,
     redrawing the grid in an output area of class ``gankd-explorer-view``.
     """
-    from IPython.display import Image, display
-
+    try:
+        from IPython.display import Image, display
+    except ImportError:  # no IPython (a plain script): the default grid is saved, and nothing is shown
+        Image = display = None
     names = list(generators)
     if not names:
         raise ValueError("explorer needs at least one generator")
@@ -312,7 +314,10 @@ def explorer(generators: Mapping[str, Callable[..., torch.Tensor]], class_names:
         fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
         return buf.getvalue()
 
-    display(Image(data=render(names[0], class_id, seed, n, truncation, save=True)))
+    first = render(names[0], class_id, seed, n, truncation, save=True)
+    if display is None:
+        return None
+    display(Image(data=first))
     if interactive is None:
         interactive = _has_display()
     if not interactive:
