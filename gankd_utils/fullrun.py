@@ -59,7 +59,7 @@ def restore_shipped(dataset: str, settings: config.Settings) -> list[str]:
     for name, e in zoo.zoo(dataset).items():
         key = f"{dataset}/{name}"
         folder = runs.run_dir(e, settings)
-        if weights.has(dataset, name) and runs.load_finished(folder) is None:
+        if weights.has(dataset, name) and runs.finished_sidecar(folder) is None:
             parts = [p for p in _shipped_parts(e) if _has_part(key, p)]
             weights.restore(key, folder, parts)
             done.append(key)
@@ -74,7 +74,7 @@ def _has_part(key: str, part: str) -> bool:
 def _ship(dataset: str, names: Sequence[str], settings: config.Settings, device: str) -> None:
     entries = zoo.zoo(dataset)
     finished = {f"{dataset}/{n}": runs.run_dir(entries[n], settings) for n in names
-                if runs.load_finished(runs.run_dir(entries[n], settings)) is not None}
+                if runs.finished_sidecar(runs.run_dir(entries[n], settings)) is not None}
     for key, folder in finished.items():  # one model at a time: its own parts
         weights.ship({key: folder}, parts=_shipped_parts(entries[key.split("/")[1]]), profile=settings.profile,
                      device=device)
@@ -123,7 +123,7 @@ def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float 
                 _ship("cifar10", ["cgan_teacher"], s, str(device))
         elif stage in ("cifar10-students", "tinygan"):
             teacher = entries["cgan_teacher"]
-            if runs.load_finished(runs.run_dir(teacher, s), zoo.train_config(teacher, s)) is None:
+            if runs.finished_sidecar(runs.run_dir(teacher, s), zoo.train_config(teacher, s)) is None:
                 raise RuntimeError("the CIFAR-10 teacher is not finished (nor shipped): run the cifar10-teacher "
                                    "stage until it says finished, then this one")
             ts = runs.cifar10_teacher_set(s, device, real=cifar)

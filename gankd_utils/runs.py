@@ -64,13 +64,27 @@ def _history(folder: Path) -> dict[str, list[float]]:
     return json.loads(hist.read_text()) if hist.exists() else {}
 
 
+def finished_sidecar(folder: str | Path, cfg: TrainConfig | None = None) -> dict[str, Any] | None:
+    """The sidecar of ``folder``'s finished generator (with ``cfg``: only when trained with the same settings).
+
+    Reads the JSON only, so asking whether a run is done costs no weights.
+    """
+    folder = Path(folder)
+    if not (folder / "G.json").exists():
+        return None
+    side = checkpoint.read_sidecar(folder / "G")
+    if not side.get("finished"):
+        return None
+    if cfg is not None and checkpoint.resume_key(side.get("config", {})) != checkpoint.resume_key(cfg):
+        return None
+    return side
+
+
 def load_finished(folder: str | Path, cfg: TrainConfig | None = None, device="cpu") -> Trained | None:
     """The finished generator of ``folder`` (with ``cfg``: only when trained with the same settings), else None."""
     folder = Path(folder)
-    if not checkpoint.is_finished(folder):
-        return None
-    side = checkpoint.read_sidecar(folder / "G")
-    if cfg is not None and checkpoint.resume_key(side.get("config", {})) != checkpoint.resume_key(cfg):
+    side = finished_sidecar(folder, cfg)
+    if side is None:
         return None
     G = checkpoint.load_model(folder / "G", repro.get_device(device))
     return Trained(G, folder.name, folder, True, int(side.get("step", 0)), True, cfg, _history(folder))
@@ -217,7 +231,7 @@ def train_all(entries: Mapping[str, Entry], settings: Settings, real: data.Image
     if parallel > 1 and settings == default and not retrain:
         for roles in (("teacher", "scratch"), ("kd",)):  # KD students need their teacher finished
             todo = [(e, k) for _, e, k in to_train if e.role in roles
-                    and load_finished(run_dir(e, settings.for_seed(k)), train_config(e, settings.for_seed(k))) is None]
+                    and finished_sidecar(run_dir(e, settings.for_seed(k)), train_config(e, settings.for_seed(k))) is None]
             running: list[subprocess.Popen] = []
             for e, k in todo:
                 while len(running) >= parallel:

@@ -241,10 +241,7 @@ class ShardDataset(Dataset):
         if output not in ("float", "uint8"):
             raise ValueError(f"output must be 'float' or 'uint8', got {output!r}")
         self.folder = Path(folder)
-        if not self.folder.is_dir():
-            raise ShardError(f"{self.folder} does not exist: export a teacher there first (notebook 02 or "
-                             "`python -m gankd_utils export ...`)")
-        self.manifest = check_complete(self.folder)
+        self.manifest = check_complete(self.folder)  # also says so when the folder does not exist
         self.entries = list(self.manifest.get("shards") or [])
         if not self.entries:
             raise ShardError(f"{self.folder / MANIFEST} lists no shards")
