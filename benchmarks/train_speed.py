@@ -1,12 +1,16 @@
 """Training speed of every model of the walk: the plain fp32 eager path and the fast path side by side.
 
     .venv/bin/python benchmarks/train_speed.py [--device auto] [--steps 20] [--profile full] [--only mnist]
+                                               [--switches compile channels_last]
 
 For each model of chapters 03-05 (the zoo), in one process: milliseconds per
 training step (one D update, plus the G update every ``n_critic``-th step, as the
 recipe runs it) and images per second, with ``fast="off"`` (fp32, eager, noise
 from a CPU generator) and ``fast="on"`` (bf16 autocast, TF32, fused Adam, noise
-on the device, no host sync per step); the ratio is the figure. Batches are
+on the device, no host sync per step); the ratio is the figure. ``--switches``
+adds, per switch, the fast path with ``compile="on"`` (torch.compile of G and D)
+or ``channels_last=True``, its ratio to the plain fast path and its warm-up time
+(compiling included): they are on in a profile only where this shows they pay. Batches are
 random images of the right shape: a step's cost does not depend on what the
 images show. The last table multiplies each model's step cost by the steps the
 profile plans for it (seeds included) and estimates the training time of the walk.
@@ -26,6 +30,7 @@ from gankd_utils.data import ImageSet
 from gankd_utils.runstate import RunState
 
 DATASET_SIZE = {"mnist": 60_000, "cifar10": 50_000}
+SWITCHES = {"compile": {"compile": "on"}, "channels_last": {"channels_last": True}}  # TrainConfig settings
 
 
 def _sync(device: torch.device) -> None:
@@ -33,9 +38,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def step_ms(entry, settings, device, fast: str, steps: int, teacher=None) -> float:
-    """Mean milliseconds per training step over ``steps`` steps, after 3 warm-up steps."""
-    cfg = dataclasses.replace(zoo.train_config(entry, settings), fast=fast)
+def step_ms(entry, settings, device, fast: str, steps: int, teacher=None, **switches) -> tuple[float, float]:
+    """Mean milliseconds per training step over ``steps`` steps, and the seconds of the 3 warm-up steps before.
+
+    ``switches``: more TrainConfig settings of the path (compile="on", channels_last=True).
+    """
+    cfg = dataclasses.replace(zoo.train_config(entry, settings), fast=fast, **switches)
     G, D = zoo.build(entry, settings)
     G, D = G.to(device).train(), D.to(device).train()
     shape = (1, 28, 28) if entry.dataset == "mnist" else (3, 32, 32)
@@ -51,17 +59,22 @@ def step_ms(entry, settings, device, fast: str, steps: int, teacher=None) -> flo
     run = RunState(G, D, cfg, device, teacher=teacher, real=real, adapter=cfg.kd == "feature")
     step = recipes.step_for(cfg)
     batch = (x, y, z) if entry.kd == "blackbox" else (x, y)
+    t_warm = time.perf_counter()
     for i in range(3):
         run.log(step(run, batch, i % cfg.n_critic == 0))
     run.flush()
     _sync(device)
+    warm_s = time.perf_counter() - t_warm
     t0 = time.perf_counter()
     for i in range(steps):
         run.log(step(run, batch, i % cfg.n_critic == 0))
     _sync(device)
     ms = 1000 * (time.perf_counter() - t0) / steps
     run.flush()
-    return ms
+    for fn in (run.g, run.d):
+        if getattr(fn, "failed", None):
+            print(f"  ({entry.name}: compile failed, eager instead: {fn.failed[:120]})")
+    return ms, warm_s
 
 
 def main() -> None:
@@ -71,14 +84,18 @@ def main() -> None:
     ap.add_argument("--profile", default="full", help="whose batch sizes and planned steps to use")
     ap.add_argument("--only", nargs="*", default=["mnist", "cifar10"], help="datasets")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--switches", nargs="*", default=[], choices=list(SWITCHES),
+                    help="also time the fast path with each of these switched on (its own columns: ms, ratio to "
+                         "the fast path, warm-up seconds, which include compiling)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = repro.get_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device={device} ({name}) torch={torch.__version__} profile={args.profile} steps={args.steps}")
+    extra = "".join(f" {sw + ' ms':>{len(sw) + 3}s} {'vs fast':>7s} {'warm s':>6s}" for sw in args.switches)
     print(f"{'model':26s} {'batch':>5s} {'fp32 eager ms':>13s} {'fast ms':>8s} {'ratio':>6s} "
-          f"{'fast img/s':>10s} {'planned steps':>13s} {'runs':>4s} {'est. s':>7s}")
+          f"{'fast img/s':>10s} {'planned steps':>13s} {'runs':>4s} {'est. s':>7s}{extra}")
     total = 0.0
     for ds in args.only:
         s = config.settings(ds, args.profile)
@@ -89,8 +106,12 @@ def main() -> None:
                 teachers[n] = zoo.build(e, s)[0].to(device).eval()
         for n, e in entries.items():
             teacher = teachers.get(e.teacher) if e.kd in recipes.ONLINE_KD else None
-            slow = step_ms(e, s, device, "off", args.steps, teacher)
-            fast = step_ms(e, s, device, "on", args.steps, teacher)
+            slow, _ = step_ms(e, s, device, "off", args.steps, teacher)
+            fast, _ = step_ms(e, s, device, "on", args.steps, teacher)
+            cols = ""
+            for sw in args.switches:
+                ms, warm = step_ms(e, s, device, "on", args.steps, teacher, **SWITCHES[sw])
+                cols += f" {ms:>{len(sw) + 3}.2f} {fast / ms:>6.2f}x {warm:>6.1f}"
             bs = zoo.train_config(e, s).batch_size
             n_items = s.export.per_class * 10 if e.kd == "blackbox" else DATASET_SIZE[ds]  # teacher set or real
             planned = runs.planned_steps(e, s, n_items)
@@ -98,7 +119,7 @@ def main() -> None:
             est = planned * fast / 1000 * seeds
             total += est
             print(f"{n:26s} {bs:>5d} {slow:>13.2f} {fast:>8.2f} {slow / fast:>5.2f}x {bs / fast * 1000:>10.0f} "
-                  f"{planned:>13,d} {seeds:>4d} {est:>7.0f}")
+                  f"{planned:>13,d} {seeds:>4d} {est:>7.0f}{cols}")
     print(f"estimated training time of the {args.profile} walk, models one after another on the fast path: "
           f"{total / 60:.1f} min (evaluation, export and chapter 07's fine-tunes not included)")
 

@@ -50,6 +50,8 @@ class TrainConfig:
     diffaug: str = ""  # DiffAugment policy applied to D's inputs, e.g. "color,translation,cutout"
     ckpt_every: int = 500  # steps between resumable checkpoints (and one at every epoch end)
     fast: str = "auto"  # auto: the fast path (bf16 autocast, TF32, fused Adam, noise on the device) on CUDA | on | off
+    compile: str = "off"  # on: torch.compile G and D (eager again if compiling fails) | off; benchmarks/train_speed.py
+    channels_last: bool = False  # True: G, D (and a teacher) in channels_last memory format, on the fast path only
     log_every: int = 50  # steps between lines of metrics.jsonl (history.json keeps every step)
     sample_every: int = 0  # steps between fixed-z sample sheets (0: only one per epoch)
     n_fixed: int = 100  # fixed-z sample sheet size (10 per class for conditional models)

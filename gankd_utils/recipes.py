@@ -31,7 +31,7 @@ Step = Callable[[RunState, tuple, bool], dict[str, torch.Tensor]]
 
 def _d_step(run: RunState, x: torch.Tensor, y_real, z: torch.Tensor, y_fake) -> dict[str, torch.Tensor]:
     """One D update on real ``x`` against G's images for (z, y_fake)."""
-    G, D = run.G, run.D
+    G, D = run.g, run.d
     with run.autocast():
         with torch.no_grad():
             fake = G(z, y_fake)
@@ -48,8 +48,8 @@ def _online(run: RunState, batch: tuple, update_g: bool,
     out = _d_step(run, x, y if run.cond else None, z, y_fake)
     if update_g:
         with run.autocast():
-            fake, feat = run.G(z, y_fake, return_features=True)
-            g_adv = run.g_loss_fn(run.D(run.aug(fake), y_fake).float())
+            fake, feat = run.g(z, y_fake, return_features=True)
+            g_adv = run.g_loss_fn(run.d(run.aug(fake), y_fake).float())
             g_loss = run.cfg.w_adv * g_adv
             out["g_adv"] = g_adv
             if kd_term is not None:
@@ -104,13 +104,13 @@ def blackbox_kd_step(run: RunState, batch: tuple, update_g: bool) -> dict[str, t
     (every ``n_critic``-th step), the hinge adversarial terms.
     """
     x_t, y, z = batch
-    G, D, cfg = run.G, run.D, run.cfg
+    G, D, cfg = run.g, run.d, run.cfg
     real = None
     if run.real is not None and cfg.w_real:
         idx = run.randint(len(run.real), len(x_t)).to(run.real.images.device)
         real = (to_float(run.real.images[idx]).to(run.device), run.real.labels[idx].to(run.device),
-                run.randn(len(x_t), G.z_dim))
-    for p in D.parameters():
+                run.randn(len(x_t), run.G.z_dim))
+    for p in run.D.parameters():
         p.requires_grad_(True)
     with run.autocast():
         with torch.no_grad():
@@ -128,7 +128,7 @@ def blackbox_kd_step(run: RunState, batch: tuple, update_g: bool) -> dict[str, t
     run.backward_step(d_loss, run.opt_d)
     out["d_loss"] = d_loss
 
-    for p in D.parameters():  # G's step: no gradient into D
+    for p in run.D.parameters():  # G's step: no gradient into D
         p.requires_grad_(False)
     with run.autocast():
         fake = G(z, y)
@@ -150,7 +150,7 @@ def blackbox_kd_step(run: RunState, batch: tuple, update_g: bool) -> dict[str, t
                 g_loss = g_loss + cfg.w_real * cfg.w_adv * g_real
                 out["g_realbranch"] = g_real
     run.backward_step(g_loss, run.opt_g)
-    for p in D.parameters():
+    for p in run.D.parameters():
         p.requires_grad_(True)
     run.update_ema()
     out["g_loss"] = g_loss

@@ -13,11 +13,20 @@ the host. On the CPU (the default there) every draw comes from a CPU generator
 and a resumed run is bit-identical to an uninterrupted one; on CUDA a resumed run
 continues the same data order and the same noise streams, but bitwise equality
 is not promised (cuDNN and autocast choose kernels freely).
+
+Two more switches, off by default until ``benchmarks/train_speed.py`` shows they pay
+on a given GPU: ``TrainConfig.compile = "on"`` runs G's and D's forward passes
+through ``torch.compile`` (the step functions call :attr:`RunState.g` and
+:attr:`RunState.d`; if compiling fails the run warns once and goes on eagerly),
+and ``channels_last = True`` keeps G, D and a teacher in channels-last memory
+format on the fast path. Neither changes what a step computes, and a run may
+resume with either switched.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
+import warnings
 from typing import Any
 
 import torch
@@ -50,6 +59,37 @@ def fast_enabled(cfg: TrainConfig, device: torch.device) -> bool:
     return cfg.fast == "on" or (cfg.fast == "auto" and device.type == "cuda")
 
 
+class Compiled:
+    """``module``'s forward through ``torch.compile``; eager from the first call whose compiling fails.
+
+    A call that fails eagerly too raises its own error (a real bug is never hidden).
+    """
+
+    def __init__(self, module: nn.Module, name: str):
+        self.module, self.name = module, name
+        self.compiled = torch.compile(module)
+        self.failed: str | None = None
+
+    def __call__(self, *args, **kwargs):
+        if self.failed is None:
+            try:
+                return self.compiled(*args, **kwargs)
+            except Exception as e:  # a graph-capture or backend failure: the eager module computes the same
+                out = self.module(*args, **kwargs)  # a wrong call raises its own error here
+                self.failed = f"{type(e).__name__}: {e}"
+                warnings.warn(f"torch.compile of {self.name} failed ({self.failed[:300]}); it runs eagerly from "
+                              "now on (set compile='off' to skip compiling)", RuntimeWarning, stacklevel=2)
+                return out
+        return self.module(*args, **kwargs)
+
+
+def compile_enabled(cfg: TrainConfig) -> bool:
+    """Whether ``cfg.compile`` ("on" | "off") asks for torch.compile."""
+    if cfg.compile not in ("on", "off"):
+        raise ValueError(f"compile must be 'on' or 'off', got {cfg.compile!r}")
+    return cfg.compile == "on"
+
+
 class RunState:
     """G, D (and EMA of G, a feature adapter), their optimizers, the noise stream, counters and history.
 
@@ -65,6 +105,10 @@ class RunState:
         self.cond = bool(getattr(G, "n_classes", 0))
         self.d_loss_fn, self.g_loss_fn = losses.adversarial(cfg.loss)
         self.fast = fast_enabled(cfg, device)
+        if cfg.channels_last and self.fast:
+            for m in (G, D, teacher):
+                if m is not None:
+                    m.to(memory_format=torch.channels_last)
         self.adapter = None
         if adapter and teacher is not None and G.feature_channels != teacher.feature_channels:
             self.adapter = dcgan_init(FeatureAdapter(G.feature_channels, teacher.feature_channels),
@@ -95,6 +139,9 @@ class RunState:
         self.real = real  # black-box KD: optional real images for the real-data GAN branch
         if real is not None and self.fast and device.type == "cuda":
             self.real = ImageSet(real.images.to(device), real.labels.to(device), real.classes, real.name)
+        # the forward passes the step functions call: compiled, or the modules themselves
+        self.g = Compiled(G, "G") if compile_enabled(cfg) else G
+        self.d = Compiled(D, "D") if compile_enabled(cfg) else D
         self.G_ema = None
         if cfg.ema_decay:
             self.G_ema = copy.deepcopy(G).eval()

@@ -1,4 +1,5 @@
 """One step function per recipe (gankd_utils.recipes): the losses each recipe composes and what it needs."""
+import math
 import pytest
 import torch
 from builders import bb_cfg, bb_pair, cfg, cond_pair, teacher_set, tiny_set
@@ -105,3 +106,72 @@ def test_blackbox_needs_z(tmp_path):
     s = teacher_set()
     with pytest.raises(ValueError, match="teacher set with z"):
         train_blackbox(G, D, data.ImageSet(s.images, s.labels, s.classes, "no-z"), bb_cfg(), tmp_path, "cpu")
+
+
+# ---------------------------------------------------------------- compile / channels_last switches
+
+def _history_of(tmp_path, name, **kw):
+    G, D = bb_pair()
+    res = train_blackbox(G, D, teacher_set(), bb_cfg(max_steps=2, **kw), tmp_path / name, "cpu", progress=False)
+    return res["history"], G
+
+
+def test_compiled_steps_compute_what_eager_steps_do(tmp_path, monkeypatch):
+    # the "eager" backend: dynamo captures G's and D's graphs (return_features, no_grad, requires_grad
+    # toggles) without the C++ compile that inductor needs; the numbers must be those of the eager run
+    monkeypatch.setattr(torch, "compile", lambda m: torch._dynamo.optimize("eager")(m))
+    torch._dynamo.reset()
+    eager, G0 = _history_of(tmp_path, "eager")
+    compiled, G1 = _history_of(tmp_path, "compiled", compile="on")
+    for k in ("d_loss", "g_loss", "kd_pixel", "kd_dfeat"):
+        assert compiled[k] == pytest.approx(eager[k], rel=1e-5, abs=1e-6), k
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(G0.parameters(), G1.parameters()))
+
+
+def test_a_failed_compile_runs_eagerly_and_says_so(tmp_path, monkeypatch):
+    def broken(module):
+        def call(*a, **kw):
+            raise RuntimeError("backend exploded")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken)
+    eager, _ = _history_of(tmp_path, "eager")
+    with pytest.warns(RuntimeWarning, match=r"torch.compile of G failed \(RuntimeError: backend exploded\); it runs "
+                                             r"eagerly"):
+        fell_back, _ = _history_of(tmp_path, "fallback", compile="on")
+    assert fell_back["g_loss"] == pytest.approx(eager["g_loss"], rel=1e-6)
+
+
+def test_a_real_error_is_not_hidden_by_the_fallback(monkeypatch):
+    from gankd_utils.runstate import Compiled
+
+    monkeypatch.setattr(torch, "compile", lambda m: m)  # "compiled" = the module: the same error both ways
+    G, _ = bb_pair()
+    call = Compiled(G, "G")
+    with pytest.raises(ValueError, match=r"z must have shape \(N, 128\)"):  # eager fails too: its error is raised
+        call(torch.randn(2, 7), torch.zeros(2, dtype=torch.long))
+    assert call.failed is None  # and compiling is not blamed
+
+
+def test_switch_values_are_checked_and_leave_the_resume_key_alone():
+    from gankd_utils import checkpoint
+    from gankd_utils.runstate import compile_enabled
+
+    with pytest.raises(ValueError, match="compile must be 'on' or 'off', got 'yes'"):
+        compile_enabled(bb_cfg(compile="yes"))
+    assert checkpoint.resume_key(bb_cfg(compile="on", channels_last=True)) == checkpoint.resume_key(bb_cfg())
+
+
+def test_channels_last_on_the_fast_path_trains_saves_and_reloads(tmp_path):
+    G, D = bb_pair()
+    run = RunState(G, D, bb_cfg(fast="on", channels_last=True), torch.device("cpu"))
+    w = next(p for p in G.parameters() if p.ndim == 4)
+    assert w.is_contiguous(memory_format=torch.channels_last)
+    hist, G1 = _history_of(tmp_path, "cl", fast="on", channels_last=True)
+    assert all(math.isfinite(v) for v in hist["g_loss"])
+    from gankd_utils import checkpoint
+    back = checkpoint.load_model(tmp_path / "cl" / "G")  # safetensors needs contiguous tensors: saved as such
+    assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), G1.state_dict().values()))
+    plain = RunState(*bb_pair(), bb_cfg(channels_last=True), torch.device("cpu"))  # off the fast path: unchanged
+    w = next(p for p in plain.G.parameters() if p.ndim == 4)
+    assert not w.is_contiguous(memory_format=torch.channels_last) and run.fast
