@@ -23,27 +23,46 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from . import data, metrics, paths, runlog
+from . import data, metrics, paths, runlog, weights
 from .config import Settings
 from .runs import base_name, planned_steps, train_or_load
 from .zoo import Entry, family_teacher
 
 
+def evaluator_classifier(settings: Settings, device="auto", weights_: str = "auto",
+                         say=print) -> metrics.ClassifierExtractor:
+    """The evaluator classifier of ``settings.dataset``: the shipped one of the full run, or the profile's own.
+
+    With ``weights_`` "auto" (where shipped) or "shipped", every profile scores with the
+    full run's classifier (sha256-checked), so its numbers are measured as the report's are;
+    otherwise the profile's classifier is trained once and cached (``metrics.get_classifier``).
+    """
+    ds, ev = settings.dataset, settings.eval
+    if weights.resolve(weights_, ds, "classifier") == "shipped":
+        part = weights.parts_of(ds, "classifier")[0]
+        clf = metrics.load_classifier(weights.path(ds, "classifier", part), device)
+        say(f"Evaluator classifier: the full run's, shipped ({weights.weights_root()}), test accuracy "
+            f"{clf.test_accuracy:.2%}.")
+        return clf
+    return metrics.get_classifier(ds, epochs=ev.cls_epochs, n_train=ev.cls_n_train, width=ev.cls_width,
+                                  device=device, seed=settings.seed)
+
+
 def evaluators(settings: Settings, real: data.ImageSet, device="auto", where: str = "",
-               reference: str | None = None, classifier: bool = True,
-               say=print) -> list[metrics.Evaluator]:
+               reference: str | None = None, classifier: bool = True, say=print,
+               weights_: str = "auto") -> list[metrics.Evaluator]:
     """The evaluation pipelines of a chapter on ``real`` (the reference set).
 
-    ``classifier``: the project's own ``settings.dataset`` classifier (trained once and cached);
-    Inception FID / IS are added when pytorch-fid's weights are available, else the
-    skip is recorded under ``where`` and ``say`` tells the user. ``reference``: the
-    Inception protocol's reference name (default ``<dataset>train``).
+    ``classifier``: the project's own ``settings.dataset`` classifier (:func:`evaluator_classifier`: the
+    shipped one, or trained once and cached); Inception FID / IS are added when pytorch-fid's
+    weights are available, else the skip is recorded under ``where`` and ``say`` tells the
+    user. ``reference``: the Inception protocol's reference name (default ``<dataset>train``).
+    ``weights_``: the notebook's ``WEIGHTS`` (auto | shipped | train).
     """
     ev = settings.eval
     out = []
     if classifier:
-        clf = metrics.get_classifier(settings.dataset, epochs=ev.cls_epochs, n_train=ev.cls_n_train,
-                                     width=ev.cls_width, device=device, seed=settings.seed)
+        clf = evaluator_classifier(settings, device, weights_, say)
         out.append(metrics.Evaluator(clf, real, ev.n_samples, seed=settings.seed, batch_size=ev.batch_size,
                                      n_ref=ev.n_ref))
     try:

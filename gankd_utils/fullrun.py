@@ -2,7 +2,8 @@
 
 A stage trains what one part of the walk needs, runs that chapter's notebook on
 the finished models (which then only load them), ships the final generator
-weights under ``results/weights/`` (:mod:`gankd_utils.weights`) and packs what it
+weights under ``results/weights/`` (:mod:`gankd_utils.weights`), with the evaluator
+classifier of its dataset (the ``mnist`` and ``cifar10-students`` stages), and packs what it
 made into archives of at most 16 MiB, to be carried off a remote machine:
 
 | stage              | trains                                                | notebook |
@@ -37,15 +38,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import config, data, nbrun, paths, repro, runs, weights, zoo
+from . import config, data, evaluation, metrics, nbrun, paths, repro, runs, weights, zoo
 
 STAGES = ("mnist", "cifar10-teacher", "cifar10-students", "tinygan", "compare", "compress")
 PART_BYTES = 16 * 2 ** 20  # the most one carried file may hold
 NOTEBOOK = {"mnist": "03", "cifar10-students": "04", "tinygan": "05", "compare": "06", "compress": "07"}
 RESULTS = {"mnist": ["03_mnist"], "cifar10-teacher": [], "cifar10-students": ["04_cifar10"],
            "tinygan": ["05_tinygan"], "compare": ["06_compare"], "compress": ["07_compress"]}
-SHIPS = {"mnist": "mnist/", "cifar10-teacher": "cifar10/cgan_teacher", "cifar10-students": "cifar10/cgan_student",
-         "tinygan": "cifar10/tinygan_student", "compare": None, "compress": None}  # weights a stage ships (prefix)
+SHIPS = {"mnist": ("mnist/",), "cifar10-teacher": ("cifar10/cgan_teacher",),
+         "cifar10-students": ("cifar10/cgan_student", "cifar10/classifier"), "tinygan": ("cifar10/tinygan_student",),
+         "compare": (), "compress": ()}  # the weights a stage ships (path prefixes under results/weights)
+CLASSIFIER_STAGE = {"mnist": "mnist", "cifar10-students": "cifar10"}  # the stage that ships each evaluator classifier
 
 
 def _shipped_parts(entry: zoo.Entry) -> tuple[str, ...]:
@@ -78,6 +81,22 @@ def _ship(dataset: str, names: Sequence[str], settings: config.Settings, device:
     for key, folder in finished.items():  # one model at a time: its own parts
         weights.ship({key: folder}, parts=_shipped_parts(entries[key.split("/")[1]]), profile=settings.profile,
                      device=device)
+
+
+def ship_classifier(settings: config.Settings, device) -> str:
+    """Ship the evaluator classifier of ``settings`` (trained now if not cached); returns its part name.
+
+    Every later chapter, and the smaller profiles, then score with this very classifier.
+    """
+    clf = evaluation.evaluator_classifier(settings, device, "auto")
+    ds = settings.dataset
+    if weights.has(ds, "classifier"):  # already shipped (a rerun of the stage, or a later machine)
+        return weights.parts_of(ds, "classifier")[0]
+    ev = settings.eval
+    stem, _ = metrics.classifier_path(ds, ev.cls_epochs, ev.cls_n_train, settings.seed, ev.cls_width)
+    weights.ship({f"{ds}/classifier": stem.parent}, parts=(stem.name,), profile=settings.profile, device=str(device),
+                 note=f"evaluator classifier, test accuracy {clf.test_accuracy:.4f}")
+    return stem.name
 
 
 def _notebook(stage: str, profile: str, seed: int) -> Path:
@@ -140,6 +159,8 @@ def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float 
         else:  # compare, compress: everything comes from the shipped weights
             restore_shipped("mnist", config.settings("mnist", profile, seed))
     out["finished"] = not out["paused"]
+    if not out["paused"] and stage in CLASSIFIER_STAGE:
+        ship_classifier(config.settings(CLASSIFIER_STAGE[stage], profile, seed), device)
     if out["paused"]:
         say(f"stage {stage}: paused ({', '.join(out['paused'])}) after {time.monotonic() - t0:.0f} s; "
             "run the same command again to go on")
@@ -199,7 +220,7 @@ def pack(stage: str, out_dir: str | Path, paused: Sequence[str] = ()) -> list[Pa
                 _add_tree(tar, root, Path("executed") / nb.name, exclude_runs=False)
         _add_tree(tar, root, Path("REPORT.md"), exclude_runs=False)
         wroot = weights.weights_root()
-        if SHIPS[stage] is not None and wroot.is_dir():  # this stage's weights and the manifest of all
+        if SHIPS[stage] and wroot.is_dir():  # this stage's weights and the manifest of all
             for f in sorted(wroot.rglob("*")):
                 rel = f.relative_to(wroot).as_posix()
                 if f.is_file() and (rel.startswith(SHIPS[stage]) or "/" not in rel):

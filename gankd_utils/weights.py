@@ -14,6 +14,7 @@ Layout::
       SHA256SUMS                     the same sums for `sha256sum -c SHA256SUMS` (run inside the folder)
       <dataset>/<model>/G.safetensors + G.json    the generator, a gankd checkpoint
       <dataset>/<model>/D.safetensors + D.json    the discriminator, when shipped for fine-tunes
+      <dataset>/classifier/<dataset>cls_<id>.safetensors + .json   the run's evaluator classifier
 
 ``MANIFEST.json``::
 
@@ -286,6 +287,13 @@ def restore(key: str, run_dir: str | Path, parts: Sequence[str] = ("G",), root: 
     return run_dir
 
 
+def parts_of(dataset: str, model: str, root: str | Path | None = None) -> list[str]:
+    """The checkpoint names shipped for ``dataset/model`` (``["D", "G"]``, a classifier's cache name); no hashing."""
+    m = _need_manifest(_root(root))
+    entry = _model_entry(m, f"{dataset}/{model}", _root(root))
+    return sorted(PurePosixPath(r).stem for r in entry["files"] if r.endswith(".safetensors"))
+
+
 def resolve(choice: str, dataset: str, model: str, root: str | Path | None = None) -> str:
     """The notebooks' ``WEIGHTS`` parameter: ``"shipped"`` or ``"train"``.
 
@@ -370,8 +378,9 @@ def ship(run_dirs: Mapping[str, str | Path], root: str | Path | None = None, par
     root = _root(root)
     parts = tuple(parts)
     names_ok = all(isinstance(p, str) and _NAME.match(p) for p in parts)
-    if "G" not in parts or len(set(parts)) != len(parts) or not names_ok:
-        raise ValueError(f"parts must name distinct checkpoints and include 'G', got {parts!r}")
+    if not parts or len(set(parts)) != len(parts) or not names_ok:
+        raise ValueError(f"parts must name distinct checkpoints (a generator's 'G', its 'D'; an evaluator "
+                         f"classifier's cache name), got {parts!r}")
     if not run_dirs:
         raise ValueError("nothing to ship: run_dirs is empty")
     runs = {key: Path(d).expanduser() for key, d in run_dirs.items()}
@@ -395,8 +404,8 @@ def ship(run_dirs: Mapping[str, str | Path], root: str | Path | None = None, par
                                  f"{side.get('finished')!r}): finish the training (run the same command again "
                                  f"until it prints 'finished') before shipping {key}")
             net = checkpoint.load_model(run / part)  # readable, and rebuilds from its spec
-            if part == "G":
-                cfg = side.get("config") if isinstance(side.get("config"), dict) else {}
+            if part == parts[0]:  # G for a generator
+                cfg = next((side[k] for k in ("config", "settings") if isinstance(side.get(k), dict)), {})
                 entry.update(seed=cfg.get("seed"), steps=side.get("step"), params=count_params(net))
             for ext in (".safetensors", ".json"):
                 sources[f"{key}/{part}{ext}"] = run / f"{part}{ext}"

@@ -6,6 +6,7 @@ import json
 import tarfile
 
 import pytest
+import torch
 
 from gankd_utils import checkpoint, config, fullrun, runs, weights, zoo
 
@@ -80,3 +81,34 @@ def test_teacher_stage_pauses_resumes_ships_and_a_fresh_folder_continues(results
     assert again is not None and again.finished
     shipped = json.loads((fresh / "weights" / "MANIFEST.json").read_text())
     assert shipped["profile"] == "smoke" and "cifar10/cgan_teacher" in shipped["models"]
+
+
+def test_the_evaluator_classifier_ships_and_every_profile_then_scores_with_it(results, tmp_path):
+    from gankd_utils import evaluation, metrics
+    from gankd_utils.models import ConvClassifier
+
+    full = config.settings("mnist", "full")
+    ev = full.eval
+    stem, settings = metrics.classifier_path("mnist", ev.cls_epochs, ev.cls_n_train, 0, ev.cls_width)
+    net = ConvClassifier(1, 10, width=4).eval()  # stands in for the trained one (the cache is what is read)
+    checkpoint.save_model(stem, net, settings=settings, test_accuracy=0.991, finished=True)
+    said = []
+    part = fullrun.ship_classifier(full, "cpu")
+    assert part == stem.name and weights.parts_of("mnist", "classifier") == [part]
+    assert weights.verify("mnist/classifier")  # sha256 listed and checked
+    quick = config.settings("mnist", "quick")
+    clf = evaluation.evaluator_classifier(quick, "cpu", "auto", say=said.append)
+    assert clf.test_accuracy == 0.991 and clf.name == "mnistcls" and "the full run's, shipped" in said[0]
+    x = torch.rand(3, 1, 28, 28) * 2 - 1
+    assert torch.equal(clf.model(x), net(x))
+    assert fullrun.ship_classifier(full, "cpu") == part  # shipped already: nothing changes
+    # "train" never reads the shipped file: the quick profile's own classifier (here: a cached stand-in)
+    qstem, qset = metrics.classifier_path("mnist", quick.eval.cls_epochs, quick.eval.cls_n_train, 0,
+                                          quick.eval.cls_width)
+    checkpoint.save_model(qstem, ConvClassifier(1, 10, width=4), settings=qset, test_accuracy=0.5, finished=True)
+    assert evaluation.evaluator_classifier(quick, "cpu", "train", say=said.append).test_accuracy == 0.5
+    shipped = weights.weights_root() / "mnist" / "classifier" / f"{part}.safetensors"
+    shipped.write_bytes(shipped.read_bytes()[:-1] + b"\0")  # altered: a clear error naming the file
+    with pytest.raises(weights.ShippedWeightsError, match=rf"{part}\.safetensors does not match"):
+        evaluation.evaluator_classifier(quick, "cpu", "auto")
+    assert fullrun.SHIPS["cifar10-students"] == ("cifar10/cgan_student", "cifar10/classifier")

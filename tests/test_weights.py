@@ -225,8 +225,9 @@ def test_a_run_without_checkpoint_is_refused(wroot, tmp_path):
         weights.ship({"mnist/tiny": tmp_path / "run"}, parts=("G", "D"))
     with pytest.raises(ValueError, match="dataset/model"):
         weights.ship({"tiny": tmp_path / "run"})
-    with pytest.raises(ValueError, match="include 'G'"):
-        weights.ship({"mnist/tiny": tmp_path / "run"}, parts=("D",))
+    for parts in ((), ("G", "G"), ("../G",)):
+        with pytest.raises(ValueError, match="parts must name distinct checkpoints"):
+            weights.ship({"mnist/tiny": tmp_path / "run"}, parts=parts)
     assert not wroot.exists()
 
 

@@ -20,7 +20,7 @@ from ..data import ImageSet, to_float
 from ..io import atomic_write, atomic_write_text
 from ..models import generate
 from .extractors import (ClassifierExtractor, InceptionExtractor, WeightsUnavailable, classifier_accuracy,
-                         get_classifier, inception_weights, train_classifier)
+                         classifier_path, get_classifier, inception_weights, load_classifier, train_classifier)
 from .frechet import feature_stats, frechet_distance
 from .kid import kid
 from .prdc import precision_recall
@@ -171,6 +171,6 @@ def save_metrics(path: str | Path, metrics: dict) -> Path:
 
 
 __all__ = ["Evaluator", "inception_score", "ClassifierExtractor", "InceptionExtractor", "WeightsUnavailable", "get_classifier",
-           "train_classifier", "classifier_accuracy", "inception_weights", "feature_stats", "frechet_distance",
+           "classifier_path", "load_classifier", "train_classifier", "classifier_accuracy", "inception_weights", "feature_stats", "frechet_distance",
            "kid", "precision_recall", "count_params", "count_nonzero", "count_keras_style", "count_macs", "state_bytes",
            "size_report", "generator_speed", "speed_table", "protocol_name", "count_tag", "save_metrics"]

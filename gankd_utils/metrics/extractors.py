@@ -128,19 +128,33 @@ def get_classifier(dataset: str, epochs: int, n_train: int | None = None, device
     The cache file name carries a hash of the training settings, so a quick
     classifier never stands in for a full one.
     """
-    settings = {"dataset": dataset, "epochs": epochs, "n_train": n_train, "seed": seed, "width": width,
-                "arch": "ConvClassifier/1"}
-    sid = _settings_id(settings)
-    path = paths.results_dir("classifiers") / f"{dataset}cls_{sid}"
+    path, settings = classifier_path(dataset, epochs, n_train, seed, width)
     device = repro.get_device(device)
     if path.with_suffix(".json").exists() and not retrain:
-        model = checkpoint.load_model(path, device)
-        acc = checkpoint.read_sidecar(path)["test_accuracy"]
-    else:
-        model, acc = train_classifier(dataset, epochs, n_train, device, seed, progress, root, width)
-        checkpoint.save_model(path, model, settings=settings, test_accuracy=acc,
-                              note="evaluator classifier trained by gankd; its FIDs are not Inception FIDs")
-    return ClassifierExtractor(model, f"{dataset}cls", acc, sid)
+        return load_classifier(path, device)
+    model, acc = train_classifier(dataset, epochs, n_train, device, seed, progress, root, width)
+    checkpoint.save_model(path, model, settings=settings, test_accuracy=acc, finished=True,
+                          note="evaluator classifier trained by gankd; its FIDs are not Inception FIDs")
+    return ClassifierExtractor(model, f"{dataset}cls", acc, _settings_id(settings))
+
+
+def classifier_path(dataset: str, epochs: int, n_train: int | None = None, seed: int = 0,
+                    width: int = 16) -> tuple[Path, dict]:
+    """Where :func:`get_classifier` caches the classifier of these settings (a checkpoint stem), and the settings."""
+    settings = {"dataset": dataset, "epochs": epochs, "n_train": n_train, "seed": seed, "width": width,
+                "arch": "ConvClassifier/1"}
+    return paths.results_dir("classifiers") / f"{dataset}cls_{_settings_id(settings)}", settings
+
+
+def load_classifier(stem: str | Path, device="cpu") -> ClassifierExtractor:
+    """A saved evaluator classifier (a checkpoint stem that :func:`get_classifier` wrote) as an extractor."""
+    side = checkpoint.read_sidecar(stem)
+    if "test_accuracy" not in side or not isinstance(side.get("settings"), dict):
+        raise checkpoint.CheckpointError(f"{stem}.json is not an evaluator classifier's sidecar (no settings and "
+                                         "test_accuracy)")
+    model = checkpoint.load_model(stem, repro.get_device(device))
+    return ClassifierExtractor(model, f"{side['settings']['dataset']}cls", side["test_accuracy"],
+                               _settings_id(side["settings"]))
 
 
 # ------------------------------------------------------------------ Inception
