@@ -1,7 +1,7 @@
 """Training speed of every model of the walk: the plain fp32 eager path and the fast path side by side.
 
     .venv/bin/python benchmarks/train_speed.py [--device auto] [--steps 20] [--profile full] [--only mnist]
-                                               [--switches compile channels_last]
+                                               [--models NAME ...] [--switches compile channels_last]
 
 For each model of chapters 03-05 (the zoo), in one process: milliseconds per
 training step (one D update, plus the G update every ``n_critic``-th step, as the
@@ -84,6 +84,7 @@ def main() -> None:
     ap.add_argument("--profile", default="full", help="whose batch sizes and planned steps to use")
     ap.add_argument("--only", nargs="*", default=["mnist", "cifar10"], help="datasets")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--models", nargs="*", default=None, help="only these zoo names (default: every model)")
     ap.add_argument("--switches", nargs="*", default=[], choices=list(SWITCHES),
                     help="also time the fast path with each of these switched on (its own columns: ms, ratio to "
                          "the fast path, warm-up seconds, which include compiling)")
@@ -105,6 +106,8 @@ def main() -> None:
             if e.role == "teacher":
                 teachers[n] = zoo.build(e, s)[0].to(device).eval()
         for n, e in entries.items():
+            if args.models and n not in args.models:
+                continue
             teacher = teachers.get(e.teacher) if e.kd in recipes.ONLINE_KD else None
             slow, _ = step_ms(e, s, device, "off", args.steps, teacher)
             fast, _ = step_ms(e, s, device, "on", args.steps, teacher)
