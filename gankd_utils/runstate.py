@@ -17,7 +17,9 @@ is not promised (cuDNN and autocast choose kernels freely).
 Two more switches, off by default until ``benchmarks/train_speed.py`` shows they pay
 on a given GPU: ``TrainConfig.compile = "on"`` runs G's and D's forward passes
 through ``torch.compile`` (the step functions call :attr:`RunState.g` and
-:attr:`RunState.d`; if compiling fails the run warns once and goes on eagerly),
+:attr:`RunState.d`; if compiling fails the run warns once and goes on eagerly;
+a spectrally normalised D, as in chapters 04 and 05, always runs eagerly: its
+power iteration updates buffers in place, which a compiled backward cannot follow),
 and ``channels_last = True`` keeps G, D and a teacher in channels-last memory
 format on the fast path. Neither changes what a step computes, and a run may
 resume with either switched.
@@ -37,7 +39,7 @@ from .augment import diff_augment
 from .config import TrainConfig
 from .data import ImageSet
 from .dist import Dist
-from .models.layers import dcgan_init
+from .models.layers import dcgan_init, spectral_norm_modules
 
 
 class FeatureAdapter(nn.Module):
@@ -139,9 +141,11 @@ class RunState:
         self.real = real  # black-box KD: optional real images for the real-data GAN branch
         if real is not None and self.fast and device.type == "cuda":
             self.real = ImageSet(real.images.to(device), real.labels.to(device), real.classes, real.name)
-        # the forward passes the step functions call: compiled, or the modules themselves
-        self.g = Compiled(G, "G") if compile_enabled(cfg) else G
-        self.d = Compiled(D, "D") if compile_enabled(cfg) else D
+        # the forward passes the step functions call: compiled, or the modules themselves. A module with
+        # spectral norm runs eagerly: its power iteration updates buffers in place during the forward, and a
+        # compiled graph saves those buffers for a backward that runs after the next forward has changed them
+        self.g = Compiled(G, "G") if compile_enabled(cfg) and not spectral_norm_modules(G) else G
+        self.d = Compiled(D, "D") if compile_enabled(cfg) and not spectral_norm_modules(D) else D
         self.G_ema = None
         if cfg.ema_decay:
             self.G_ema = copy.deepcopy(G).eval()

@@ -175,3 +175,14 @@ def test_channels_last_on_the_fast_path_trains_saves_and_reloads(tmp_path):
     plain = RunState(*bb_pair(), bb_cfg(channels_last=True), torch.device("cpu"))  # off the fast path: unchanged
     w = next(p for p in plain.G.parameters() if p.ndim == 4)
     assert not w.is_contiguous(memory_format=torch.channels_last) and run.fast
+
+
+def test_compile_skips_a_spectrally_normalised_discriminator(monkeypatch):
+    from gankd_utils.runstate import Compiled
+
+    monkeypatch.setattr(torch, "compile", lambda m: m)
+    plain = RunState(*cond_pair(), cfg(compile="on"), torch.device("cpu"))  # DCGAN D: no spectral norm
+    assert isinstance(plain.g, Compiled) and isinstance(plain.d, Compiled)
+    G, D = bb_pair()
+    sn = RunState(G, D, bb_cfg(compile="on"), torch.device("cpu"))
+    assert isinstance(sn.g, Compiled) and sn.d is D
