@@ -196,12 +196,15 @@ MNIST: dict[str, dict[str, dict[str, Any]]] = {
                            timing_repeats=3),
               "export": dict(per_class=4, shard_size=16),
               "compress": dict(amounts=(0.5,), finetune_steps=3, repeats=2)},
-    # measured on 2 CPU cores: the eight MNIST models take about 2.5 s per step together
+    # The laptop walk (every notebook in at most 30 minutes on 2 CPU cores, teachers and classifiers shipped).
+    # Measured on 2 cores (fp32): the six MNIST students take 0.79 s per step together, so 312 steps of 64 are
+    # about 4 minutes; one scoring of 2,000 samples 2 s (the c512 teacher 6 s). Chapter 07 prunes once (50%),
+    # fine-tuned 100 steps: the shipped students' table, recomputed small.
     "quick": {"train": dict(n_train=20_000, epochs=1, batch_size=64, ckpt_every=100),
               "eval": dict(n_samples=2_000, n_ref=10_000, batch_size=500, cls_epochs=1, cls_n_train=None,
                            timing_repeats=10),
               "export": dict(per_class=100, shard_size=250),
-              "compress": dict(amounts=(0.3, 0.5), finetune_steps=150, repeats=5)},
+              "compress": dict(amounts=(0.5,), finetune_steps=100, repeats=5)},
     # One GPU, the whole walk in 25 minutes (planned from DESIGN.md's measured 3.7-4.4 ms per D+G step on the
     # lent H200, to be confirmed by benchmarks/train_speed.py): 10 epochs over all 60k images at batch 128
     # (4,680 steps; the Columbia project ran 25), students with 3 seeds so that KD vs scratch has a spread.
@@ -218,12 +221,17 @@ CIFAR10: dict[str, dict[str, dict[str, Any]]] = {
               "distill": dict(generator={"ch": 8, "embed_dim": 16}, discriminator={"ch": 8},
                               train=dict(epochs=1, batch_size=8, ckpt_every=4, log_every=1, n_fixed=20, n_critic=2)),
               "compress": dict(amounts=(0.5,), finetune_steps=3, repeats=2)},
-    "quick": {"train": dict(n_train=5_000, epochs=1, batch_size=64, ckpt_every=100),
+    # Measured on 2 cores (fp32, batch 64): a step of the four students takes 5.3 s together, the shipped
+    # teacher draws an image in 33 ms, one scoring of 1,000 samples 5 s (the teacher's 33 s). So the laptop
+    # walk trains at batch 32: every student 80 steps, 2 epochs over 1,280 images (scratch: real ones; KD: the
+    # 1,280-image teacher set, so that KD and scratch get the same budget), and the TinyGAN student 8 epochs
+    # of the teacher set (320 steps).
+    "quick": {"train": dict(n_train=1_280, epochs=2, batch_size=32, ckpt_every=100),
               "eval": dict(n_samples=1_000, n_ref=5_000, cls_epochs=2, cls_n_train=20_000, cls_width=16,
                            timing_repeats=10),
-              "export": dict(per_class=250, shard_size=1000),
+              "export": dict(per_class=128, shard_size=640),
               "distill": dict(train=dict(epochs=8, batch_size=32, ckpt_every=100, log_every=10)),
-              "compress": dict(amounts=(0.3, 0.5), finetune_steps=150, repeats=5)},
+              "compress": dict(amounts=(0.5,), finetune_steps=100, repeats=5)},
     # One GPU, the whole walk in 25 minutes (planned from DESIGN.md's measured 29 ms per bf16 D+G step of the
     # teacher at batch 256 and 19 ms at 64 on the lent H200, to be confirmed by benchmarks/train_speed.py):
     # 30 epochs at batch 128 = 11.7k steps per model, teacher and students alike (about 5 min for the teacher);

@@ -186,7 +186,8 @@ def train_or_load(entry: Entry, settings: Settings, real: data.ImageSet | None =
 def planned_steps(entry: Entry, settings: Settings, n_items: int) -> int:
     """The training steps ``settings`` plan for ``entry`` on a training set of ``n_items`` images."""
     cfg = train_config(entry, settings)
-    total = cfg.epochs * ((cfg.n_train or n_items) // cfg.batch_size)
+    per_epoch = min(cfg.n_train, n_items) if cfg.n_train else n_items  # a subset never exceeds its set
+    total = cfg.epochs * (per_epoch // cfg.batch_size)
     return min(total, cfg.max_steps) if cfg.max_steps else total
 
 
