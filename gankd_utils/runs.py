@@ -328,7 +328,7 @@ def collect(profile: str, seed: int = 0, device="auto", train_missing: bool = Tr
             say(f"{name}: no finished checkpoint in {dirs[name]}; training it now ({profile} profile)")
             real = real if real is not None else data.load_dataset(dataset, train=True)
             if e.kd == "blackbox" and teacher_set is None:
-                teacher_set = cifar10_teacher_set(s, device, progress=progress, real=real)["set"]
+                teacher_set = cifar10_teacher_set(s, device, progress=progress, real=real, weights_=weights_)["set"]
             models[name] = train_or_load(e, s, real, models, teacher_set, device, progress=progress).G
             sources[name] = f"trained now ({profile} profile)"
         out[dataset] = {"models": models, "entries": entries, "sources": sources, "run_dirs": dirs, "settings": s}

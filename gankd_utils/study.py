@@ -17,7 +17,7 @@ from typing import Any
 
 import torch.nn as nn
 
-from . import checkpoint, compress, data, metrics, repro, runs
+from . import checkpoint, compress, data, metrics, repro, runs, shards
 from .train import fit
 from .zoo import family_teacher, train_config
 
@@ -33,10 +33,13 @@ def finetune_inputs(name: str, part: Mapping[str, Any], device="auto", progress:
     if entry.role != "kd":
         raise ValueError(f"{name} is a {entry.role} model: only KD students get a KD fine-tune")
     real = data.load_dataset(entry.dataset, train=True)
-    blackbox = entry.kd == "blackbox"
-    teacher_set = runs.cifar10_teacher_set(settings, device, progress=progress, real=real)["set"] if blackbox else None
+    teacher = family_teacher(part["entries"], name)
+    teacher_set = None
+    if entry.kd == "blackbox":  # the set of the very teacher `part` holds (shipped or trained): chapter 04's export
+        ckpt = Path(part["run_dirs"][teacher]) / "G.safetensors"
+        teacher_set = shards.load_shards(runs.export_teacher(ckpt, settings, device, progress)["folder"])
     return {"cfg": train_config(entry, settings), "real": real, "teacher_set": teacher_set,
-            "teacher": None if blackbox else part["models"][family_teacher(part["entries"], name)]}
+            "teacher": None if teacher_set is not None else part["models"][teacher]}
 
 
 def kd_finetune(G: nn.Module, name: str, part: Mapping[str, Any], steps: int, run_dir: str | Path, device="auto",

@@ -83,3 +83,28 @@ def test_finetune_inputs(part, mnist_train):
     got = study.finetune_inputs("tiny_kd", part, "cpu", progress=False)
     assert got["teacher"] is part["models"]["tiny_teacher"] and got["teacher_set"] is None
     assert got["cfg"].kd == "pixel" and got["cfg"].name == "tiny_kd" and len(got["real"]) == 60000
+
+
+def test_a_blackbox_finetune_learns_from_the_set_of_the_teacher_it_was_given(tmp_path, monkeypatch, cifar_root):
+    # chapter 07 on shipped weights: the teacher set comes from the teacher `part` holds (its checkpoint),
+    # never from a teacher trained now in the profile
+    from gankd_utils import runs, shards
+    from gankd_utils.models import ProjectionDiscriminator, ResNetGenerator
+
+    monkeypatch.setenv("GANKD_TEACHERS", str(tmp_path / "teachers"))
+    s = config.settings("cifar10", "smoke")
+    teacher_dir, student_dir = tmp_path / "shipped" / "t", tmp_path / "shipped" / "s"
+    T = ResNetGenerator(ch=4).eval()
+    checkpoint.save_model(teacher_dir / "G", T, finished=True, step=1)
+    checkpoint.save_model(student_dir / "D", ProjectionDiscriminator(ch=8))
+    t_entry = Entry("t", "cifar10", "c", "teacher", lambda s: ResNetGenerator(ch=4),
+                    lambda s: ProjectionDiscriminator(ch=8))
+    s_entry = Entry("s_kd", "cifar10", "c", "kd", lambda s: ResNetGenerator(ch=4),
+                    lambda s: ProjectionDiscriminator(ch=8), config.TINYGAN, teacher="t")
+    part = {"models": {"t": T}, "entries": {"t": t_entry, "s_kd": s_entry},
+            "run_dirs": {"t": teacher_dir, "s_kd": student_dir}, "settings": s}
+    monkeypatch.setattr(runs, "train_or_load", lambda *a, **k: pytest.fail("no teacher may train here"))
+    got = study.finetune_inputs("s_kd", part, "cpu", progress=False)
+    assert got["teacher"] is None and len(got["teacher_set"]) == s.export.per_class * 10
+    folder = runs.export_teacher(teacher_dir / "G.safetensors", s, "cpu", progress=False)["folder"]
+    assert shards.read_manifest(folder)["count"] == len(got["teacher_set"])  # the same export, kept
