@@ -88,10 +88,10 @@ def ship_classifier(settings: config.Settings, device) -> str:
 
     Every later chapter, and the smaller profiles, then score with this very classifier.
     """
-    clf = evaluation.evaluator_classifier(settings, device, "auto")
     ds = settings.dataset
     if weights.has(ds, "classifier"):  # already shipped (a rerun of the stage, or a later machine)
         return weights.parts_of(ds, "classifier")[0]
+    clf = evaluation.evaluator_classifier(settings, device, "train")  # the cached one, or trained now
     ev = settings.eval
     stem, _ = metrics.classifier_path(ds, ev.cls_epochs, ev.cls_n_train, settings.seed, ev.cls_width)
     weights.ship({f"{ds}/classifier": stem.parent}, parts=(stem.name,), profile=settings.profile, device=str(device),

@@ -404,7 +404,7 @@ def ship(run_dirs: Mapping[str, str | Path], root: str | Path | None = None, par
                                  f"{side.get('finished')!r}): finish the training (run the same command again "
                                  f"until it prints 'finished') before shipping {key}")
             net = checkpoint.load_model(run / part)  # readable, and rebuilds from its spec
-            if part == parts[0]:  # G for a generator
+            if part == ("G" if "G" in parts else parts[0]):  # the model's own numbers: G's for a generator
                 cfg = next((side[k] for k in ("config", "settings") if isinstance(side.get(k), dict)), {})
                 entry.update(seed=cfg.get("seed"), steps=side.get("step"), params=count_params(net))
             for ext in (".safetensors", ".json"):
