@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint, config, data, distill, fullrun, nbrun, repro, runs, shards, teachers
+from . import checkpoint, config, data, distill, fullrun, nbrun, repro, runs, shards, teachers, weights
 from .classes import parse_classes
 from .data import to_uint8
 from .dist import from_env
@@ -83,13 +83,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.model} learns from an exported teacher set: pass --teacher-set DIR "
                              "(python -m gankd_utils export --teacher checkpoint ...)")
         teacher_set = shards.load_shards(args.teacher_set)
-    elif entry.teacher is not None:
-        teacher_entry = entries[entry.teacher]
-        teachers_[entry.teacher] = checkpoint.load_model(runs.run_dir(teacher_entry, settings) / "G", device)
+    elif entry.teacher is not None:  # online KD: the finished teacher, shipped or from its run folder
+        teacher_settings = settings if args.teacher_seed is None else settings.for_seed(args.teacher_seed)
+        teachers_[entry.teacher] = runs.load_teacher(entries[entry.teacher], teacher_settings, device, args.weights).G
     t0 = time.perf_counter()
     t = runs.train_or_load(entry, settings, real, teachers_, teacher_set, device, retrain=args.retrain,
-                           progress=not args.quiet)
-    state = "loaded (already finished)" if t.loaded else ("finished" if t.finished else "paused")
+                           progress=not args.quiet, weights_=args.weights)
+    state = ("loaded (shipped weights)" if t.loaded and runs.weights_choice(entry, settings, args.weights) == "shipped"
+             else "loaded (already finished)" if t.loaded else ("finished" if t.finished else "paused"))
     print(f"{args.model}: {state} at step {t.steps} in {time.perf_counter() - t0:.0f} s -> {t.run_dir}")
     return 0
 
@@ -170,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_export)
 
     t = sub.add_parser("train", help="train or resume one model of a dataset's zoo (same code and folders as the notebook)")
-    t.add_argument("--chapter", "--dataset", dest="chapter", required=True, choices=["mnist", "cifar10"],
+    t.add_argument("--dataset", "--chapter", dest="chapter", required=True, choices=["mnist", "cifar10"],
                    help="the dataset whose models the chapter trains")
     t.add_argument("--model", required=True, help="a model name of the dataset's zoo, e.g. cgan_teacher")
     t.add_argument("--profile", default="full", choices=["smoke", "quick", "full"])
@@ -178,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-steps", type=int, default=None,
                    help="pause after this many steps in all (a chunk of a long run); run again to go on")
     t.add_argument("--teacher-set", default=None, help="exported teacher shard folder (black-box KD students)")
+    t.add_argument("--teacher-seed", type=int, default=None,
+                   help="the seed of the teacher's run an online KD student learns from (default: --seed; the "
+                        "notebooks train one teacher, with the first seed, for every student seed)")
+    t.add_argument("--weights", default="auto", choices=list(weights.CHOICES),
+                   help="as the notebooks' WEIGHTS: auto takes the shipped teacher (and, in the full profile, the "
+                        "shipped model of this seed) where results/weights has it; train never reads them")
     t.add_argument("--device", default="auto")
     t.add_argument("--retrain", action="store_true", help="discard an existing run of this model and start afresh")
     t.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -107,13 +107,19 @@ def load_run(folder: str | Path, device="cpu") -> Trained:
 def weights_choice(entry: Entry, settings: Settings, choice: str = "auto") -> str:
     """``"shipped"`` or ``"train"`` for ``entry``: a notebook's ``WEIGHTS`` (auto | shipped | train).
 
-    The full profile takes every shipped model (that is the run they come from); the smaller
-    profiles take the shipped teachers and train their students at the profile's own budget,
-    from scratch and with KD alike, so that the comparison stays fair.
+    The full profile takes every shipped model of its own seed (that is the run they come
+    from; a student's other seeds train); the smaller profiles take the shipped teachers and
+    train their students at the profile's own budget, from scratch and with KD alike, so
+    that the comparison stays fair.
     """
     if choice == "train" or (settings.profile != "full" and entry.role != "teacher"):
         return "train"
-    return weights.resolve(choice, entry.dataset, entry.name)
+    got = weights.resolve(choice, entry.dataset, entry.name)
+    if got == "shipped" and settings.profile == "full":
+        seed = weights.shipped_seed(entry.dataset, entry.name)
+        if seed is not None and seed != settings.seed:
+            return "train"  # a shipped model stands for the full run of its own seed only
+    return got
 
 
 def weights_note(entries: Mapping[str, Entry], settings: Settings, choice: str = "auto") -> str:
@@ -134,6 +140,24 @@ def load_shipped(entry: Entry, settings: Settings, device="cpu") -> Trained:
     side = checkpoint.read_sidecar(stem)
     G = weights.load(entry.dataset, entry.name, device=str(repro.get_device(device)))
     return Trained(G, entry.name, stem.parent, True, int(side.get("step") or 0), True, train_config(entry, settings))
+
+
+def load_teacher(entry: Entry, settings: Settings, device="cpu", weights_: str = "train") -> Trained:
+    """The finished teacher ``entry`` of ``settings``: shipped (see :func:`weights_choice`) or from its run folder.
+
+    Never trains: a teacher that has not finished gives an error that says how to train it.
+    """
+    if weights_choice(entry, settings, weights_) == "shipped":
+        return load_shipped(entry, settings, device)
+    folder = run_dir(entry, settings)
+    done = load_finished(folder, train_config(entry, settings), device)
+    if done is None:
+        raise ValueError(f"{entry.name} has not finished in {folder} ({settings.profile} profile, seed "
+                         f"{settings.seed}): train it first (python -m gankd_utils train --dataset {entry.dataset} "
+                         f"--model {entry.name} --profile {settings.profile} --seed {settings.seed}), or learn "
+                         "from the shipped teacher (--weights auto)")
+    done.name = entry.name
+    return done
 
 
 def train_or_load(entry: Entry, settings: Settings, real: data.ImageSet | None = None,
@@ -201,9 +225,11 @@ def base_name(key: str) -> str:
     return key.split("@", 1)[0]
 
 
-def _launch(entry: Entry, settings: Settings, teacher_set_dir: Path | None, device: str) -> subprocess.Popen:
+def _launch(entry: Entry, settings: Settings, teacher_seed: int, teacher_set_dir: Path | None, device: str,
+            weights_: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "gankd_utils", "train", "--dataset", entry.dataset, "--model", entry.name,
-           "--profile", settings.profile, "--seed", str(settings.seed), "--device", device, "--quiet"]
+           "--profile", settings.profile, "--seed", str(settings.seed), "--teacher-seed", str(teacher_seed),
+           "--weights", weights_, "--device", device, "--quiet"]
     if teacher_set_dir is not None:
         cmd += ["--teacher-set", str(teacher_set_dir)]
     return subprocess.Popen(cmd, env=os.environ.copy())
@@ -226,9 +252,7 @@ def train_all(entries: Mapping[str, Entry], settings: Settings, real: data.Image
         parallel = 4 if device.type == "cuda" else 1
     default = config.settings(settings.dataset, settings.profile, settings.seed)
     jobs = [(n, e, k) for n, e in entries.items() for k in settings.seeds(e.role)]
-    # only the settings' own seed is ever shipped: a student's extra seeds always train
-    pick = {(n, k): weights_ if k == settings.seed else "train" for n, e, k in jobs}
-    to_train = [(n, e, k) for n, e, k in jobs if weights_choice(e, settings, pick[n, k]) == "train"]
+    to_train = [(n, e, k) for n, e, k in jobs if weights_choice(e, settings.for_seed(k), weights_) == "train"]
     if parallel > 1 and settings == default and not retrain:
         for roles in (("teacher", "scratch"), ("kd",)):  # KD students need their teacher finished
             todo = [(e, k) for _, e, k in to_train if e.role in roles
@@ -239,14 +263,14 @@ def train_all(entries: Mapping[str, Entry], settings: Settings, real: data.Image
                     time.sleep(0.2)
                     running = [p for p in running if p.poll() is None]
                 ts_dir = Path(teacher_set_dir) if e.kd == "blackbox" and teacher_set_dir is not None else None
-                running.append(_launch(e, settings.for_seed(k), ts_dir, str(device)))
+                running.append(_launch(e, settings.for_seed(k), settings.seed, ts_dir, str(device), weights_))
             for p in running:  # a run that failed there trains again below, here, and raises its error
                 p.wait()
     out: dict[str, Trained] = {}
     teachers_: dict[str, nn.Module] = {}
     for n, e, k in jobs:
         t = train_or_load(e, settings.for_seed(k), real, teachers_, teacher_set, device, retrain, progress,
-                          weights_=pick[n, k])
+                          weights_=weights_)
         out[seed_key(n, k, settings.seed)] = t
         if e.role == "teacher":
             teachers_[n] = t.G

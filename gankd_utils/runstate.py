@@ -124,6 +124,9 @@ class RunState:
         noise_device = device if self.fast and device.type == "cuda" else torch.device("cpu")
         self.noise = torch.Generator(device=noise_device)
         self.noise.manual_seed(repro.purpose_seed(cfg.seed, purpose))
+        # what draws from the global RNG (dropout in a critic) starts from the seed too, not from the process's
+        # random initial seed, so that two fresh runs of one seed agree; a resume restores it (set_rng_state)
+        torch.manual_seed(repro.purpose_seed(cfg.seed, f"global:rank{self.dist.rank}"))
         self.amp_dtype = None
         self.scaler = None
         if self.fast:

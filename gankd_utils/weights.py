@@ -179,6 +179,13 @@ def has(dataset: str, model: str, root: str | Path | None = None) -> bool:
     return f"{dataset}/{model}" in available(root=root)
 
 
+def shipped_seed(dataset: str, model: str, root: str | Path | None = None) -> int | None:
+    """The seed the shipped ``dataset/model`` was trained with (None: not shipped, or not recorded); no hashing."""
+    m = manifest(root)
+    seed = (m or {}).get("models", {}).get(f"{dataset}/{model}", {}).get("seed")
+    return None if seed is None else int(seed)
+
+
 # ---------------------------------------------------------------- verify
 
 def _hash(p: Path, st: os.stat_result) -> str:

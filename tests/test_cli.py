@@ -77,6 +77,27 @@ def test_train_command_runs_in_resumable_chunks(tmp_path, mnist_train, capsys, m
     assert "unknown model 'nope'" in capsys.readouterr().err
 
 
+def test_train_command_online_kd_student_learns_from_the_teacher_of_teacher_seed(tmp_path, mnist_train, capsys,
+                                                                                 monkeypatch):
+    monkeypatch.setenv("GANKD_RESULTS", str(tmp_path / "results"))
+    base = ["train", "--dataset", "mnist", "--profile", "smoke", "--device", "cpu", "--quiet"]
+    kd = base + ["--model", "iitgn_student_kd", "--seed", "1"]
+    # no finished teacher: a clear error that says how to train it, and nothing written for the student
+    assert cli.main(kd + ["--teacher-seed", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "iitgn_teacher has not finished" in err and "--model iitgn_teacher --profile smoke --seed 0" in err
+    runs_root = tmp_path / "results" / "03_mnist" / "runs"
+    assert not (runs_root / "smoke-seed1" / "iitgn_student_kd").exists()
+    assert cli.main(base + ["--model", "iitgn_teacher", "--seed", "0"]) == 0
+    capsys.readouterr()
+    assert cli.main(kd) == 2  # by default the teacher of the student's own seed, which does not exist
+    assert "iitgn_teacher has not finished in" in capsys.readouterr().err
+    assert cli.main(kd + ["--teacher-seed", "0"]) == 0  # seed 1's student learns from seed 0's teacher
+    assert "finished at step 8" in capsys.readouterr().out
+    assert checkpoint.is_finished(runs_root / "smoke-seed1" / "iitgn_student_kd")
+    assert not (runs_root / "smoke-seed1" / "iitgn_teacher").exists()
+
+
 def test_train_command_needs_a_teacher_set_for_black_box_kd(cifar_root, capsys):
     assert cli.main(["train", "--dataset", "cifar10", "--model", "cgan_student_xs_kd", "--profile", "smoke",
                      "--device", "cpu", "--quiet"]) == 2

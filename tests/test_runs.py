@@ -175,6 +175,28 @@ def test_train_all_trains_students_with_every_seed_teachers_once(tmp_path, monke
     assert all(t.loaded for t in again.values())
 
 
+def test_parallel_runs_train_in_their_own_processes_as_they_would_here(tmp_path, mnist_train, monkeypatch):
+    # what the GPU walk does (parallel > 1): every run in a `train` process of its own, the KD students of
+    # every seed learning from the one teacher of the first seed; the result is the in-process one, bit for bit
+    monkeypatch.setitem(config.MNIST["smoke"], "student_seeds", 2)
+    s = config.settings("mnist", "smoke", 0)
+    names = ("iitgn_teacher", "iitgn_student_scratch", "iitgn_student_kd")
+    entries = {n: zoo.mnist_zoo()[n] for n in names}
+    got = {}
+    for parallel in (2, 1):
+        monkeypatch.setenv("GANKD_RESULTS", str(tmp_path / f"p{parallel}"))
+        got[parallel] = runs.train_all(entries, s, mnist_train, device="cpu", progress=False, parallel=parallel)
+    assert list(got[2]) == ["iitgn_teacher", "iitgn_student_scratch", "iitgn_student_scratch@1", "iitgn_student_kd",
+                            "iitgn_student_kd@1"]
+    assert all(t.loaded and t.finished for t in got[2].values())  # trained by the processes, only loaded here
+    assert not any(t.loaded for t in got[1].values())
+    seed1 = tmp_path / "p2" / "03_mnist" / "runs" / "smoke-seed1"
+    assert sorted(p.name for p in seed1.iterdir()) == ["iitgn_student_kd", "iitgn_student_scratch"]
+    for key in got[1]:
+        assert _equal(_weights(got[1][key].G), _weights(got[2][key].G)), key
+    assert not _equal(_weights(got[2]["iitgn_student_kd"].G), _weights(got[2]["iitgn_student_kd@1"].G))
+
+
 def _ship_tiny(tmp_path, monkeypatch, entry, s):
     """Train ``entry`` a little, ship it, and drop its run folder: only the shipped files remain."""
     monkeypatch.setenv("GANKD_WEIGHTS", str(tmp_path / "weights"))
@@ -195,6 +217,17 @@ def test_weights_choice_full_takes_everything_smaller_profiles_only_teachers(tmp
     _ship_tiny(tmp_path, monkeypatch, TEACHER, smoke)
     assert runs.weights_choice(TEACHER, smoke, "auto") == "shipped"
     assert "Shipped weights" in runs.weights_note({"tiny_teacher": TEACHER}, smoke)
+
+
+def test_in_the_full_profile_a_shipped_model_stands_for_its_own_seed_only(tmp_path, monkeypatch):
+    _ship_tiny(tmp_path, monkeypatch, SCRATCH, settings())  # trained with seed 0
+    assert weights.shipped_seed("mnist", "tiny_scratch") == 0 and weights.shipped_seed("mnist", "nope") is None
+    full = config.settings("mnist", "full")
+    assert runs.weights_choice(SCRATCH, full, "auto") == runs.weights_choice(SCRATCH, full, "shipped") == "shipped"
+    for choice in ("auto", "shipped"):  # seed 1 of the same student is another training
+        assert runs.weights_choice(SCRATCH, full.for_seed(1), choice) == "train"
+    _ship_tiny(tmp_path, monkeypatch, TEACHER, settings())
+    assert runs.weights_choice(TEACHER, settings().for_seed(3), "auto") == "shipped"  # smaller profiles: the teacher
 
 
 def test_shipped_teacher_is_loaded_not_trained_and_never_overwritten(tmp_path, monkeypatch):

@@ -29,6 +29,20 @@ def test_one_step_changes_parameters_and_stays_finite(tmp_path):
     assert not G.training  # handed back in eval mode
 
 
+def test_two_fresh_runs_of_one_seed_agree_with_dropout_in_the_critic(tmp_path):
+    # IITGN's critic draws dropout masks from the global RNG, whose start is random in each process: a fresh run
+    # seeds it from cfg.seed, so what the global RNG held before makes no difference
+    from gankd_utils.models import IITGNDiscriminator, IITGNGenerator
+    got = []
+    for disturb in (1, 2):
+        torch.manual_seed(0)
+        G, D = IITGNGenerator("student"), IITGNDiscriminator(width=8)
+        torch.manual_seed(disturb)
+        train_gan(G, D, tiny_set(), cfg(max_steps=3), tmp_path / str(disturb), "cpu", progress=False)
+        got.append(G)
+    assert _same_weights(*got)
+
+
 def test_resume_matches_uninterrupted_run(tmp_path):
     # uninterrupted: 7 steps (crosses an epoch boundary: 6 batches per epoch)
     G1, D1 = cond_pair()
