@@ -87,8 +87,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         teacher_settings = settings if args.teacher_seed is None else settings.for_seed(args.teacher_seed)
         teachers_[entry.teacher] = runs.load_teacher(entries[entry.teacher], teacher_settings, device, args.weights).G
     t0 = time.perf_counter()
+    deadline = time.monotonic() + args.budget_s if args.budget_s is not None else None
     t = runs.train_or_load(entry, settings, real, teachers_, teacher_set, device, retrain=args.retrain,
-                           progress=not args.quiet, weights_=args.weights)
+                           progress=not args.quiet, deadline=deadline, weights_=args.weights)
     state = ("loaded (shipped weights)" if t.loaded and runs.weights_choice(entry, settings, args.weights) == "shipped"
              else "loaded (already finished)" if t.loaded else ("finished" if t.finished else "paused"))
     print(f"{args.model}: {state} at step {t.steps} in {time.perf_counter() - t0:.0f} s -> {t.run_dir}")
@@ -178,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--max-steps", type=int, default=None,
                    help="pause after this many steps in all (a chunk of a long run); run again to go on")
+    t.add_argument("--budget-s", type=float, default=None,
+                   help="pause, saved, after this many seconds of training; run again to go on")
     t.add_argument("--teacher-set", default=None, help="exported teacher shard folder (black-box KD students)")
     t.add_argument("--teacher-seed", type=int, default=None,
                    help="the seed of the teacher's run an online KD student learns from (default: --seed; the "

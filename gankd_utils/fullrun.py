@@ -8,9 +8,9 @@ made into archives of at most 16 MiB, to be carried off a remote machine:
 
 | stage              | trains                                                | notebook |
 |--------------------|-------------------------------------------------------|----------|
-| ``mnist``          | the 8 MNIST models (students with every seed)          | 03       |
+| ``mnist``          | the 8 MNIST models (students with every seed; resumable) | 03     |
 | ``cifar10-teacher``| chapter 04's teacher (resumable over several commands) | -        |
-| ``cifar10-students``| the teacher set export, the four CIFAR-10 students    | 04       |
+| ``cifar10-students``| the teacher set export, the four CIFAR-10 students (side by side on a GPU) | 04 |
 | ``tinygan``        | the TinyGAN student (resumable)                        | 05       |
 | ``compare``        | nothing: every shipped model, one pipeline            | 06       |
 | ``compress``       | chapter 07's KD fine-tunes of the pruned students      | 07       |
@@ -126,9 +126,10 @@ def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float 
     if stage == "mnist":
         s = config.settings("mnist", profile, seed)
         restore_shipped("mnist", s)
-        got = runs.train_all(zoo.mnist_zoo(), s, data.load_mnist(train=True), device=device)
+        got = runs.train_all(zoo.mnist_zoo(), s, data.load_mnist(train=True), device=device, deadline=deadline)
         _ship("mnist", list(zoo.mnist_zoo()), s, str(device))
-        out["trained"] = [k for k, t in got.items() if not t.loaded]
+        out["trained"] = [k for k, t in got.items() if not t.loaded and t.steps]
+        out["paused"] = [k for k, t in got.items() if not t.finished]
     else:
         s = config.settings("cifar10", profile, seed)
         restore_shipped("cifar10", s)
@@ -148,13 +149,11 @@ def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float 
             ts = runs.cifar10_teacher_set(s, device, real=cifar)
             names = ([n for n, e in entries.items() if e.chapter == "04_cifar10" and e.role != "teacher"]
                      if stage == "cifar10-students" else ["tinygan_student"])
-            for n in names:
-                for k in s.seeds(entries[n].role):
-                    t = runs.train_or_load(entries[n], s.for_seed(k), cifar, teacher_set=ts["set"], device=device,
-                                           deadline=deadline)
-                    (out["trained"] if not t.loaded else []).append(runs.seed_key(n, k, seed))
-                    if not t.finished:
-                        out["paused"].append(runs.seed_key(n, k, seed))
+            # the four students train side by side on a GPU (runs.train_all's processes)
+            got = runs.train_all({n: entries[n] for n in names}, s, cifar, teacher_set=ts["set"],
+                                 teacher_set_dir=ts["folder"], device=device, deadline=deadline)
+            out["trained"] = [k for k, t in got.items() if not t.loaded and t.steps]
+            out["paused"] = [k for k, t in got.items() if not t.finished]
             _ship("cifar10", names, s, str(device))
         else:  # compare, compress: everything comes from the shipped weights
             restore_shipped("mnist", config.settings("mnist", profile, seed))

@@ -225,54 +225,108 @@ def base_name(key: str) -> str:
     return key.split("@", 1)[0]
 
 
+def _left_as_is(entry: Entry, settings: Settings, device) -> Trained:
+    """A run that the deadline leaves unfinished: its last checkpoint if it has one, else an untrained G."""
+    folder, cfg = run_dir(entry, settings), train_config(entry, settings)
+    if (folder / "state" / "G.safetensors").exists():
+        paused = load_run(folder, device)
+        paused.name, paused.config = entry.name, cfg
+        return paused
+    return Trained(build(entry, settings)[0].eval(), entry.name, folder, False, 0, False, cfg)
+
+
 def _launch(entry: Entry, settings: Settings, teacher_seed: int, teacher_set_dir: Path | None, device: str,
-            weights_: str) -> subprocess.Popen:
+            weights_: str, budget_s: float | None, threads: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "gankd_utils", "train", "--dataset", entry.dataset, "--model", entry.name,
            "--profile", settings.profile, "--seed", str(settings.seed), "--teacher-seed", str(teacher_seed),
            "--weights", weights_, "--device", device, "--quiet"]
     if teacher_set_dir is not None:
         cmd += ["--teacher-set", str(teacher_set_dir)]
-    return subprocess.Popen(cmd, env=os.environ.copy())
+    if budget_s is not None:
+        cmd += ["--budget-s", f"{budget_s:.1f}"]
+    env = os.environ.copy()
+    env.setdefault("OMP_NUM_THREADS", str(threads))  # the runs side by side share the cores, not each all of them
+    return subprocess.Popen(cmd, env=env)
+
+
+def _train_in_processes(jobs: list[tuple[Entry, Settings]], waits_for_teacher: set[str], teacher_seed: int,
+                        teacher_set_dir: str | Path | None, device: str, weights_: str, parallel: int,
+                        deadline: float | None) -> set[tuple[str, int]]:
+    """Run ``jobs`` as ``train`` commands, ``parallel`` at a time; the online KD students whose teacher trains
+    too (``waits_for_teacher``, names) start once every other job has ended. Returns the (name, seed) started
+    (none once ``deadline`` has come)."""
+    running: list[subprocess.Popen] = []
+    started: set[tuple[str, int]] = set()
+    threads = max(1, (os.cpu_count() or 1) // parallel)
+    try:
+        for wave in ([j for j in jobs if j[0].name not in waits_for_teacher],
+                     [j for j in jobs if j[0].name in waits_for_teacher]):
+            for e, s in wave:
+                while len(running) >= parallel:
+                    time.sleep(0.2)
+                    running = [p for p in running if p.poll() is None]
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                ts_dir = Path(teacher_set_dir) if e.kd == "blackbox" and teacher_set_dir is not None else None
+                running.append(_launch(e, s, teacher_seed, ts_dir, device, weights_, left, threads))
+                started.add((e.name, s.seed))
+            for p in running:  # a run that failed there trains again in the caller, here, and raises its error
+                p.wait()
+            running = []
+    finally:  # an interrupted caller (a stopped notebook) leaves no training behind on the GPU
+        for p in running:
+            if p.poll() is None:
+                p.terminate()
+        for p in running:
+            p.wait()
+    return started
 
 
 def train_all(entries: Mapping[str, Entry], settings: Settings, real: data.ImageSet | None = None,
               teacher_set=None, teacher_set_dir: str | Path | None = None, device="auto", retrain: bool = False,
-              progress: bool = True, parallel: int | None = None, weights_: str = "train") -> dict[str, Trained]:
+              progress: bool = True, parallel: int | None = None, weights_: str = "train",
+              deadline: float | None = None) -> dict[str, Trained]:
     """Train (or load) every entry with every seed its role asks for (``settings.seeds``); teachers first.
 
     Returns ``{seed_key: Trained}``. ``parallel``: how many independent runs train at once in
     their own processes (the ``train`` command), so that small models do not leave a GPU idle
-    behind Python; default 4 on CUDA, 1 (all in this process) elsewhere. Runs go in waves:
-    teachers and scratch students first, then the KD students that need a finished teacher.
-    Parallel runs need the profile's own settings (what the command line rebuilds) and, for
-    black-box KD, the teacher set's folder (``teacher_set_dir``); otherwise they train here.
+    behind Python; default 4 on CUDA, 1 (all in this process) elsewhere. The online KD students
+    whose teacher trains too start after the other runs; black-box KD students (they learn from
+    an exported set) start with the rest. Parallel runs need the profile's own settings (what the
+    command line rebuilds) and, for black-box KD, the teacher set's folder (``teacher_set_dir``);
+    otherwise they train here. ``deadline`` (a ``time.monotonic()`` time): every run pauses,
+    saved, when it comes; what is not finished then has ``finished`` False (run again to go on).
     """
     device = repro.get_device(device)
     if parallel is None:
         parallel = 4 if device.type == "cuda" else 1
     default = config.settings(settings.dataset, settings.profile, settings.seed)
     jobs = [(n, e, k) for n, e in entries.items() for k in settings.seeds(e.role)]
-    to_train = [(n, e, k) for n, e, k in jobs if weights_choice(e, settings.for_seed(k), weights_) == "train"]
+    to_train = [(e, settings.for_seed(k)) for n, e, k in jobs
+                if weights_choice(e, settings.for_seed(k), weights_) == "train"]
     if parallel > 1 and settings == default and not retrain:
-        for roles in (("teacher", "scratch"), ("kd",)):  # KD students need their teacher finished
-            todo = [(e, k) for _, e, k in to_train if e.role in roles
-                    and finished_sidecar(run_dir(e, settings.for_seed(k)), train_config(e, settings.for_seed(k))) is None]
-            running: list[subprocess.Popen] = []
-            for e, k in todo:
-                while len(running) >= parallel:
-                    time.sleep(0.2)
-                    running = [p for p in running if p.poll() is None]
-                ts_dir = Path(teacher_set_dir) if e.kd == "blackbox" and teacher_set_dir is not None else None
-                running.append(_launch(e, settings.for_seed(k), settings.seed, ts_dir, str(device), weights_))
-            for p in running:  # a run that failed there trains again below, here, and raises its error
-                p.wait()
+        todo = [(e, s) for e, s in to_train if finished_sidecar(run_dir(e, s), train_config(e, s)) is None]
+        training = {e.name for e, _ in todo}
+        waits = {e.name for e, _ in todo if e.kd in ("feature", "pixel") and e.teacher in training}
+        launched = _train_in_processes(todo, waits, settings.seed, teacher_set_dir, str(device), weights_, parallel,
+                                       deadline)
+    else:
+        launched = set()
     out: dict[str, Trained] = {}
     teachers_: dict[str, nn.Module] = {}
     for n, e, k in jobs:
-        t = train_or_load(e, settings.for_seed(k), real, teachers_, teacher_set, device, retrain, progress,
-                          weights_=weights_)
+        s = settings.for_seed(k)
+        if (deadline is not None and time.monotonic() >= deadline and not retrain and weights_choice(e, s, weights_)
+                == "train" and finished_sidecar(run_dir(e, s), train_config(e, s)) is None):
+            t = _left_as_is(e, s, device)  # no time left: not started, or left at its checkpoint
+        else:
+            t = train_or_load(e, s, real, teachers_, teacher_set, device, retrain, progress, deadline=deadline,
+                              weights_=weights_)
+        if (e.name, k) in launched:
+            t.loaded = False  # trained by this call (in a process of its own), not found finished
         out[seed_key(n, k, settings.seed)] = t
-        if e.role == "teacher":
+        if e.role == "teacher" and t.finished:  # a paused teacher teaches nobody
             teachers_[n] = t.G
     return out
 

@@ -66,6 +66,8 @@ def test_train_command_runs_in_resumable_chunks(tmp_path, mnist_train, capsys, m
             "--device", "cpu", "--quiet"]
     assert cli.main(args + ["--max-steps", "2"]) == 0
     assert "paused at step 2" in capsys.readouterr().out
+    assert cli.main(args + ["--budget-s", "0"]) == 0  # a time budget: one step, then saved and paused
+    assert "paused at step 3" in capsys.readouterr().out
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     assert "finished at step 8" in out

@@ -49,6 +49,13 @@ def test_unpack_refuses_paths_outside_the_results_folder(results, tmp_path):
     assert not (results.parent / "escaped.txt").exists()
 
 
+def test_mnist_stage_with_its_budget_spent_trains_nothing_and_says_paused(results, mnist_train):
+    said = []
+    res = fullrun.run_stage("mnist", "smoke", budget_s=1e-9, notebook=False, say=said.append)
+    assert not res["finished"] and res["trained"] == [] and not weights.available("mnist")
+    assert "cdcgan_c512_teacher" in res["paused"] and "paused" in said[0] and "run the same command again" in said[0]
+
+
 def test_teacher_stage_pauses_resumes_ships_and_a_fresh_folder_continues(results, tmp_path, cifar_root, monkeypatch):
     paused = fullrun.run_stage("cifar10-teacher", "smoke", budget_s=1e-6, notebook=False, say=lambda m: None)
     assert not paused["finished"] and paused["paused"] == ["cgan_teacher"]

@@ -1,6 +1,7 @@
 """Run folders, train-or-load, teacher exports, collect (gankd_utils.runs), on tiny models."""
 import dataclasses
 import json
+import time
 
 import pytest
 import torch
@@ -179,22 +180,41 @@ def test_parallel_runs_train_in_their_own_processes_as_they_would_here(tmp_path,
     # what the GPU walk does (parallel > 1): every run in a `train` process of its own, the KD students of
     # every seed learning from the one teacher of the first seed; the result is the in-process one, bit for bit
     monkeypatch.setitem(config.MNIST["smoke"], "student_seeds", 2)
+    # the processes' CPU threads as here: another thread count sums in another order (not bit for bit)
+    monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))
     s = config.settings("mnist", "smoke", 0)
     names = ("iitgn_teacher", "iitgn_student_scratch", "iitgn_student_kd")
     entries = {n: zoo.mnist_zoo()[n] for n in names}
     got = {}
     for parallel in (2, 1):
         monkeypatch.setenv("GANKD_RESULTS", str(tmp_path / f"p{parallel}"))
-        got[parallel] = runs.train_all(entries, s, mnist_train, device="cpu", progress=False, parallel=parallel)
+        with monkeypatch.context() as m:
+            if parallel > 1:  # every run trains in a process of its own, none here
+                m.setattr(runs, "fit", lambda *a, **k: pytest.fail("a parallel run trained in the calling process"))
+            got[parallel] = runs.train_all(entries, s, mnist_train, device="cpu", progress=False, parallel=parallel)
     assert list(got[2]) == ["iitgn_teacher", "iitgn_student_scratch", "iitgn_student_scratch@1", "iitgn_student_kd",
                             "iitgn_student_kd@1"]
-    assert all(t.loaded and t.finished for t in got[2].values())  # trained by the processes, only loaded here
-    assert not any(t.loaded for t in got[1].values())
+    assert all(t.finished and not t.loaded for p in (1, 2) for t in got[p].values())  # trained by this call
     seed1 = tmp_path / "p2" / "03_mnist" / "runs" / "smoke-seed1"
     assert sorted(p.name for p in seed1.iterdir()) == ["iitgn_student_kd", "iitgn_student_scratch"]
     for key in got[1]:
         assert _equal(_weights(got[1][key].G), _weights(got[2][key].G)), key
     assert not _equal(_weights(got[2]["iitgn_student_kd"].G), _weights(got[2]["iitgn_student_kd@1"].G))
+
+
+def test_train_all_leaves_every_run_as_it_is_when_the_deadline_has_come(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANKD_RESULTS", str(tmp_path))
+    s = settings()
+    paused = runs.train_or_load(TEACHER, settings(max_steps=1), tiny_set(), device="cpu", progress=False)
+    assert paused.steps == 1 and not paused.finished
+    got = runs.train_all({"tiny_teacher": TEACHER, "tiny_kd": KD}, s, tiny_set(), device="cpu", progress=False,
+                         parallel=1, deadline=time.monotonic())
+    assert got["tiny_teacher"].steps == 1 and not got["tiny_teacher"].finished  # its checkpoint, not trained on
+    assert _equal(_weights(got["tiny_teacher"].G), _weights(paused.G))
+    assert got["tiny_kd"].steps == 0 and not got["tiny_kd"].finished and not runs.run_dir(KD, s).exists()
+    done = runs.train_all({"tiny_teacher": TEACHER, "tiny_kd": KD}, s, tiny_set(), device="cpu", progress=False,
+                          parallel=1, deadline=time.monotonic() + 600)
+    assert all(t.finished for t in done.values())
 
 
 def _ship_tiny(tmp_path, monkeypatch, entry, s):
