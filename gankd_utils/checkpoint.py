@@ -135,8 +135,8 @@ def _jsonable(o: Any) -> Any:
 # ------------------------------------------------------------------ training runs
 
 # settings that say when to pause, save, log or draw samples, where to write, or how fast to run; not what to train
-BOOKKEEPING = frozenset({"name", "max_steps", "ckpt_every", "log_every", "sample_every", "fast", "compile",
-                         "channels_last"})
+BOOKKEEPING = frozenset({"name", "max_steps", "ckpt_every", "log_every", "sample_every", "snapshots", "fast",
+                         "compile", "channels_last"})
 
 
 def resume_key(cfg: Any) -> dict[str, Any]:

@@ -54,6 +54,7 @@ class TrainConfig:
     channels_last: bool = False  # True: G, D (and a teacher) in channels_last memory format, on the fast path only
     log_every: int = 50  # steps between lines of metrics.jsonl (history.json keeps every step)
     sample_every: int = 0  # steps between fixed-z sample sheets (0: only one per epoch)
+    snapshots: int = 0  # generators kept at evenly spaced steps (the last is the finished G): quality over training
     n_fixed: int = 100  # fixed-z sample sheet size (10 per class for conditional models)
     max_steps: int | None = None  # stop early after this many G steps (tests, smoke runs)
     seed: int = 0  # seeds data order, noise and initial weights
@@ -191,7 +192,7 @@ class Settings:
 
 # One table per dataset: each profile lists what it changes from the dataclass defaults above.
 MNIST: dict[str, dict[str, dict[str, Any]]] = {
-    "smoke": {"train": dict(n_train=512, epochs=1, batch_size=64, ckpt_every=4, n_fixed=20),
+    "smoke": {"train": dict(n_train=512, epochs=1, batch_size=64, ckpt_every=4, n_fixed=20, snapshots=2),
               "eval": dict(n_samples=500, n_ref=2000, batch_size=250, cls_epochs=2, cls_n_train=3000, cls_width=8,
                            timing_repeats=3),
               "export": dict(per_class=4, shard_size=16),
@@ -208,18 +209,20 @@ MNIST: dict[str, dict[str, dict[str, Any]]] = {
     # One GPU, the whole walk in 25 minutes (planned from DESIGN.md's measured 3.7-4.4 ms per D+G step on the
     # lent H200, to be confirmed by benchmarks/train_speed.py): 10 epochs over all 60k images at batch 128
     # (4,680 steps; the Columbia project ran 25), students with 3 seeds so that KD vs scratch has a spread.
-    "full": {"train": dict(epochs=10), "eval": dict(), "export": dict(per_class=1_000, shard_size=1_000),
+    # Every run keeps its generator at 25/50/75% (snapshots): the report says which runs had converged.
+    "full": {"train": dict(epochs=10, snapshots=4), "eval": dict(), "export": dict(per_class=1_000, shard_size=1_000),
              "compress": dict(finetune_steps=1000), "student_seeds": 3},
 }
 
 CIFAR10: dict[str, dict[str, dict[str, Any]]] = {
     # the 4.3M teacher costs 1.6 GMAC per image: smoke keeps every batch tiny
-    "smoke": {"train": dict(n_train=64, epochs=1, batch_size=8, ckpt_every=4, n_fixed=20),
+    "smoke": {"train": dict(n_train=64, epochs=1, batch_size=8, ckpt_every=4, n_fixed=20, snapshots=2),
               "eval": dict(n_samples=100, n_ref=500, batch_size=100, cls_epochs=1, cls_n_train=2000, cls_width=8,
                            timing_repeats=2, speed_batch=8),
               "export": dict(per_class=8, shard_size=40),
               "distill": dict(generator={"ch": 8, "embed_dim": 16}, discriminator={"ch": 8},
-                              train=dict(epochs=1, batch_size=8, ckpt_every=4, log_every=1, n_fixed=20, n_critic=2)),
+                              train=dict(epochs=1, batch_size=8, ckpt_every=4, log_every=1, n_fixed=20, n_critic=2,
+                                         snapshots=2)),
               "compress": dict(amounts=(0.5,), finetune_steps=3, repeats=2)},
     # Measured on 2 cores (fp32, batch 64): a step of the four students takes 5.3 s together, the shipped
     # teacher draws an image in 33 ms, one scoring of 1,000 samples 5 s (the teacher's 33 s). So the laptop
@@ -237,10 +240,11 @@ CIFAR10: dict[str, dict[str, dict[str, Any]]] = {
     # 30 epochs at batch 128 = 11.7k steps per model, teacher and students alike (about 5 min for the teacher);
     # TinyGAN's widths, 20 epochs over the 50k-image teacher set at batch 128 = 7.8k steps (the pixel weight
     # reaches 0 after epoch 20, as in TinyGAN's schedule); one seed per CIFAR-10 student (the budget).
-    "full": {"train": dict(epochs=30, batch_size=128, ckpt_every=2000),
+    "full": {"train": dict(epochs=30, batch_size=128, ckpt_every=2000, snapshots=4),
              "eval": dict(n_samples=10_000, cls_epochs=30, cls_width=64),
              "export": dict(per_class=5_000, shard_size=5_000),
-             "distill": dict(train=dict(epochs=20, batch_size=128, ckpt_every=2000, log_every=50, sample_every=2000)),
+             "distill": dict(train=dict(epochs=20, batch_size=128, ckpt_every=2000, log_every=50, sample_every=2000,
+                                        snapshots=4)),
              "compress": dict(finetune_steps=1000)},
 }
 

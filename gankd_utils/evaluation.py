@@ -23,9 +23,9 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from . import data, metrics, paths, runlog, weights
+from . import checkpoint, data, metrics, paths, runlog, train, weights
 from .config import Settings
-from .runs import base_name, planned_steps, train_or_load
+from .runs import Trained, base_name, planned_steps, train_or_load
 from .zoo import Entry, family_teacher
 
 
@@ -169,6 +169,63 @@ def learning_curves(entries: Mapping[str, Entry], settings: Settings, evaluator:
             t = train_or_load(e, settings.paused_at(k), real, teachers_, teacher_set, device, progress=progress)
             curves[name].append({"step": t.steps, **evaluator(t.G)})
     return curves
+
+
+def snapshot_curves(trained: Mapping[str, Trained], evaluator: metrics.Evaluator,
+                    progress: bool = True) -> dict[str, list[dict[str, Any]]]:
+    """Quality over the whole training: every generator a run kept (``TrainConfig.snapshots``), then the finished one.
+
+    Returns ``{key: [{"step": ..., <protocol>: ...}, ...]}`` for the runs that kept snapshots
+    (a model loaded from the shipped weights kept none and is left out).
+    """
+    curves: dict[str, list[dict[str, Any]]] = {}
+    todo = {k: t for k, t in trained.items() if any(s < t.steps for s, _ in train.snapshots(t.run_dir))}
+    for key, t in tqdm(todo.items(), desc="snapshots", disable=not progress, leave=False):
+        device = next(t.G.parameters()).device
+        pts = [{"step": s, **evaluator(checkpoint.load_model(stem, device))}
+               for s, stem in train.snapshots(t.run_dir) if s < t.steps]
+        curves[key] = pts + [{"step": t.steps, **evaluator(t.G)}]
+    return curves
+
+
+CONVERGED_WITHIN = 0.05
+"""A run counts as converged when its metric moved less than this share over its last stretch of training."""
+
+
+def convergence(curves: Mapping[str, Sequence[Mapping[str, Any]]], metric: str, lower_is_better: bool = True,
+                within: float = CONVERGED_WITHIN) -> list[dict[str, Any]]:
+    """Whether each run had converged when its training ended, from its last two points on ``metric``.
+
+    One row per run: the metric at its last two points, the relative change between them
+    (positive = better), and a verdict: ``converged`` (changed less than ``within``),
+    ``still improving`` (better by more: longer training would likely help), or ``got worse``
+    (worse by more: unstable at the end). Runs with fewer than two scored points are left out.
+    """
+    rows = []
+    for key, pts in curves.items():
+        pts = [p for p in pts if p.get(metric) is not None]
+        if len(pts) < 2:
+            continue
+        (s0, a), (s1, b) = (pts[-2]["step"], pts[-2][metric]), (pts[-1]["step"], pts[-1][metric])
+        gain = (a - b if lower_is_better else b - a) / max(abs(a), 1e-12)
+        verdict = "converged" if abs(gain) < within else "still improving" if gain > 0 else "got worse"
+        rows.append({"model": key, "metric": metric, "from_step": s0, "from": a, "to_step": s1, "to": b,
+                     "change": round(gain, 4), "verdict": verdict})
+    return rows
+
+
+def convergence_note(rows: Sequence[Mapping[str, Any]]) -> str:
+    """One sentence for a chapter and REPORT.md: the runs that had not converged, or that all had."""
+    if not rows:
+        return ""
+    metric = rows[0]["metric"]
+    last = (f"over the last stretch of training (next-to-last scored point to the end, "
+            f"{CONVERGED_WITHIN:.0%} or less counts as converged)")
+    open_ = [r for r in rows if r["verdict"] != "converged"]
+    if not open_:
+        return f"Every run had converged on {metric} {last}."
+    told = "; ".join(f"{r['model']} {r['verdict']} ({r['change']:+.0%})" for r in open_)
+    return f"Not converged on {metric} {last}: {told}."
 
 
 def kd_gap_closed(rows: Sequence[Mapping[str, Any]], metric: str) -> list[dict[str, Any]]:

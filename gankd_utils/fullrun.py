@@ -48,6 +48,7 @@ RESULTS = {"mnist": ["03_mnist"], "cifar10-teacher": [], "cifar10-students": ["0
 SHIPS = {"mnist": ("mnist/",), "cifar10-teacher": ("cifar10/cgan_teacher",),
          "cifar10-students": ("cifar10/cgan_student", "cifar10/classifier"), "tinygan": ("cifar10/tinygan_student",),
          "compare": (), "compress": ()}  # the weights a stage ships (path prefixes under results/weights)
+TRAINS = ("mnist", "cifar10-students", "tinygan")  # stages whose notebook reads the run folders, not the shipped copies
 CLASSIFIER_STAGE = {"mnist": "mnist", "cifar10-students": "cifar10"}  # the stage that ships each evaluator classifier
 
 
@@ -67,6 +68,22 @@ def restore_shipped(dataset: str, settings: config.Settings) -> list[str]:
             weights.restore(key, folder, parts)
             done.append(key)
     return done
+
+
+def restore_classifier(settings: config.Settings) -> bool:
+    """Copy the shipped evaluator classifier of ``settings`` into the classifier cache, where it is missing.
+
+    A stage's notebook reads the run folders (``WEIGHTS = "train"``); on a fresh machine it then
+    scores with the very classifier the walk shipped instead of training another. True if copied.
+    """
+    ds, ev = settings.dataset, settings.eval
+    if not weights.has(ds, "classifier"):
+        return False
+    stem, _ = metrics.classifier_path(ds, ev.cls_epochs, ev.cls_n_train, settings.seed, ev.cls_width)
+    if stem.name not in weights.parts_of(ds, "classifier") or stem.with_suffix(".safetensors").exists():
+        return False
+    weights.restore(f"{ds}/classifier", stem.parent, parts=(stem.name,))
+    return True
 
 
 def _has_part(key: str, part: str) -> bool:
@@ -107,7 +124,10 @@ def _notebook(stage: str, profile: str, seed: int) -> Path:
                            "ipykernel: pip install papermill nbclient ipykernel (or carry their wheels and pip "
                            "install --no-index --find-links WHEELS papermill nbclient ipykernel)") from e
     nb = nbrun.notebooks([NOTEBOOK[stage]])[0]
-    return nbrun.run_notebook(nb, paths.results_dir("executed") / nb.name, {"PROFILE": profile, "SEED": seed})
+    params: dict[str, Any] = {"PROFILE": profile, "SEED": seed}
+    if stage in TRAINS:  # the run folders it just trained: their histories, sample sheets and snapshots
+        params["WEIGHTS"] = "train"
+    return nbrun.run_notebook(nb, paths.results_dir("executed") / nb.name, params)
 
 
 def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float | None = None, device="auto",
@@ -126,6 +146,7 @@ def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float 
     if stage == "mnist":
         s = config.settings("mnist", profile, seed)
         restore_shipped("mnist", s)
+        restore_classifier(s)
         got = runs.train_all(zoo.mnist_zoo(), s, data.load_mnist(train=True), device=device, deadline=deadline)
         _ship("mnist", list(zoo.mnist_zoo()), s, str(device))
         out["trained"] = [k for k, t in got.items() if not t.loaded and t.steps]
@@ -133,6 +154,7 @@ def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float 
     else:
         s = config.settings("cifar10", profile, seed)
         restore_shipped("cifar10", s)
+        restore_classifier(s)
         entries = zoo.cifar10_zoo()
         cifar = data.load_cifar10(train=True) if stage in ("cifar10-teacher", "cifar10-students", "tinygan") else None
         if stage == "cifar10-teacher":

@@ -51,6 +51,8 @@ def _paragraph(folder: Path, metrics: dict[str, Any]) -> str:
         if proto.get("classifier_test_accuracy") is not None:
             desc += f", evaluator classifier test accuracy {proto['classifier_test_accuracy']:.2%}"
         bits.append(desc + "." + (f" {note}." if note else ""))
+    if metrics.get("convergence_note"):
+        bits.append(metrics["convergence_note"])
     skipped = metrics.get("skipped") or []
     for s in skipped:
         bits.append(f"Skipped: {s.get('what')} ({s.get('why')}).")

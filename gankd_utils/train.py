@@ -80,6 +80,24 @@ def _fixed_inputs(G: nn.Module, cfg: TrainConfig, data, batches, device) -> tupl
     return fixed_z[: len(fixed_y)], fixed_y, (G.n_classes if G.n_classes <= 20 else 10)
 
 
+def snapshot_steps(total: int, snapshots: int) -> set[int]:
+    """The steps at which a run of ``total`` steps keeps a copy of its generator: ``snapshots`` evenly spaced
+    points, the last of which is the finished run itself (its ``G``, not a snapshot)."""
+    return {round(total * (i + 1) / snapshots) for i in range(snapshots - 1)} - {0, total} if snapshots > 1 else set()
+
+
+def snapshot_path(run_dir: str | Path, step: int) -> Path:
+    """``run_dir/snapshots/G_<step>``: the checkpoint stem of the generator kept at ``step``."""
+    return Path(run_dir) / "snapshots" / f"G_{step:07d}"
+
+
+def snapshots(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """The ``(step, checkpoint stem)`` of every generator snapshot a run kept, by step."""
+    folder = Path(run_dir) / "snapshots"
+    found = [(int(p.stem.split("_", 1)[1]), p.with_suffix("")) for p in folder.glob("G_*.safetensors")]
+    return sorted(found)
+
+
 def fit(G: nn.Module, D: nn.Module, data, cfg: TrainConfig, run_dir: str | Path, device: str | torch.device = "auto",
         teacher: nn.Module | None = None, real: ImageSet | None = None, resume: bool = True, progress: bool = True,
         dist: Dist | None = None, deadline: float | None = None) -> dict[str, Any]:
@@ -124,8 +142,13 @@ def fit(G: nn.Module, D: nn.Module, data, cfg: TrainConfig, run_dir: str | Path,
     if main:
         if resumed:
             _trim_jsonl(jsonl, run.step)
+            for step_, stem in snapshots(run_dir):  # kept after the checkpoint resumed from: made again
+                if step_ > run.step:
+                    for f in (stem.with_suffix(".safetensors"), stem.with_suffix(".json")):
+                        f.unlink(missing_ok=True)
         else:
             jsonl.unlink(missing_ok=True)
+            shutil.rmtree(run_dir / "snapshots", ignore_errors=True)  # a fresh run keeps no older run's generators
         save_json(cfg, run_dir / "config.json")
     fixed_z, fixed_y, nrow = _fixed_inputs(G, cfg, data, batches, device)
 
@@ -162,6 +185,7 @@ def fit(G: nn.Module, D: nn.Module, data, cfg: TrainConfig, run_dir: str | Path,
 
     total = cfg.epochs * len(batches)
     limit = min(total, cfg.max_steps) if cfg.max_steps is not None else total
+    snap_at = snapshot_steps(total, cfg.snapshots)
     bar = tqdm(total=limit, initial=min(run.step, limit), desc=cfg.name, disable=not (progress and main), leave=False)
     flush_every = max(1, cfg.log_every or 50)
     done_early = stopped = False
@@ -176,6 +200,8 @@ def fit(G: nn.Module, D: nn.Module, data, cfg: TrainConfig, run_dir: str | Path,
                 flush()
             if cfg.sample_every and run.step % cfg.sample_every == 0:
                 sample_sheet(f"step_{run.step:07d}.png")
+            if run.step in snap_at and main:
+                checkpoint.save_model(snapshot_path(run_dir, run.step), run.sampler, step=run.step, snapshot=True)
             if run.step % cfg.ckpt_every == 0:
                 save()
             stopped = deadline is not None and time.monotonic() >= deadline

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from gankd_utils import config, data, evaluation, metrics, runlog, runs
+from gankd_utils import config, data, evaluation, metrics, runlog, runs, train
 from gankd_utils.models import CondDCGANDiscriminator, CondDCGANGenerator, ConvClassifier, IITGNGenerator
 from gankd_utils.models.layers import dcgan_init
 from gankd_utils.zoo import Entry
@@ -158,3 +158,39 @@ def test_learning_curves_score_each_student_at_every_chunk_and_leave_it_finished
     assert pts[0]["fid32_tinycls"] != pts[1]["fid32_tinycls"]  # scored after each chunk, not twice the same G
     done = runs.train_or_load(student, s, real, device="cpu", progress=False)
     assert done.loaded and done.finished and done.steps == 4  # the curve's last chunk is the finished run
+
+
+def test_snapshot_curves_score_every_kept_generator_then_the_finished_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANKD_RESULTS", str(tmp_path))
+    s = config.settings("mnist", "smoke", train={"n_train": None, "batch_size": 16, "ckpt_every": 2, "n_fixed": 10,
+                                                 "epochs": 2, "snapshots": 4})
+    student = Entry("tiny_scratch", "mnist", "tiny", "scratch", lambda s: CondDCGANGenerator(32),
+                    lambda s: CondDCGANDiscriminator(4))
+    t = runs.train_or_load(student, s, tiny_set(), device="cpu", progress=False)  # 8 steps: kept at 2, 4, 6
+    assert [step for step, _ in train.snapshots(t.run_dir)] == [2, 4, 6]
+    shipped_like = runs.Trained(t.G, "shipped", tmp_path / "elsewhere", True, 8, True)
+    curves = evaluation.snapshot_curves({"tiny_scratch": t, "shipped": shipped_like}, tiny_evaluator(),
+                                        progress=False)
+    assert list(curves) == ["tiny_scratch"]  # a model without snapshots is left out
+    pts = curves["tiny_scratch"]
+    assert [p["step"] for p in pts] == [2, 4, 6, 8] and len({p["fid32_tinycls"] for p in pts}) == 4
+    assert pts[-1]["fid32_tinycls"] == tiny_evaluator()(t.G)["fid32_tinycls"]  # the last point is the finished G
+
+
+def test_convergence_verdicts_from_the_last_stretch_of_training():
+    curves = {"flat": [{"step": 1, "fid": 40.0}, {"step": 2, "fid": 20.0}, {"step": 3, "fid": 19.5}],
+              "falling": [{"step": 1, "fid": 40.0}, {"step": 3, "fid": 30.0}],
+              "worse": [{"step": 1, "fid": 20.0}, {"step": 3, "fid": 25.0}],
+              "one": [{"step": 3, "fid": 25.0}], "acc_only": [{"step": 1, "acc": 0.5}, {"step": 2, "acc": 0.9}]}
+    rows = {r["model"]: r for r in evaluation.convergence(curves, "fid")}
+    assert sorted(rows) == ["falling", "flat", "worse"]  # one point, or no fid: no verdict
+    assert rows["flat"]["verdict"] == "converged" and rows["flat"]["change"] == 0.025
+    assert rows["falling"]["verdict"] == "still improving" and rows["falling"]["change"] == 0.25
+    assert rows["worse"]["verdict"] == "got worse" and rows["worse"]["change"] == -0.25
+    acc = evaluation.convergence(curves, "acc", lower_is_better=False)
+    assert acc[0]["model"] == "acc_only" and acc[0]["verdict"] == "still improving"
+    note = evaluation.convergence_note(list(rows.values()))
+    assert note.startswith("Not converged on fid") and "falling still improving (+25%)" in note
+    assert "worse got worse (-25%)" in note and "flat" not in note
+    assert evaluation.convergence_note([rows["flat"]]).startswith("Every run had converged on fid")
+    assert evaluation.convergence_note([]) == ""

@@ -109,6 +109,15 @@ def test_the_evaluator_classifier_ships_and_every_profile_then_scores_with_it(re
     x = torch.rand(3, 1, 28, 28) * 2 - 1
     assert torch.equal(clf.model(x), net(x))
     assert fullrun.ship_classifier(full, "cpu") == part  # shipped already: nothing changes
+    # a fresh machine: the cache is empty; the stage puts the shipped classifier there, so a notebook that reads
+    # the run folders (WEIGHTS = "train") scores with it instead of training another
+    cached = stem.with_suffix(".safetensors").read_bytes()
+    for f in (stem.with_suffix(".safetensors"), stem.with_suffix(".json")):
+        f.unlink()
+    assert not fullrun.restore_classifier(quick) and not stem.with_suffix(".json").exists()  # another profile's
+    assert fullrun.restore_classifier(full) and stem.with_suffix(".safetensors").read_bytes() == cached
+    assert not fullrun.restore_classifier(full)  # there already
+    assert evaluation.evaluator_classifier(full, "cpu", "train").test_accuracy == 0.991
     # "train" never reads the shipped file: the quick profile's own classifier (here: a cached stand-in)
     qstem, qset = metrics.classifier_path("mnist", quick.eval.cls_epochs, quick.eval.cls_n_train, 0,
                                           quick.eval.cls_width)

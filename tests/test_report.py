@@ -44,6 +44,17 @@ def test_report_of_full_runs_only_has_no_warning(tmp_path):
     assert "Profiles in this report" not in text and "Not a result" not in text
 
 
+def test_report_says_which_runs_had_not_converged(tmp_path):
+    d = _chapter(tmp_path, "04_cifar10", "full")
+    m = json.loads((d / "metrics.json").read_text())
+    note = "Not converged on fid10k_cifar10cls over the last stretch: cgan_teacher still improving (+12%)."
+    (d / "metrics.json").write_text(json.dumps({**m, "convergence_note": note}))
+    (d / "table_convergence.md").write_text("| model | verdict |\n|---|---|\n| cgan_teacher | still improving |")
+    text = report.write_report(tmp_path).read_text()
+    section = text[text.index("## 04 ·"):text.index("## 05 ·")]
+    assert note in section and "| cgan_teacher | still improving |" in section
+
+
 def test_report_command(tmp_path):
     _chapter(tmp_path, "05_tinygan", "smoke")
     r = subprocess.run([sys.executable, "-m", "gankd_utils", "report", "--results", str(tmp_path)],

@@ -200,3 +200,26 @@ def test_ema_is_saved_and_differs_from_raw_weights(tmp_path):
     raw = checkpoint.load_weights(tmp_path / "g" / "state" / "G")
     k = next(k for k in saved if k.endswith("weight") and saved[k].ndim > 1)
     assert torch.equal(saved[k], ema[k]) and not torch.equal(saved[k], raw[k])
+
+
+def test_snapshots_are_kept_evenly_survive_a_resume_and_go_with_a_fresh_run(tmp_path):
+    from gankd_utils.train import snapshot_steps, snapshots
+    assert snapshot_steps(12, 4) == {3, 6, 9} and snapshot_steps(12, 1) == set() == snapshot_steps(12, 0)
+    assert snapshot_steps(2, 4) == {1}  # never step 0, never the end (that is G itself)
+    c = cfg(epochs=2, snapshots=3)  # 12 steps: kept at 4 and 8
+    G1, D1 = cond_pair()
+    train_gan(G1, D1, tiny_set(), c, tmp_path / "a", "cpu", progress=False)
+    G2, D2 = cond_pair()
+    train_gan(G2, D2, tiny_set(), cfg(epochs=2, snapshots=3, max_steps=5), tmp_path / "b", "cpu", progress=False)
+    assert [s for s, _ in snapshots(tmp_path / "b")] == [4]
+    train_gan(G2, D2, tiny_set(), c, tmp_path / "b", "cpu", progress=False)
+    a, b = snapshots(tmp_path / "a"), snapshots(tmp_path / "b")
+    assert [s for s, _ in a] == [s for s, _ in b] == [4, 8]
+    for (_, x), (_, y) in zip(a, b):
+        assert checkpoint.load_weights(x).keys() == checkpoint.load_weights(y).keys()
+        assert all(torch.equal(checkpoint.load_weights(x)[k], checkpoint.load_weights(y)[k])
+                   for k in checkpoint.load_weights(x))
+    assert checkpoint.read_sidecar(a[0][1])["step"] == 4
+    train_gan(*cond_pair(), tiny_set(), cfg(epochs=2, snapshots=3, max_steps=2), tmp_path / "a", "cpu",
+              progress=False, resume=False)
+    assert snapshots(tmp_path / "a") == []  # a fresh run keeps no older run's generators
