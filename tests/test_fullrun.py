@@ -128,3 +128,13 @@ def test_the_evaluator_classifier_ships_and_every_profile_then_scores_with_it(re
     with pytest.raises(weights.ShippedWeightsError, match=rf"{part}\.safetensors does not match"):
         evaluation.evaluator_classifier(quick, "cpu", "auto")
     assert fullrun.SHIPS["cifar10-students"] == ("cifar10/cgan_student", "cifar10/classifier")
+
+
+def test_a_training_stage_runs_its_notebook_on_the_run_folders(results, monkeypatch):
+    pytest.importorskip("papermill")
+    got = {}
+    monkeypatch.setattr(fullrun.nbrun, "run_notebook", lambda nb, out, params: got.setdefault(nb.name[:2], params))
+    for stage in ("mnist", "cifar10-students", "tinygan", "compare", "compress"):
+        fullrun._notebook(stage, "full", 0)
+    assert got["03"] == got["04"] == got["05"] == {"PROFILE": "full", "SEED": 0, "WEIGHTS": "train"}
+    assert got["06"] == got["07"] == {"PROFILE": "full", "SEED": 0}  # these compare and compress what was shipped
