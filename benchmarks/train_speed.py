@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/train_speed.py [--device auto] [--steps 20] [--profile full] [--only mnist]
                                                [--models NAME ...] [--switches compile channels_last]
+                                               [--concurrent 1 2 4]
 
 For each model of chapters 03-05 (the zoo), in one process: milliseconds per
 training step (one D update, plus the G update every ``n_critic``-th step, as the
@@ -14,11 +15,17 @@ or ``channels_last=True``, its ratio to the plain fast path and its warm-up time
 random images of the right shape: a step's cost does not depend on what the
 images show. The last table multiplies each model's step cost by the steps the
 profile plans for it (seeds included) and estimates the training time of the walk.
+``--concurrent 1 2 4`` then times n processes side by side, each training one model
+(as ``runs.train_all`` runs the independent runs on a GPU): the aggregate throughput
+against one process alone says how many runs the GPU has room for.
 It prints figures; it is not a test.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import dataclasses
 import time
 
@@ -77,6 +84,47 @@ def step_ms(entry, settings, device, fast: str, steps: int, teacher=None, **swit
     return ms, warm_s
 
 
+def _entry(name: str, profile: str):
+    for ds in DATASET_SIZE:
+        if name in zoo.zoo(ds):
+            return zoo.zoo(ds)[name], config.settings(ds, profile)
+    raise SystemExit(f"unknown model {name!r}: a zoo name of {', '.join(DATASET_SIZE)}")
+
+
+def worker(name: str, profile: str, device: torch.device, steps: int) -> None:
+    """One model's fast path in a process of its own (for --concurrent): prints ``WORKER_MS <ms per step>``."""
+    e, s = _entry(name, profile)
+    teacher = None
+    if e.kd in recipes.ONLINE_KD:
+        teacher = zoo.build(zoo.zoo(e.dataset)[e.teacher], s)[0].to(device).eval()
+    ms, _ = step_ms(e, s, device, "on", steps, teacher)
+    print(f"WORKER_MS {ms:.4f}", flush=True)
+
+
+def concurrent(names: list[str], counts: list[int], profile: str, device: torch.device, steps: int) -> None:
+    """Independent runs side by side (what runs.train_all does on a GPU): n processes train the same model at
+    once; the figure is the aggregate throughput against one process alone."""
+    print(f"\nside by side: n processes, each {steps} timed steps of the fast path (as runs.train_all launches them)")
+    print(f"{'model':26s} {'n':>3s} {'ms/step each':>12s} {'agg. steps/s':>12s} {'vs n=1':>7s}")
+    for name in names:
+        e, s = _entry(name, profile)
+        base = None
+        for n in counts:
+            cmd = [sys.executable, __file__, "--worker", name, "--profile", profile, "--device", str(device),
+                   "--steps", str(steps)]
+            env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // n))}
+            procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for _ in range(n)]
+            outs = [p.communicate()[0] for p in procs]
+            ms = [float(line.split()[1]) for out in outs for line in out.splitlines() if line.startswith("WORKER_MS")]
+            if len(ms) != n:
+                print(f"{name:26s} {n:>3d}  a worker failed (exit codes {[p.returncode for p in procs]})")
+                continue
+            agg = sum(1000 / m for m in ms)
+            base = base or (agg if n == 1 else None)
+            vs = f"{agg / base:>6.2f}x" if base else f"{'-':>7s}"
+            print(f"{name:26s} {n:>3d} {sum(ms) / n:>12.2f} {agg:>12.1f} {vs}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto")
@@ -88,10 +136,16 @@ def main() -> None:
     ap.add_argument("--switches", nargs="*", default=[], choices=list(SWITCHES),
                     help="also time the fast path with each of these switched on (its own columns: ms, ratio to "
                          "the fast path, warm-up seconds, which include compiling)")
+    ap.add_argument("--concurrent", nargs="*", type=int, default=[],
+                    help="also time n processes side by side training one model each, e.g. --concurrent 1 2 4 "
+                         "(the --models given, else one MNIST and one CIFAR-10 KD student)")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = repro.get_device(args.device)
+    if args.worker:
+        return worker(args.worker, args.profile, device, args.steps)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device={device} ({name}) torch={torch.__version__} profile={args.profile} steps={args.steps}")
     extra = "".join(f" {sw + ' ms':>{len(sw) + 3}s} {'vs fast':>7s} {'warm s':>6s}" for sw in args.switches)
@@ -123,8 +177,12 @@ def main() -> None:
             total += est
             print(f"{n:26s} {bs:>5d} {slow:>13.2f} {fast:>8.2f} {slow / fast:>5.2f}x {bs / fast * 1000:>10.0f} "
                   f"{planned:>13,d} {seeds:>4d} {est:>7.0f}{cols}")
-    print(f"estimated training time of the {args.profile} walk, models one after another on the fast path: "
-          f"{total / 60:.1f} min (evaluation, export and chapter 07's fine-tunes not included)")
+    if total:
+        print(f"estimated training time of the {args.profile} walk, models one after another on the fast path: "
+              f"{total / 60:.1f} min (evaluation, export and chapter 07's fine-tunes not included)")
+    if args.concurrent:
+        concurrent(args.models or ["cdcgan_c32_kd", "cgan_student_xs_kd"], args.concurrent, args.profile, device,
+                   args.steps)
 
 
 if __name__ == "__main__":
