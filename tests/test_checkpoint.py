@@ -82,12 +82,12 @@ def test_resume_key_keeps_what_defines_the_training():
     base = cfg()
     key = checkpoint.resume_key(base)
     assert not set(key) & checkpoint.BOOKKEEPING
-    assert checkpoint.BOOKKEEPING == {"name", "max_steps", "ckpt_every", "log_every", "sample_every", "fast",
-                                      "compile", "channels_last"}
+    assert checkpoint.BOOKKEEPING == {"name", "max_steps", "ckpt_every", "log_every", "sample_every", "snapshots",
+                                      "fast", "compile", "channels_last"}
     assert {"lr_g", "batch_size", "epochs", "seed", "kd", "n_train", "dataset"} <= set(key)
     for change in (dict(name="other"), dict(max_steps=7), dict(ckpt_every=9), dict(log_every=1),
                    dict(sample_every=5), dict(fast="on"), dict(fast="off"), dict(compile="on"),
-                   dict(channels_last=True)):
+                   dict(channels_last=True), dict(snapshots=4)):
         assert checkpoint.resume_key(cfg(**change)) == key, change
     for change in (dict(lr_g=1e-3), dict(epochs=3), dict(batch_size=8), dict(n_train=64), dict(loss="hinge"),
                    dict(betas=(0.0, 0.9)), dict(ema_decay=0.9), dict(diffaug="translation")):
