@@ -61,3 +61,45 @@ def test_report_command(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0 and "REPORT.md" in r.stdout
     assert "05 · TinyGAN" in (tmp_path / "REPORT.md").read_text()
+
+
+def _full(root, chapter, models, acc_name, fid_name, clf_acc, gaps=()):
+    d = root / chapter
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "metrics.json").write_text(json.dumps({
+        "profile": "full", "device": "cuda", "seed": 0,
+        "protocols": [{"metrics": {"fid": fid_name, "acc": acc_name}, "classifier_test_accuracy": clf_acc}],
+        "models": {k: {"role": role, acc_name: acc, fid_name: fid, "seeds": seeds}
+                   for k, (role, acc, fid, seeds) in models.items()},
+        "kd_gap_closed": list(gaps)}))
+
+
+def test_quality_bars_read_the_chapters_and_say_met_missed_or_not_measured(tmp_path):
+    bars = {r["bar"]: r for r in report.quality_bars(tmp_path)}  # nothing ran yet
+    assert all(r["verdict"] == "not measured yet" for r in bars.values()) and len(bars) == 9
+    _full(tmp_path, "03_mnist", {"cdcgan_c512_teacher": ("teacher", 0.981, 2.0, 1),
+                                 "cdcgan_c64_kd": ("kd", 0.93, 3.0, 3), "cdcgan_c32_kd": ("kd", 0.85, 4.0, 3),
+                                 "cdcgan_c32_scratch": ("scratch", 0.5, 9.0, 2)},
+          "acc10k_mnistcls", "fid10k_mnistcls", 0.9912,
+          gaps=[{"student": "cdcgan_c32_kd", "gap_closed": -0.25}])
+    _full(tmp_path, "04_cifar10", {"cgan_teacher": ("teacher", 0.71, 5.0, 1),
+                                   "cgan_student_s_kd": ("kd", 0.5, 4.5, 1)},
+          "acc10k_cifar10cls", "fid10k_cifar10cls", 0.88)
+    bars = {r["bar"]: r for r in report.quality_bars(tmp_path)}
+    assert bars["MNIST evaluator classifier: test accuracy"]["measured"] == "99.12%"
+    assert bars["MNIST evaluator classifier: test accuracy"]["verdict"] == "met"
+    assert bars["CIFAR-10 evaluator classifier: test accuracy"]["verdict"] == "missed"
+    assert bars["cDCGAN c=512 teacher: class accuracy"]["verdict"] == "met"
+    assert bars["cDCGAN c=64 KD student: class accuracy"]["verdict"] == "met"
+    assert bars["cDCGAN c=32 KD student: class accuracy"]["verdict"] == "missed"
+    assert bars["CIFAR-10 teacher: class accuracy"]["verdict"] == "met"
+    fid04 = bars["CIFAR-10 teacher: classifier-FID below every student's (04)"]
+    assert fid04["verdict"] == "missed" and "cgan_student_s_kd 4.5" in fid04["measured"]
+    assert bars["CIFAR-10 teacher: classifier-FID below every student's (05)"]["verdict"] == "not measured yet"
+    assert bars["MNIST students: seeds each (mean and spread)"]["measured"] == "2"  # the scratch student's 2
+    assert bars["MNIST students: seeds each (mean and spread)"]["verdict"] == "missed"
+    gap = bars["cdcgan_c32_kd: share of the scratch-to-teacher gap KD closed"]
+    assert gap["measured"] == "-0.25" and gap["verdict"] == "n/a"  # reported whatever its sign
+    text = report.write_report(tmp_path).read_text()
+    assert text.index("## Quality bars") < text.index("## 01 ·")
+    assert "| cDCGAN c=32 KD student: class accuracy | >= 90% | 85.00% | missed |" in text
