@@ -56,7 +56,8 @@ def kd_finetune(G: nn.Module, name: str, part: Mapping[str, Any], steps: int, ru
     D = checkpoint.load_model(Path(part["run_dirs"][name]) / "D", device)
     # stop after `steps`; epochs only need to be enough to get there
     cfg = dataclasses.replace(inputs["cfg"], name=f"{name}_finetune", max_steps=steps, n_train=None,
-                              epochs=max(inputs["cfg"].epochs, math.ceil(steps / 10)), ckpt_every=max(steps, 1))
+                              epochs=max(inputs["cfg"].epochs, math.ceil(steps / 10)), ckpt_every=max(steps, 1),
+                              snapshots=0)  # a short fine-tune: no quality-over-training snapshots
     if inputs["teacher_set"] is not None:
         fit(G, D, inputs["teacher_set"], cfg, run_dir, device, real=inputs["real"], resume=False, progress=progress)
     else:
