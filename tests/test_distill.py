@@ -199,6 +199,7 @@ def test_example_cifar10_config_is_notebook_05_full_profile():
     assert {k: G.hparams[k] for k in cmd.generator} == cmd.generator
     assert {k: D.hparams[k] for k in cmd.discriminator} == cmd.discriminator
     assert checkpoint.resume_key(cmd.train_config()) == checkpoint.resume_key(zoo.train_config(entry, s))
+    assert cmd.train_config().snapshots == zoo.train_config(entry, s).snapshots == 4  # notebook 05's curve
 
 
 def test_example_cifar10_config_writes_beside_the_full_profile_runs():
