@@ -250,11 +250,11 @@ def pack(stage: str, out_dir: str | Path, paused: Sequence[str] = ()) -> list[Pa
     if paused:
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            names = {runs.base_name(key) for key in paused}  # a student's seeds share one name: each folder once
             for chapter in ("04_cifar10", "05_tinygan", "03_mnist"):
                 runs_dir = root / chapter / "runs"
-                for key in paused:
-                    for folder in runs_dir.glob(f"*/{runs.base_name(key)}"):
-                        _add_tree(tar, root, folder.relative_to(root), exclude_runs=False)
+                for folder in sorted({f for n in names for f in runs_dir.glob(f"*/{n}")}):
+                    _add_tree(tar, root, folder.relative_to(root), exclude_runs=False)
         blob = buf.getvalue()
         if len(blob) > 64 * 2 ** 20:
             print(f"note: the resume archive is {len(blob) / 2 ** 20:.0f} MiB; where a remote machine takes at most "

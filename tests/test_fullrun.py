@@ -138,3 +138,16 @@ def test_a_training_stage_runs_its_notebook_on_the_run_folders(results, monkeypa
         fullrun._notebook(stage, "full", 0)
     assert got["03"] == got["04"] == got["05"] == {"PROFILE": "full", "SEED": 0, "WEIGHTS": "train"}
     assert got["06"] == got["07"] == {"PROFILE": "full", "SEED": 0}  # these compare and compress what was shipped
+
+
+def test_a_resume_archive_holds_each_paused_run_folder_once(results, tmp_path):
+    for seed in (0, 1):
+        state = results / "03_mnist" / "runs" / f"full-seed{seed}" / "cdcgan_c64_kd" / "state"
+        state.mkdir(parents=True)
+        (state / "state.pt").write_bytes(b"x" * 10)
+    files = fullrun.pack("mnist", tmp_path / "packs", ["cdcgan_c64_kd", "cdcgan_c64_kd@1"])
+    resume = [f for f in files if ".resume." in f.name]
+    with tarfile.open(resume[0], "r:gz") as tar:
+        names = tar.getnames()
+    assert sorted(names) == ["03_mnist/runs/full-seed0/cdcgan_c64_kd/state/state.pt",
+                             "03_mnist/runs/full-seed1/cdcgan_c64_kd/state/state.pt"]
