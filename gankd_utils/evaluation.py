@@ -179,11 +179,12 @@ def snapshot_curves(trained: Mapping[str, Trained], evaluator: metrics.Evaluator
     (a model loaded from the shipped weights kept none and is left out).
     """
     curves: dict[str, list[dict[str, Any]]] = {}
-    todo = {k: t for k, t in trained.items() if any(s < t.steps for s, _ in train.snapshots(t.run_dir))}
-    for key, t in tqdm(todo.items(), desc="snapshots", disable=not progress, leave=False):
+    kept = {k: [(s, stem) for s, stem in train.snapshots(t.run_dir) if s < t.steps] for k, t in trained.items()}
+    for key, snaps in tqdm([(k, v) for k, v in kept.items() if v], desc="snapshots", disable=not progress,
+                           leave=False):
+        t = trained[key]
         device = next(t.G.parameters()).device
-        pts = [{"step": s, **evaluator(checkpoint.load_model(stem, device))}
-               for s, stem in train.snapshots(t.run_dir) if s < t.steps]
+        pts = [{"step": s, **evaluator(checkpoint.load_model(stem, device))} for s, stem in snaps]
         curves[key] = pts + [{"step": t.steps, **evaluator(t.G)}]
     return curves
 

@@ -142,15 +142,14 @@ def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float 
     t0 = time.monotonic()
     deadline = t0 + budget_s if budget_s else None
     device = repro.get_device(device)
-    out: dict[str, Any] = {"stage": stage, "paused": [], "trained": []}
+    out: dict[str, Any] = {"stage": stage}
+    got: dict[str, runs.Trained] = {}  # what the stage trained or loaded, by seed key
     if stage == "mnist":
         s = config.settings("mnist", profile, seed)
         restore_shipped("mnist", s)
         restore_classifier(s)
         got = runs.train_all(zoo.mnist_zoo(), s, data.load_mnist(train=True), device=device, deadline=deadline)
         _ship("mnist", list(zoo.mnist_zoo()), s, str(device))
-        out["trained"] = [k for k, t in got.items() if not t.loaded and t.steps]
-        out["paused"] = [k for k, t in got.items() if not t.finished]
     else:
         s = config.settings("cifar10", profile, seed)
         restore_shipped("cifar10", s)
@@ -158,11 +157,9 @@ def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float 
         entries = zoo.cifar10_zoo()
         cifar = data.load_cifar10(train=True) if stage in ("cifar10-teacher", "cifar10-students", "tinygan") else None
         if stage == "cifar10-teacher":
-            t = runs.train_or_load(entries["cgan_teacher"], s, cifar, device=device, deadline=deadline)
-            out["paused"] = [] if t.finished else ["cgan_teacher"]
-            out["trained"] = [] if t.loaded else ["cgan_teacher"]
-            if t.finished:
-                _ship("cifar10", ["cgan_teacher"], s, str(device))
+            got = {"cgan_teacher": runs.train_or_load(entries["cgan_teacher"], s, cifar, device=device,
+                                                      deadline=deadline)}
+            _ship("cifar10", ["cgan_teacher"], s, str(device))  # ships only what has finished
         elif stage in ("cifar10-students", "tinygan"):
             teacher = entries["cgan_teacher"]
             if runs.finished_sidecar(runs.run_dir(teacher, s), zoo.train_config(teacher, s)) is None:
@@ -174,11 +171,11 @@ def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float 
             # the four students train side by side on a GPU (runs.train_all's processes)
             got = runs.train_all({n: entries[n] for n in names}, s, cifar, teacher_set=ts["set"],
                                  teacher_set_dir=ts["folder"], device=device, deadline=deadline)
-            out["trained"] = [k for k, t in got.items() if not t.loaded and t.steps]
-            out["paused"] = [k for k, t in got.items() if not t.finished]
             _ship("cifar10", names, s, str(device))
         else:  # compare, compress: everything comes from the shipped weights
             restore_shipped("mnist", config.settings("mnist", profile, seed))
+    out["trained"] = [k for k, t in got.items() if not t.loaded and t.steps]
+    out["paused"] = [k for k, t in got.items() if not t.finished]
     out["finished"] = not out["paused"]
     if not out["paused"] and stage in CLASSIFIER_STAGE:
         ship_classifier(config.settings(CLASSIFIER_STAGE[stage], profile, seed), device)

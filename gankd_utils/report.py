@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import paths
+from . import paths, tables
 from .io import atomic_write_text
 
 # ------------------------------------------------------------------ REPORT.md
@@ -112,13 +112,6 @@ def quality_bars(results: str | Path | None = None) -> list[dict[str, str]]:
     return rows
 
 
-def _markdown(rows: list[dict[str, str]]) -> str:
-    cols = list(rows[0])
-    cell = lambda v: str(v).replace("|", "\\|")  # noqa: E731
-    return "\n".join(["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-                     + ["| " + " | ".join(cell(r[c]) for c in cols) + " |" for r in rows])
-
-
 def _rel(p: Path, base: Path) -> str:
     return p.relative_to(base).as_posix() if p.is_relative_to(base) else p.as_posix()
 
@@ -163,7 +156,7 @@ def write_report(results: str | Path | None = None) -> Path:
     lines += ["## Quality bars", "",
               "What the report is held to, measured by the project's own evaluators (a row per bar; KD's effect "
               "is reported whatever its sign: 1 = as good as the teacher, 0 = no better than scratch, "
-              "negative = worse).", "", _markdown(bars), ""]
+              "negative = worse).", "", tables.markdown_table(bars), ""]
     profiles = set()
     for folder_name, title, what in REPORT_SECTIONS:
         folder = base / folder_name
