@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from . import checkpoint, data, metrics, paths, runlog, train, weights
+from . import checkpoint, data, metrics, paths, runlog, tables, train, viz, weights
 from .config import Settings
 from .runs import Trained, base_name, planned_steps, train_or_load
 from .zoo import Entry, family_teacher
@@ -227,6 +227,27 @@ def convergence_note(rows: Sequence[Mapping[str, Any]]) -> str:
         return f"Every run had converged on {metric} {last}."
     told = "; ".join(f"{r['model']} {r['verdict']} ({r['change']:+.0%})" for r in open_)
     return f"Not converged on {metric} {last}: {told}."
+
+
+def quality_over_training(trained: Mapping[str, Trained], evaluator: metrics.Evaluator, out_dir: str | Path,
+                          labels: Mapping[str, str], colors: Mapping[str, tuple] | None = None,
+                          progress: bool = True) -> dict[str, Any]:
+    """Chapters 03-05: score every run's snapshots, draw ``quality_over_training`` and write ``table_convergence``.
+
+    Returns ``{"curves", "convergence", "note", "figure"}`` (:func:`snapshot_curves`,
+    :func:`convergence` on the classifier-FID, :func:`convergence_note`, the figure);
+    all empty when no run kept snapshots (models from the shipped weights, or ``quick``).
+    """
+    curves = snapshot_curves(trained, evaluator, progress)
+    if not curves:
+        return {"curves": {}, "convergence": [], "note": "", "figure": None}
+    names = evaluator.names()
+    has_acc = any(p.get(names["acc"]) is not None for pts in curves.values() for p in pts)
+    figure = viz.metric_curves(curves, [names["fid"]] + ([names["acc"]] if has_acc else []), colors=colors,
+                               labels={k: labels[k] for k in curves}, path_stem=Path(out_dir) / "quality_over_training")
+    rows = convergence(curves, names["fid"])
+    tables.write_table(rows, Path(out_dir) / "table_convergence", lead=None)
+    return {"curves": curves, "convergence": rows, "note": convergence_note(rows), "figure": figure}
 
 
 def kd_gap_closed(rows: Sequence[Mapping[str, Any]], metric: str) -> list[dict[str, Any]]:

@@ -175,6 +175,17 @@ def test_snapshot_curves_score_every_kept_generator_then_the_finished_one(tmp_pa
     pts = curves["tiny_scratch"]
     assert [p["step"] for p in pts] == [2, 4, 6, 8] and len({p["fid32_tinycls"] for p in pts}) == 4
     assert pts[-1]["fid32_tinycls"] == tiny_evaluator()(t.G)["fid32_tinycls"]  # the last point is the finished G
+    # what chapters 03-05 call: the same curves, the figure and table_convergence saved, the note for REPORT.md
+    over = evaluation.quality_over_training({"tiny_scratch": t}, tiny_evaluator(), tmp_path / "out",
+                                            labels={"tiny_scratch": "tiny"}, progress=False)
+    assert over["curves"] == curves and [r["model"] for r in over["convergence"]] == ["tiny_scratch"]
+    assert over["convergence"][0]["from_step"] == 6 and over["note"] == evaluation.convergence_note(over["convergence"])
+    assert {f.name for f in (tmp_path / "out").iterdir()} >= {"quality_over_training.png", "quality_over_training.pdf",
+                                                             "table_convergence.md", "table_convergence.csv"}
+    none = evaluation.quality_over_training({"shipped": shipped_like}, tiny_evaluator(), tmp_path / "none",
+                                            labels={"shipped": "s"}, progress=False)
+    assert none == {"curves": {}, "convergence": [], "note": "", "figure": None}
+    assert not (tmp_path / "none").exists()
 
 
 def test_convergence_verdicts_from_the_last_stretch_of_training():
