@@ -59,7 +59,26 @@ def _plt():
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    _figures_as_png()
     return plt
+
+
+def _figures_as_png() -> None:
+    """In an IPython kernel whose matplotlib backend is not the inline one (the notebook runner's Agg),
+    ``display(fig)`` would print ``<Figure ...>``: register the PNG formatter the inline backend would have,
+    so that executed notebooks keep their figures."""
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import select_figure_formats
+    except ImportError:
+        return
+    import matplotlib
+
+    ip = get_ipython()
+    if ip is None or "inline" in matplotlib.get_backend() or getattr(ip, "_gankd_png_figures", False):
+        return
+    select_figure_formats(ip, {"png"}, bbox_inches="tight")
+    ip._gankd_png_figures = True
 
 
 def _has_display() -> bool:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from gankd_utils import nbrun, shards, teachers
+from gankd_utils.evaluation import convergence_note
 
 TESTS = Path(__file__).resolve().parents[1]
 REPO = TESTS.parent
@@ -114,6 +115,14 @@ def test_notebook_03_smoke(tmp_path, mnist_train, _results_root):
     lead = (res / "table.md").read_text().splitlines()[0]
     assert fid in lead and "mb_fp16" not in lead and "mb_fp16" in (res / "table_full.md").read_text()
     assert (res / "runs" / "smoke-seed1" / "cdcgan_c32_kd" / "G.safetensors").exists()
+    # quality over training: smoke keeps one snapshot per run, scored with the finished model
+    assert (res / "quality_over_training.png").exists() and (res / "table_convergence.md").exists()
+    assert len(m["convergence"]) == 8 and all(r["from_step"] == 4 and r["to_step"] == 8 for r in m["convergence"])
+    assert m["convergence_note"] == convergence_note(m["convergence"])
+    # the executed copy keeps its figures as pictures, not as "<Figure ...>" text
+    cells = json.loads(out.read_text())["cells"]
+    pngs = [c for c in cells if any("image/png" in o.get("data", {}) for o in c.get("outputs", []))]
+    assert any("quality_over_training(" in "".join(c["source"]) for c in pngs) and len(pngs) >= 5
     # a rerun loads the finished checkpoints instead of training again
     nbrun.run_notebook(nbrun.NOTEBOOK_DIR / "03_mnist_dcgan_kd.ipynb", tmp_path / "03b.ipynb",
                        {"PROFILE": "smoke", "SEED": 1, "FAMILIES": ["columbia"]})
