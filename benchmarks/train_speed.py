@@ -14,7 +14,8 @@ or ``channels_last=True``, its ratio to the plain fast path and its warm-up time
 (compiling included): they are on in a profile only where this shows they pay. Batches are
 random images of the right shape: a step's cost does not depend on what the
 images show. The last table multiplies each model's step cost by the steps the
-profile plans for it (seeds included) and estimates the training time of the walk.
+profile plans for it (seeds included) and estimates the training time of the walk, on the path
+a run takes by default on that device (the fast path on CUDA, fp32 eager elsewhere).
 ``--concurrent 1 2 4`` then times n processes side by side, each training one model
 (as ``runs.train_all`` runs the independent runs on a GPU): the aggregate throughput
 against one process alone says how many runs the GPU has room for.
@@ -34,7 +35,7 @@ import torch
 import gankd_utils  # noqa: F401
 from gankd_utils import config, recipes, repro, runs, zoo
 from gankd_utils.data import ImageSet
-from gankd_utils.runstate import RunState
+from gankd_utils.runstate import RunState, fast_enabled
 
 DATASET_SIZE = {"mnist": 60_000, "cifar10": 50_000}
 SWITCHES = {"compile": {"compile": "on"}, "channels_last": {"channels_last": True}}  # TrainConfig settings
@@ -152,6 +153,8 @@ def main() -> None:
     print(f"{'model':26s} {'batch':>5s} {'fp32 eager ms':>13s} {'fast ms':>8s} {'ratio':>6s} "
           f"{'fast img/s':>10s} {'planned steps':>13s} {'runs':>4s} {'est. s':>7s}{extra}")
     total = 0.0
+    # the estimate prices each step on the path a run takes by default here (TrainConfig.fast = "auto")
+    default_fast = fast_enabled(config.TrainConfig(), device)
     for ds in args.only:
         s = config.settings(ds, args.profile)
         entries = zoo.zoo(ds)
@@ -173,12 +176,13 @@ def main() -> None:
             n_items = s.export.per_class * 10 if e.kd == "blackbox" else DATASET_SIZE[ds]  # teacher set or real
             planned = runs.planned_steps(e, s, n_items)
             seeds = len(s.seeds(e.role))
-            est = planned * fast / 1000 * seeds
+            est = planned * (fast if default_fast else slow) / 1000 * seeds
             total += est
             print(f"{n:26s} {bs:>5d} {slow:>13.2f} {fast:>8.2f} {slow / fast:>5.2f}x {bs / fast * 1000:>10.0f} "
                   f"{planned:>13,d} {seeds:>4d} {est:>7.0f}{cols}")
     if total:
-        print(f"estimated training time of the {args.profile} walk, models one after another on the fast path: "
+        path = "the fast path" if default_fast else "the fp32 eager path (the default off CUDA)"
+        print(f"estimated training time of the {args.profile} walk, models one after another on {path}: "
               f"{total / 60:.1f} min (evaluation, export and chapter 07's fine-tunes not included)")
     if args.concurrent:
         concurrent(args.models or ["cdcgan_c32_kd", "cgan_student_xs_kd"], args.concurrent, args.profile, device,
