@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from . import checkpoint, data, metrics, paths, runlog, tables, train, viz, weights
+from . import checkpoint, data, metrics, paths, repro, runlog, tables, train, viz, weights
 from .config import Settings
 from .runs import Trained, base_name, planned_steps, train_or_load
 from .zoo import Entry, family_teacher
@@ -275,9 +275,11 @@ def kd_gap_closed(rows: Sequence[Mapping[str, Any]], metric: str) -> list[dict[s
 
 def save_chapter_metrics(chapter: str, settings: Settings, device: str | torch.device,
                          evs: Sequence[metrics.Evaluator] = (), **extra: Any) -> Path:
-    """``results/<chapter>/metrics.json``: profile, seed, device, protocols, skips, then ``extra``."""
+    """``results/<chapter>/metrics.json``: profile, seed, device (and the machine it names), protocols, skips,
+    then ``extra``."""
     return metrics.save_metrics(paths.results_dir(chapter) / "metrics.json", {
         "chapter": chapter, "profile": settings.profile, "seed": settings.seed, "device": str(device),
+        "machine": repro.describe_device(device),
         "protocols": [ev.describe() for ev in evs], **extra,
         "skipped": [e for e in runlog.read_skipped() if e["where"] == chapter],
     })

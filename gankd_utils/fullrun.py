@@ -97,7 +97,7 @@ def _ship(dataset: str, names: Sequence[str], settings: config.Settings, device:
                 if runs.finished_sidecar(runs.run_dir(entries[n], settings)) is not None}
     for key, folder in finished.items():  # one model at a time: its own parts
         weights.ship({key: folder}, parts=_shipped_parts(entries[key.split("/")[1]]), profile=settings.profile,
-                     device=device)
+                     device=repro.describe_device(device))
 
 
 def ship_classifier(settings: config.Settings, device) -> str:
@@ -111,7 +111,8 @@ def ship_classifier(settings: config.Settings, device) -> str:
     clf = evaluation.evaluator_classifier(settings, device, "train")  # the cached one, or trained now
     ev = settings.eval
     stem, _ = metrics.classifier_path(ds, ev.cls_epochs, ev.cls_n_train, settings.seed, ev.cls_width)
-    weights.ship({f"{ds}/classifier": stem.parent}, parts=(stem.name,), profile=settings.profile, device=str(device),
+    weights.ship({f"{ds}/classifier": stem.parent}, parts=(stem.name,), profile=settings.profile,
+                 device=repro.describe_device(device),
                  note=f"evaluator classifier, test accuracy {clf.test_accuracy:.4f}")
     return stem.name
 

@@ -63,7 +63,7 @@ def _bar_row(bar: str, target: str, measured: str, met: bool | None, m: dict[str
     if m.get("profile") != "full":
         verdict += f" ({m.get('profile')} profile: not a result)"
     return {"bar": bar, "target": target, "measured": measured, "verdict": verdict,
-            "from": f"{chapter} ({m.get('profile')}, {m.get('device')})"}
+            "from": f"{chapter} ({m.get('profile')}, {m.get('machine') or m.get('device')})"}
 
 
 def quality_bars(results: str | Path | None = None) -> list[dict[str, str]]:
@@ -118,7 +118,8 @@ def _rel(p: Path, base: Path) -> str:
 
 def _paragraph(folder: Path, metrics: dict[str, Any]) -> str:
     prof = metrics.get("profile", "?")
-    bits = [f"Run in the **{prof}** profile on **{metrics.get('device', '?')}** (seed {metrics.get('seed', '?')})."]
+    where = metrics.get("machine") or metrics.get("device", "?")
+    bits = [f"Run in the **{prof}** profile on **{where}** (seed {metrics.get('seed', '?')})."]
     if prof != "full":
         bits.append(f"**Not a result:** the {prof} profile only shows that the pipeline runs; "
                     "rerun with `PROFILE = \"full\"` on a GPU for the report's numbers.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import random
 from collections.abc import Sequence
 
@@ -38,6 +39,28 @@ def get_device(device: str | torch.device = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"DEVICE={device!r} was asked for but CUDA is not available here; use 'auto' or 'cpu'")
     return dev
+
+
+def describe_device(device: str | torch.device = "auto") -> str:
+    """The machine a number came from, for metrics.json and the shipped weights' manifest.
+
+    ``"cuda:0 (NVIDIA H100 80GB HBM3)"``, ``"cpu (Intel(R) Xeon(R) ..., 2 cores)"``; the CPU's model
+    name is read from /proc/cpuinfo where there is one, else from :mod:`platform`.
+    """
+    dev = get_device(device)
+    if dev.type == "cuda":
+        index = dev.index if dev.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    if dev.type != "cpu":
+        return str(dev)
+    name = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        pass
+    name = name or platform.processor() or platform.machine() or "unknown CPU"
+    return f"cpu ({name}, {os.cpu_count()} cores)"
 
 
 def purpose_seed(seed: int, purpose: str | int) -> int:

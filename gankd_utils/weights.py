@@ -325,7 +325,7 @@ def resolve(choice: str, dataset: str, model: str, root: str | Path | None = Non
 
 
 def summary(root: str | Path | None = None) -> list[dict[str, Any]]:
-    """One row per shipped model for a notebook table: key, params, MB (of G), sha256[:12] (of G), steps."""
+    """One row per shipped model for a notebook table: key, params, MB (of G), sha256[:12] (of G), steps, device."""
     m = manifest(root)
     if m is None:
         return []
@@ -335,7 +335,8 @@ def summary(root: str | Path | None = None) -> list[dict[str, Any]]:
         g = m["files"].get(f"{key}/G.safetensors")
         rows.append({"key": key, "params": e.get("params"),
                      "MB": round(g["bytes"] / 1e6, 3) if g else None,
-                     "sha256": g["sha256"][:12] if g else None, "steps": e.get("steps")})
+                     "sha256": g["sha256"][:12] if g else None, "steps": e.get("steps"),
+                     "device": e.get("device") or m.get("device") or None})
     return rows
 
 
@@ -399,7 +400,8 @@ def ship(run_dirs: Mapping[str, str | Path], root: str | Path | None = None, par
     plan: dict[str, dict[str, Any]] = {}
     for key, run in sorted(runs.items()):
         dataset, model = _split_key(key)
-        entry: dict[str, Any] = {"dataset": dataset, "model": model, "files": [], "note": note}
+        # each model says where it was trained: the stages of one walk may run on different machines
+        entry: dict[str, Any] = {"dataset": dataset, "model": model, "files": [], "note": note, "device": device}
         sources: dict[str, Path] = {}
         for part in parts:
             try:
@@ -504,7 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if args.dataset is None or row["key"].split("/", 1)[0] == args.dataset:
                     print(f"{row['key']:<40} params {row['params'] if row['params'] is not None else '?':>10}  "
                           f"{row['MB'] if row['MB'] is not None else '?':>8} MB  steps {row['steps']}  "
-                          f"sha256 {row['sha256']}")
+                          f"sha256 {row['sha256']}  trained on {row['device'] or '?'}")
             return 0
         rels = m["files"] if args.key is None else _model_entry(m, args.key, root)["files"]
     except ShippedWeightsError as e:

@@ -6,11 +6,11 @@ import sys
 from gankd_utils import report
 
 
-def _chapter(root, name, profile):
+def _chapter(root, name, profile, **more):
     d = root / name
     d.mkdir(parents=True)
     (d / "metrics.json").write_text(json.dumps({
-        "profile": profile, "device": "cuda", "seed": 0,
+        "profile": profile, "device": "cuda", "seed": 0, **more,
         "protocols": [{"metrics": {"fid": "fid10k_mnistcls"}, "n_samples": 10000, "extractor": "mnistcls",
                        "reference": "mnist-train", "n_reference": 60000, "classifier_test_accuracy": 0.991}],
         "skipped": [{"what": "Inception FID", "why": "offline"}]}))
@@ -23,11 +23,12 @@ def _chapter(root, name, profile):
 
 def test_report_collects_chapters_and_flags_profiles(tmp_path):
     _chapter(tmp_path, "03_mnist", "full")
-    _chapter(tmp_path, "06_compare", "quick")
+    _chapter(tmp_path, "06_compare", "quick", machine="cpu (AMD EPYC, 2 cores)")  # names its machine
     (tmp_path / "04_cifar10").mkdir()  # ran, but wrote no metrics.json
     text = report.write_report(tmp_path).read_text()
     assert "| a | 1.5 |" in text and "](03_mnist/samples.png)" in text and "](03_mnist/table.csv)" in text
-    assert "**full** profile on **cuda**" in text and "99.10%" in text and "Skipped: Inception FID" in text
+    assert "**full** profile on **cuda**" in text and "99.10%" in text  # an older metrics.json: the device only
+    assert "**quick** profile on **cpu (AMD EPYC, 2 cores)**" in text and "Skipped: Inception FID" in text
     assert "Profiles in this report: full, quick" in text
     assert "**Not a result:** the quick profile" in text
     assert "_Not run (no `metrics.json`)._" in text  # 01, 05, 07

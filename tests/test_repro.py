@@ -62,3 +62,10 @@ def test_get_device():
         assert repro.get_device("auto").type in ("cpu", "mps")
         with pytest.raises(RuntimeError, match="CUDA is not available"):
             repro.get_device("cuda")
+
+
+def test_describe_device_names_the_machine(monkeypatch):
+    cpu = repro.describe_device("cpu")
+    assert cpu.startswith("cpu (") and cpu.endswith(" cores)") and "unknown" not in cpu
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: f"Some GPU #{i}")
+    assert repro.describe_device(torch.device("cuda", 1)) == "cuda:1 (Some GPU #1)"

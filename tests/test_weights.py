@@ -91,7 +91,7 @@ def test_ship_then_load_gives_the_same_generator(wroot, tmp_path):
     assert m["format"] == "gankd-weights/1" and m["profile"] == "full" and m["device"] == "test-cpu"
     assert m["models"]["mnist/tiny"] == {
         "dataset": "mnist", "model": "tiny", "files": ["mnist/tiny/G.json", "mnist/tiny/G.safetensors"],
-        "seed": 0, "steps": 3, "params": count_params(G), "note": ""}
+        "seed": 0, "steps": 3, "params": count_params(G), "note": "", "device": "test-cpu"}
     assert sorted(m["files"]) == ["mnist/tiny/G.json", "mnist/tiny/G.safetensors"]
 
 
@@ -115,8 +115,8 @@ def test_available_has_and_summary(wroot, tmp_path):
     make_run(tmp_path / "b", seed=2, step=7)
     make_run(tmp_path / "c", seed=3)
     assert weights.available() == [] and not weights.has("mnist", "a") and weights.summary() == []
-    weights.ship({"mnist/b": tmp_path / "b", "cifar10/c": tmp_path / "c"})
-    weights.ship({"mnist/a": tmp_path / "a"}, note="KD student")  # added beside the others
+    weights.ship({"mnist/b": tmp_path / "b", "cifar10/c": tmp_path / "c"}, device="cpu (2 cores)")
+    weights.ship({"mnist/a": tmp_path / "a"}, note="KD student", device="cuda (H100)")  # added beside the others
     assert weights.available() == ["cifar10/c", "mnist/a", "mnist/b"]
     assert weights.available("mnist") == ["mnist/a", "mnist/b"]
     assert weights.has("mnist", "a") and not weights.has("cifar10", "a")
@@ -124,8 +124,9 @@ def test_available_has_and_summary(wroot, tmp_path):
     assert sorted(rows) == ["cifar10/c", "mnist/a", "mnist/b"]
     data = (wroot / "mnist" / "a" / "G.safetensors").read_bytes()
     assert rows["mnist/a"] == {"key": "mnist/a", "params": count_params(Ga), "MB": round(len(data) / 1e6, 3),
-                               "sha256": hashlib.sha256(data).hexdigest()[:12], "steps": 3}
+                               "sha256": hashlib.sha256(data).hexdigest()[:12], "steps": 3, "device": "cuda (H100)"}
     assert rows["mnist/b"]["steps"] == 7
+    assert rows["mnist/b"]["device"] == "cpu (2 cores)"  # each model keeps where it was trained
     m = weights.manifest()
     assert m["models"]["mnist/a"]["note"] == "KD student" and m["models"]["mnist/b"]["seed"] == 2
 
