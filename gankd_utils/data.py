@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -30,6 +31,9 @@ from torchvision.datasets.utils import check_integrity
 
 from . import paths
 from .classes import CIFAR10_CLASSES, MNIST_CLASSES
+
+# the sizes of the whole sets: a data root that holds fewer images is a subset, and the report says so
+FULL_SIZES = {"mnist-train": 60_000, "mnist-test": 10_000, "cifar10-train": 50_000, "cifar10-test": 10_000}
 
 
 
@@ -165,6 +169,10 @@ def load_cifar10(train: bool = True, root: str | Path | None = None, download: b
         if x.ndim != 4 or x.shape[1:] != (32, 32, 3) or x.dtype != np.uint8:
             raise ValueError(f"{npz_dir}: expected uint8 images (N, 32, 32, 3), got {x.dtype} {x.shape}")
         images = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+        if len(images) < FULL_SIZES[f"cifar10-{split}"]:
+            warnings.warn(f"{npz_dir} holds {len(images):,} of CIFAR-10's {FULL_SIZES[f'cifar10-{split}']:,} {split} "
+                          f"images ({', '.join(f.name for f in files)}): whatever trains or is scored on them is "
+                          "on that subset, and REPORT.md says so", stacklevel=2)
         return ImageSet(images, torch.from_numpy(y), CIFAR10_CLASSES, f"cifar10-{split}")
     batches = root / "cifar-10-batches-py"
     if not batches.exists() and (not download or paths.offline()):

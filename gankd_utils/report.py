@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import paths, tables
+from .data import FULL_SIZES
 from .io import atomic_write_text
 
 # ------------------------------------------------------------------ REPORT.md
@@ -131,6 +132,10 @@ def _paragraph(folder: Path, metrics: dict[str, Any]) -> str:
         if proto.get("classifier_test_accuracy") is not None:
             desc += f", evaluator classifier test accuracy {proto['classifier_test_accuracy']:.2%}"
         bits.append(desc + "." + (f" {note}." if note else ""))
+        whole = FULL_SIZES.get(str(proto.get("reference")))
+        if prof == "full" and whole and isinstance(proto.get("n_reference"), int) and proto["n_reference"] < whole:
+            bits.append(f"**On a subset:** the data held {proto['n_reference']:,} of the {whole:,} images of "
+                        f"{proto['reference']}; the models of this chapter trained on that subset too.")
     if metrics.get("convergence_note"):
         bits.append(metrics["convergence_note"])
     skipped = metrics.get("skipped") or []

@@ -4,6 +4,7 @@ import gzip
 import http.server
 import shutil
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -26,6 +27,19 @@ def test_cifar10_from_npz_shards(cifar_root):
     assert test.images.shape == (10000, 3, 32, 32) and test.images.dtype == torch.uint8
     assert torch.bincount(test.labels).tolist() == [1000] * 10
     assert test.classes[0] == "airplane" and test.name == "cifar10-test"
+
+
+def test_cifar10_from_some_of_its_shards_says_it_is_a_subset(cifar_root, tmp_path):
+    (tmp_path / "cifar10").mkdir()
+    for name in ("train_00.npz", "train_03.npz", "test.npz"):
+        shutil.copy(cifar_root / "cifar10" / name, tmp_path / "cifar10" / name)
+    with pytest.warns(UserWarning, match=r"holds 10,000 of CIFAR-10's 50,000 train images \(train_00.npz, "
+                                         r"train_03.npz\).*on that subset"):
+        part = data.load_cifar10(train=True, root=tmp_path)
+    assert len(part) == 10_000 and torch.bincount(part.labels).tolist() == [1000] * 10  # the shards are balanced
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(data.load_cifar10(train=False, root=tmp_path)) == data.FULL_SIZES["cifar10-test"]
 
 
 def test_balanced_subset(mnist_test):

@@ -39,6 +39,18 @@ def test_report_collects_chapters_and_flags_profiles(tmp_path):
     assert text.index("## 03 ·") < text.index("## 06 ·")
 
 
+def test_report_flags_a_full_run_on_a_subset_of_the_data(tmp_path):
+    d = _chapter(tmp_path, "04_cifar10", "full")
+    m = json.loads((d / "metrics.json").read_text())
+    m["protocols"][0].update(reference="cifar10-train", n_reference=20_000)
+    (d / "metrics.json").write_text(json.dumps(m))
+    text = report.write_report(tmp_path).read_text()
+    assert "**On a subset:** the data held 20,000 of the 50,000 images of cifar10-train" in text
+    m["protocols"][0]["n_reference"] = 50_000
+    (d / "metrics.json").write_text(json.dumps(m))
+    assert "On a subset" not in report.write_report(tmp_path).read_text()
+
+
 def test_report_of_full_runs_only_has_no_warning(tmp_path):
     _chapter(tmp_path, "03_mnist", "full")
     text = report.write_report(tmp_path).read_text()
