@@ -130,7 +130,7 @@ def weights_note(entries: Mapping[str, Entry], settings: Settings, choice: str =
                 f"in the {settings.profile} profile.")
     if settings.profile == "full":
         return "Every model trains now (full profile)."
-    return (f"No shipped weights here: this {settings.profile} run trains its own teachers at the "
+    return (f"No shipped generators here: this {settings.profile} run trains its own teachers at the "
             f"{settings.profile} budget, so its pictures and numbers will look like noise, not results.")
 
 

@@ -325,14 +325,17 @@ def resolve(choice: str, dataset: str, model: str, root: str | Path | None = Non
 
 
 def summary(root: str | Path | None = None) -> list[dict[str, Any]]:
-    """One row per shipped model for a notebook table: key, params, MB (of G), sha256[:12] (of G), steps, device."""
+    """One row per shipped model for a notebook table: key, params, MB and sha256[:12] (of G, or of a classifier's
+    one file), steps, device."""
     m = manifest(root)
     if m is None:
         return []
     rows = []
     for key in sorted(m["models"]):
         e = m["models"][key]
-        g = m["files"].get(f"{key}/G.safetensors")
+        main = f"{key}/G.safetensors" if f"{key}/G.safetensors" in e["files"] else next(
+            (r for r in e["files"] if r.endswith(".safetensors")), None)  # a generator's G, a classifier's one file
+        g = m["files"].get(main) if main else None
         rows.append({"key": key, "params": e.get("params"),
                      "MB": round(g["bytes"] / 1e6, 3) if g else None,
                      "sha256": g["sha256"][:12] if g else None, "steps": e.get("steps"),

@@ -103,6 +103,9 @@ def test_the_evaluator_classifier_ships_and_every_profile_then_scores_with_it(re
     part = fullrun.ship_classifier(full, "cpu")
     assert part == stem.name and weights.parts_of("mnist", "classifier") == [part]
     assert weights.verify("mnist/classifier")  # sha256 listed and checked
+    row = weights.summary()[0]  # its one file stands where a generator's G would
+    assert row["key"] == "mnist/classifier" and row["MB"] > 0 and len(row["sha256"]) == 12
+    assert row["device"].startswith("cpu (") and row["params"] == sum(p.numel() for p in net.parameters())
     quick = config.settings("mnist", "quick")
     clf = evaluation.evaluator_classifier(quick, "cpu", "auto", say=said.append)
     assert clf.test_accuracy == 0.991 and clf.name == "mnistcls" and "the full run's, shipped" in said[0]
