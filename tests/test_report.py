@@ -116,3 +116,21 @@ def test_quality_bars_read_the_chapters_and_say_met_missed_or_not_measured(tmp_p
     text = report.write_report(tmp_path).read_text()
     assert text.index("## Quality bars") < text.index("## 01 ·")
     assert "| cDCGAN c=32 KD student: class accuracy | >= 90% | 85.00% | missed |" in text
+
+
+def test_a_shipped_evaluator_classifier_is_its_own_quality_bar(tmp_path):
+    from gankd_utils import checkpoint, weights
+    from gankd_utils.models import ConvClassifier
+
+    _chapter(tmp_path, "03_mnist", "quick")  # a laptop walk scored with the shipped classifier
+    run = tmp_path / "cache"
+    checkpoint.save_model(run / "mnistcls_x", ConvClassifier(1, 10, width=4), settings={}, test_accuracy=0.9957,
+                          finished=True)
+    weights.ship({"mnist/classifier": run}, root=tmp_path / "weights", parts=("mnistcls_x",),
+                 device="cpu (Some CPU, 2 cores)")
+    bars = {r["bar"]: r for r in report.quality_bars(tmp_path)}
+    clf = bars["MNIST evaluator classifier: test accuracy"]
+    assert (clf["measured"], clf["verdict"]) == ("99.57%", "met")  # a full-profile result, not the quick chapter's
+    assert clf["from"] == "shipped weights (full, cpu (Some CPU, 2 cores))"
+    assert bars["cDCGAN c=512 teacher: class accuracy"]["verdict"].endswith("(quick profile: not a result)")
+    assert bars["CIFAR-10 evaluator classifier: test accuracy"]["verdict"] == "not measured yet"
