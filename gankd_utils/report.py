@@ -158,7 +158,8 @@ def _paragraph(folder: Path, metrics: dict[str, Any]) -> str:
         whole = FULL_SIZES.get(str(proto.get("reference")))
         if prof == "full" and whole and isinstance(proto.get("n_reference"), int) and proto["n_reference"] < whole:
             bits.append(f"**On a subset:** the data held {proto['n_reference']:,} of the {whole:,} images of "
-                        f"{proto['reference']}; the models of this chapter trained on that subset too.")
+                        f"{proto['reference']}: the scores use that subset as their reference, and whatever trained on "
+                        "real images in this run trained on it too.")
     if metrics.get("convergence_note"):
         bits.append(metrics["convergence_note"])
     skipped = metrics.get("skipped") or []
