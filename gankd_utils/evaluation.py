@@ -279,7 +279,7 @@ def save_chapter_metrics(chapter: str, settings: Settings, device: str | torch.d
     then ``extra``."""
     return metrics.save_metrics(paths.results_dir(chapter) / "metrics.json", {
         "chapter": chapter, "profile": settings.profile, "seed": settings.seed, "device": str(device),
-        "machine": repro.describe_device(device),
+        "machine": repro.describe_device(device), "cpu": repro.describe_device("cpu"),  # CPU timings' machine
         "protocols": [ev.describe() for ev in evs], **extra,
         "skipped": [e for e in runlog.read_skipped() if e["where"] == chapter],
     })

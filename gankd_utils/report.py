@@ -144,6 +144,8 @@ def _paragraph(folder: Path, metrics: dict[str, Any]) -> str:
     prof = metrics.get("profile", "?")
     where = metrics.get("machine") or metrics.get("device", "?")
     bits = [f"Run in the **{prof}** profile on **{where}** (seed {metrics.get('seed', '?')})."]
+    if metrics.get("cpu") and metrics["cpu"] != where:
+        bits.append(f"CPU timings on {metrics['cpu']}.")
     if prof != "full":
         bits.append(f"**Not a result:** the {prof} profile only shows that the pipeline runs; "
                     "rerun with `PROFILE = \"full\"` on a GPU for the report's numbers.")

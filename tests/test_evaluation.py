@@ -121,6 +121,7 @@ def test_evaluators_and_chapter_metrics(tmp_path, monkeypatch):
     assert path.parent.name == "99_test" and (m["chapter"], m["profile"], m["seed"], m["device"]) == (
         "99_test", "smoke", 3, "cpu")
     assert m["machine"].startswith("cpu (") and m["machine"].endswith(f", {os.cpu_count()} cores)")  # names the CPU
+    assert m["cpu"] == m["machine"]
     assert m["protocols"][0]["metrics"]["fid"] == "fid500_tinycls" and m["models"] == {"a": {"fid": None}}
     assert [e["where"] for e in m["skipped"]] == ["99_test", "99_test"]
     assert [e["where"] for e in runlog.read_skipped() if e["where"] == "99_test"] == ["99_test", "99_test"]

@@ -23,12 +23,13 @@ def _chapter(root, name, profile, **more):
 
 def test_report_collects_chapters_and_flags_profiles(tmp_path):
     _chapter(tmp_path, "03_mnist", "full")
-    _chapter(tmp_path, "06_compare", "quick", machine="cpu (AMD EPYC, 2 cores)")  # names its machine
+    _chapter(tmp_path, "06_compare", "quick", machine="cuda:0 (Some GPU)", cpu="cpu (AMD EPYC, 16 cores)")
     (tmp_path / "04_cifar10").mkdir()  # ran, but wrote no metrics.json
     text = report.write_report(tmp_path).read_text()
     assert "| a | 1.5 |" in text and "](03_mnist/samples.png)" in text and "](03_mnist/table.csv)" in text
     assert "**full** profile on **cuda**" in text and "99.10%" in text  # an older metrics.json: the device only
-    assert "**quick** profile on **cpu (AMD EPYC, 2 cores)**" in text and "Skipped: Inception FID" in text
+    assert "**quick** profile on **cuda:0 (Some GPU)**" in text  # names its machine
+    assert "CPU timings on cpu (AMD EPYC, 16 cores)." in text  # and the CPU its latency figures came from and "Skipped: Inception FID" in text
     assert "Profiles in this report: full, quick" in text
     assert "**Not a result:** the quick profile" in text
     assert "_Not run (no `metrics.json`)._" in text  # 01, 05, 07
