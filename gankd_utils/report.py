@@ -90,7 +90,9 @@ def quality_bars(results: str | Path | None = None) -> list[dict[str, str]]:
     classifier shipped with the full run's weights is read from there (every profile scores with it).
     """
     base = Path(results) if results is not None else paths.results_root()
-    wroot = weights.weights_root() if results is None else base / "weights"
+    # the shipped weights of these results: GANKD_WEIGHTS (or results/weights) for the results folder in use
+    same = base.resolve() == paths.results_root().resolve()
+    wroot = weights.weights_root() if same else base / "weights"
     rows = []
     for chapter, bar, model, metric, target in BARS:
         shipped = _shipped_classifier(chapter, wroot) if model is None else None
@@ -165,8 +167,8 @@ def _paragraph(folder: Path, metrics: dict[str, Any]) -> str:
     if metrics.get("convergence_note"):
         bits.append(metrics["convergence_note"])
     skipped = metrics.get("skipped") or []
-    for s in skipped:
-        bits.append(f"Skipped: {s.get('what')} ({s.get('why')}).")
+    for what, why in dict.fromkeys((s.get("what"), s.get("why")) for s in skipped):  # once each (06 has 2 datasets)
+        bits.append(f"Skipped: {what} ({why}).")
     return " ".join(bits)
 
 

@@ -13,7 +13,7 @@ def _chapter(root, name, profile, **more):
         "profile": profile, "device": "cuda", "seed": 0, **more,
         "protocols": [{"metrics": {"fid": "fid10k_mnistcls"}, "n_samples": 10000, "extractor": "mnistcls",
                        "reference": "mnist-train", "n_reference": 60000, "classifier_test_accuracy": 0.991}],
-        "skipped": [{"what": "Inception FID", "why": "offline"}]}))
+        "skipped": [{"what": "Inception FID", "why": "offline"}] * (2 if name == "06_compare" else 1)}))
     (d / "table.md").write_text("| model | fid10k_mnistcls |\n|---|---|\n| a | 1.5 |")
     (d / "table.csv").write_text("model,fid10k_mnistcls\na,1.5\n")
     (d / "table_full.md").write_text("| model | family | fid10k_mnistcls |\n|---|---|---|\n| a | wide | 1.5 |")
@@ -29,7 +29,8 @@ def test_report_collects_chapters_and_flags_profiles(tmp_path):
     assert "| a | 1.5 |" in text and "](03_mnist/samples.png)" in text and "](03_mnist/table.csv)" in text
     assert "**full** profile on **cuda**" in text and "99.10%" in text  # an older metrics.json: the device only
     assert "**quick** profile on **cuda:0 (Some GPU)**" in text  # names its machine
-    assert "CPU timings on cpu (AMD EPYC, 16 cores)." in text  # and the CPU its latency figures came from and "Skipped: Inception FID" in text
+    assert "CPU timings on cpu (AMD EPYC, 16 cores)." in text  # and the CPU its latency figures came from
+    assert text.count("Skipped: Inception FID (offline).") == 2  # 03 and 06: once each, though 06 listed it twice
     assert "Profiles in this report: full, quick" in text
     assert "**Not a result:** the quick profile" in text
     assert "_Not run (no `metrics.json`)._" in text  # 01, 05, 07
@@ -135,3 +136,18 @@ def test_a_shipped_evaluator_classifier_is_its_own_quality_bar(tmp_path):
     assert clf["from"] == "shipped weights (full, cpu (Some CPU, 2 cores))"
     assert bars["cDCGAN c=512 teacher: class accuracy"]["verdict"].endswith("(quick profile: not a result)")
     assert bars["CIFAR-10 evaluator classifier: test accuracy"]["verdict"] == "not measured yet"
+
+
+def test_quality_bars_read_the_shipped_weights_of_the_results_in_use(tmp_path, monkeypatch):
+    from gankd_utils import checkpoint, weights
+    from gankd_utils.models import ConvClassifier
+
+    run = tmp_path / "cache"
+    checkpoint.save_model(run / "mnistcls_x", ConvClassifier(1, 10, width=4), settings={}, test_accuracy=0.992,
+                          finished=True)
+    weights.ship({"mnist/classifier": run}, root=tmp_path / "elsewhere", parts=("mnistcls_x",), device="cpu")
+    monkeypatch.setenv("GANKD_RESULTS", str(tmp_path / "res"))
+    monkeypatch.setenv("GANKD_WEIGHTS", str(tmp_path / "elsewhere"))  # the results in use read their weights there
+    for where in (None, tmp_path / "res"):
+        assert report.quality_bars(where)[0]["measured"] == "99.20%"
+    assert report.quality_bars(tmp_path / "other")[0]["verdict"] == "not measured yet"  # other results: their own
