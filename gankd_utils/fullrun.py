@@ -57,10 +57,13 @@ def _shipped_parts(entry: zoo.Entry) -> tuple[str, ...]:
     return ("G", "D") if entry.role == "kd" else ("G",)
 
 
-def restore_shipped(dataset: str, settings: config.Settings) -> list[str]:
-    """Copy every shipped model of ``dataset`` into its run folder (where none is finished); returns their keys."""
+def restore_shipped(dataset: str, settings: config.Settings, names: Sequence[str] | None = None) -> list[str]:
+    """Copy the shipped models of ``dataset`` (those of ``names``; None: all) into their run folders, where none
+    is finished; returns their keys. Only their files are read: a machine may hold only those."""
     done = []
     for name, e in zoo.zoo(dataset).items():
+        if names is not None and name not in names:
+            continue
         key = f"{dataset}/{name}"
         folder = runs.run_dir(e, settings)
         if weights.has(dataset, name) and runs.finished_sidecar(folder) is None:
@@ -151,12 +154,15 @@ def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float 
         restore_classifier(s)
         got = runs.train_all(zoo.mnist_zoo(), s, data.load_mnist(train=True), device=device, deadline=deadline)
         _ship("mnist", list(zoo.mnist_zoo()), s, str(device))
-    else:
+    elif stage in ("cifar10-teacher", "cifar10-students", "tinygan"):
         s = config.settings("cifar10", profile, seed)
-        restore_shipped("cifar10", s)
-        restore_classifier(s)
         entries = zoo.cifar10_zoo()
-        cifar = data.load_cifar10(train=True) if stage in ("cifar10-teacher", "cifar10-students", "tinygan") else None
+        names = (["tinygan_student"] if stage == "tinygan" else
+                 [n for n, e in entries.items() if e.chapter == "04_cifar10" and e.role != "teacher"]
+                 if stage == "cifar10-students" else [])
+        restore_shipped("cifar10", s, ["cgan_teacher", *names])  # the teacher, and what this stage trains
+        restore_classifier(s)
+        cifar = data.load_cifar10(train=True)
         if stage == "cifar10-teacher":
             got = {"cgan_teacher": runs.train_or_load(entries["cgan_teacher"], s, cifar, device=device,
                                                       deadline=deadline)}
@@ -167,14 +173,12 @@ def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float 
                 raise RuntimeError("the CIFAR-10 teacher is not finished (nor shipped): run the cifar10-teacher "
                                    "stage until it says finished, then this one")
             ts = runs.cifar10_teacher_set(s, device, real=cifar)
-            names = ([n for n, e in entries.items() if e.chapter == "04_cifar10" and e.role != "teacher"]
-                     if stage == "cifar10-students" else ["tinygan_student"])
             # the four students train side by side on a GPU (runs.train_all's processes)
             got = runs.train_all({n: entries[n] for n in names}, s, cifar, teacher_set=ts["set"],
                                  teacher_set_dir=ts["folder"], device=device, deadline=deadline)
             _ship("cifar10", names, s, str(device))
-        else:  # compare, compress: everything comes from the shipped weights
-            restore_shipped("mnist", config.settings("mnist", profile, seed))
+    # compare, compress: their notebooks read the shipped weights themselves (WEIGHTS = "auto"), and compress
+    # only its students' and their teachers' files: a machine needs no others
     out["trained"] = [k for k, t in got.items() if not t.loaded and t.steps]
     out["paused"] = [k for k, t in got.items() if not t.finished]
     out["finished"] = not out["paused"]

@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from . import checkpoint, config, data, paths, repro, shards, teachers, weights
 from .config import Settings, TrainConfig
 from .io import sha256_file
 from .train import fit
-from .zoo import Entry, build, train_config, zoo
+from .zoo import Entry, build, family_teacher, train_config, zoo
 
 
 @dataclass
@@ -369,9 +369,13 @@ def cifar10_teacher_set(settings: Settings, device="auto", retrain: bool = False
 # ------------------------------------------------------------------ every model of a profile
 
 def collect(profile: str, seed: int = 0, device="auto", train_missing: bool = True, progress: bool = True,
-            say: Callable[[str], None] = print, weights_: str = "train") -> dict[str, dict[str, Any]]:
+            say: Callable[[str], None] = print, weights_: str = "train",
+            only: Collection[str] | None = None) -> dict[str, dict[str, Any]]:
     """Every model of chapters 03-05 for ``profile`` / ``seed``: ``{dataset: {"models", "entries", "sources",
     "run_dirs", "settings"}}``.
+
+    ``only``: ``"dataset/model"`` keys: just these models and the teachers of the KD students among them
+    (chapter 07 needs no more, and then reads only their shipped files); None: every model.
 
     With ``weights_`` "auto" or "shipped", a shipped model is taken from the shipped weights
     (whatever the profile: chapters 06 and 07 compare and compress the full run's models).
@@ -388,7 +392,12 @@ def collect(profile: str, seed: int = 0, device="auto", train_missing: bool = Tr
         sources: dict[str, str] = {}
         dirs = {name: run_dir(e, s) for name, e in entries.items()}
         real, teacher_set = None, None
+        wanted = None if only is None else {k.split("/", 1)[1] for k in only if k.split("/", 1)[0] == dataset}
+        if wanted is not None:
+            wanted |= {family_teacher(entries, n) for n in wanted if n in entries and entries[n].role == "kd"} - {None}
         for name, e in entries.items():
+            if wanted is not None and name not in wanted:
+                continue
             if weights_ != "train" and weights.has(dataset, name):
                 t = load_shipped(e, s, device)
                 models[name], sources[name], dirs[name] = t.G, f"shipped ({weights.weights_root()})", t.run_dir

@@ -27,6 +27,19 @@ def test_unknown_stage_and_missing_teacher_are_refused(results, cifar_root):
         fullrun.run_stage("tinygan", "smoke", notebook=False)
 
 
+def test_compare_and_compress_stages_open_no_shipped_file_themselves(results, tmp_path):
+    # their notebooks read what they need; a machine that was sent only those files must not fail before them
+    run = tmp_path / "run"
+    e = zoo.mnist_zoo()["cdcgan_c32_scratch"]
+    s = config.settings("mnist", "smoke")
+    checkpoint.save_model(run / "G", zoo.build(e, s)[0], finished=True, step=1, config={"seed": 0})
+    weights.ship({"mnist/cdcgan_c32_scratch": run}, profile="smoke")
+    (weights.weights_root() / "mnist" / "cdcgan_c32_scratch" / "G.safetensors").unlink()
+    for stage in ("compare", "compress"):
+        done = fullrun.run_stage(stage, "smoke", notebook=False, say=lambda m: None)
+        assert done["finished"] and done["trained"] == [] and not (results / "03_mnist" / "runs").exists()
+
+
 def test_split_parts_join_back(tmp_path, monkeypatch):
     monkeypatch.setattr(fullrun, "PART_BYTES", 1000)
     blob = bytes(range(256)) * 10  # 2560 bytes: three parts
@@ -83,6 +96,13 @@ def test_teacher_stage_pauses_resumes_ships_and_a_fresh_folder_continues(results
     monkeypatch.setenv("GANKD_RESULTS", str(fresh))
     assert fullrun.unpack(packs)
     assert weights.has("cifar10", "cgan_teacher")
+    g = fresh / "weights" / "cifar10" / "cgan_teacher" / "G.safetensors"
+    blob = g.read_bytes()
+    g.unlink()  # a machine that received only what its stage reads
+    assert fullrun.restore_shipped("cifar10", s, ["tinygan_student"]) == []  # reads no other model's files
+    with pytest.raises(weights.ShippedWeightsError, match="missing"):
+        fullrun.restore_shipped("cifar10", s)
+    g.write_bytes(blob)
     assert fullrun.restore_shipped("cifar10", s) == ["cifar10/cgan_teacher"]
     again = runs.load_finished(runs.run_dir(entry, s), zoo.train_config(entry, s))
     assert again is not None and again.finished

@@ -284,6 +284,19 @@ def test_collect_prefers_the_shipped_models(tmp_path, monkeypatch):
     assert (got["run_dirs"]["cdcgan_c32_kd"] / "D.safetensors").exists()  # chapter 07's fine-tune finds its D
     with pytest.raises(weights.ShippedWeightsError, match="not shipped"):
         runs.collect("smoke", 0, device="cpu", train_missing=False, say=lambda m: None, weights_="shipped")
+    # chapter 07 asks for its students only: they and their families' teachers, so other shipped files may be
+    # absent (a GPU machine that received only what the stage reads)
+    (tmp_path / "weights" / "mnist" / "cdcgan_c32_kd" / "D.safetensors").unlink()  # a file nobody asks for now
+    said = []
+    got = runs.collect("smoke", 0, device="cpu", train_missing=False, say=said.append, weights_="auto",
+                       only=["mnist/cdcgan_c64_scratch"])
+    assert got["mnist"]["models"] == {} and got["cifar10"]["models"] == {}
+    assert said == ["cdcgan_c64_scratch: no finished checkpoint in "
+                    f"{runs.run_dir(zoo.mnist_zoo()['cdcgan_c64_scratch'], s)}; left out"]  # a scratch student: no teacher
+    said.clear()
+    runs.collect("smoke", 0, device="cpu", train_missing=False, say=said.append, weights_="train",
+                 only=["mnist/cdcgan_c32_kd"])
+    assert [m.split(":")[0] for m in said] == ["cdcgan_c512_teacher", "cdcgan_c32_kd"]  # the student and its teacher
 
 
 def test_planned_steps():
