@@ -15,7 +15,9 @@ or ``channels_last=True``, its ratio to the plain fast path and its warm-up time
 random images of the right shape: a step's cost does not depend on what the
 images show. The last table multiplies each model's step cost by the steps the
 profile plans for it (seeds included) and estimates the training time of the walk, on the path
-a run takes by default on that device (the fast path on CUDA, fp32 eager elsewhere).
+a run takes by default on that device (the fast path on CUDA, fp32 eager elsewhere). Timed pieces
+then price what the stages do besides training (evaluator classifiers, scoring, the teacher-set
+exports, chapter 07's fine-tunes), so the last line estimates the whole walk (``beyond_training``).
 ``--concurrent 1 2 4`` then times n processes side by side, each training one model
 (as ``runs.train_all`` runs the independent runs on a GPU): the aggregate throughput
 against one process alone says how many runs the GPU has room for.
@@ -31,13 +33,20 @@ import dataclasses
 import time
 
 import torch
+import torch.nn.functional as F
 
 import gankd_utils  # noqa: F401
-from gankd_utils import config, recipes, repro, runs, zoo
+from gankd_utils import config, metrics, recipes, repro, runs, zoo
 from gankd_utils.data import ImageSet
+from gankd_utils.models import ConvClassifier
 from gankd_utils.runstate import RunState, fast_enabled
 
 DATASET_SIZE = {"mnist": 60_000, "cifar10": 50_000}
+COMPRESSED = ("mnist/cdcgan_c32_kd", "cifar10/cgan_student_s_kd", "cifar10/tinygan_student")  # notebook 07's STUDENTS
+# the GPU stages that score each dataset, each on a fresh machine that computes the reference statistics again
+# (compare trains nothing and runs on a CPU: it is left out)
+SCORING_STAGES = {"mnist": ("mnist", "compress"), "cifar10": ("cifar10-students", "tinygan", "compress")}
+EXPORTS = 3  # the CIFAR-10 teacher set is exported by the cifar10-students, tinygan and compress stages
 SWITCHES = {"compile": {"compile": "on"}, "channels_last": {"channels_last": True}}  # TrainConfig settings
 
 
@@ -83,6 +92,75 @@ def step_ms(entry, settings, device, fast: str, steps: int, teacher=None, **swit
         if getattr(fn, "failed", None):
             print(f"  ({entry.name}: compile failed, eager instead: {fn.failed[:120]})")
     return ms, warm_s
+
+
+def _seconds(fn, device: torch.device, reps: int = 2) -> float:
+    """Mean seconds of ``fn()`` after one warm-up call."""
+    fn()
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - t0) / reps
+
+
+def beyond_training(profile: str, device: torch.device, datasets, step_cost: dict[str, float]) -> dict[str, float]:
+    """Seconds of what the walk's GPU stages do besides training, from timed pieces (an estimate).
+
+    Evaluator classifiers: their training steps (batch 128, as metrics.train_classifier) x the profile's
+    epochs. Scoring: per model and seed (and per snapshot), its n_samples images generated and scored
+    (classifier features, FID, KID, precision/recall), plus the reference statistics once per stage; chapter
+    07 scores each compressed student 5 + 3 x amounts times (ONNX variants priced as torch ones). Exports:
+    the CIFAR-10 teacher set (per_class x 10 images). Fine-tunes: chapter 07's steps x the student's step cost.
+    """
+    out = dict.fromkeys(("evaluator classifiers", "teacher-set exports", "scoring", "chapter 07 fine-tunes"), 0.0)
+    for ds in datasets:
+        s = config.settings(ds, profile)
+        ev, comp = s.eval, s.compress
+        c, hw = (1, 28) if ds == "mnist" else (3, 32)
+        g = repro.generator(0, "bench-extra")
+        clf = ConvClassifier(c, 10, width=ev.cls_width).to(device)
+        opt = torch.optim.Adam(clf.parameters(), lr=1e-3)
+        x = torch.rand(128, c, hw, hw, generator=g).mul(2).sub(1).to(device)
+        y = torch.randint(0, 10, (128,), generator=g).to(device)
+
+        def clf_step():
+            loss = F.cross_entropy(clf(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        n_train = ev.cls_n_train or DATASET_SIZE[ds]
+        out["evaluator classifiers"] += _seconds(clf_step, device, 5) * ev.cls_epochs * (n_train // 128)
+        ex = metrics.ClassifierExtractor(clf.eval(), f"{ds}cls", 0.0, "bench")
+        batch = torch.rand(ev.batch_size, c, hw, hw, generator=g).mul(2).sub(1)
+        per_image = _seconds(lambda: ex.features(batch, ev.batch_size), device) / ev.batch_size
+        n_ref = ev.n_ref or DATASET_SIZE[ds]
+        real = ImageSet(torch.zeros(0, c, hw, hw, dtype=torch.uint8), torch.zeros(0, dtype=torch.int64),
+                        tuple(str(i) for i in range(10)), "bench")
+        scorer = metrics.Evaluator(ex, real, ev.n_samples, batch_size=ev.batch_size)
+        ref = torch.rand(min(n_ref, metrics.KID_REF_ROWS), c, hw, hw, generator=g).mul(2).sub(1)
+        feats = ex.features(ref, ev.batch_size)
+        scorer._stats = (*metrics.feature_stats(feats), feats)  # the reference statistics, not written to the cache
+        fake = torch.rand(ev.n_samples, c, hw, hw, generator=g).mul(2).sub(1)
+        score = _seconds(lambda: scorer.score_images(fake, torch.arange(ev.n_samples) % 10), device, 1)
+        out["scoring"] += per_image * n_ref * len(SCORING_STAGES[ds])
+        for n, e in zoo.zoo(ds).items():
+            G = zoo.build(e, s)[0].to(device).eval()
+            zb = torch.randn(ev.batch_size, G.z_dim, generator=g).to(device)
+            yb = (torch.arange(ev.batch_size) % 10).to(device) if G.n_classes else None
+            with torch.no_grad():
+                gen = _seconds(lambda: G(zb, yb), device) / ev.batch_size * ev.n_samples
+            snaps = max(zoo.train_config(e, s).snapshots - 1, 0)
+            key = f"{ds}/{n}"
+            times = len(s.seeds(e.role)) + snaps + (5 + 3 * len(comp.amounts) if key in COMPRESSED else 0)
+            out["scoring"] += (gen + score) * times
+            if e.role == "teacher" and ds == "cifar10":
+                out["teacher-set exports"] += gen / ev.n_samples * s.export.per_class * 10 * EXPORTS
+            if key in COMPRESSED and n in step_cost:
+                out["chapter 07 fine-tunes"] += len(comp.amounts) * comp.finetune_steps * step_cost[n] / 1000
+    return out
 
 
 def _entry(name: str, profile: str):
@@ -153,6 +231,7 @@ def main() -> None:
     print(f"{'model':26s} {'batch':>5s} {'fp32 eager ms':>13s} {'fast ms':>8s} {'ratio':>6s} "
           f"{'fast img/s':>10s} {'planned steps':>13s} {'runs':>4s} {'est. s':>7s}{extra}")
     total = 0.0
+    step_cost: dict[str, float] = {}  # ms per step on the default path, by model
     # the estimate prices each step on the path a run takes by default here (TrainConfig.fast = "auto")
     default_fast = fast_enabled(config.TrainConfig(), device)
     for ds in args.only:
@@ -176,14 +255,22 @@ def main() -> None:
             n_items = s.export.per_class * 10 if e.kd == "blackbox" else DATASET_SIZE[ds]  # teacher set or real
             planned = runs.planned_steps(e, s, n_items)
             seeds = len(s.seeds(e.role))
-            est = planned * (fast if default_fast else slow) / 1000 * seeds
+            step_cost[n] = fast if default_fast else slow
+            est = planned * step_cost[n] / 1000 * seeds
             total += est
             print(f"{n:26s} {bs:>5d} {slow:>13.2f} {fast:>8.2f} {slow / fast:>5.2f}x {bs / fast * 1000:>10.0f} "
                   f"{planned:>13,d} {seeds:>4d} {est:>7.0f}{cols}")
     if total:
         path = "the fast path" if default_fast else "the fp32 eager path (the default off CUDA)"
         print(f"estimated training time of the {args.profile} walk, models one after another on {path}: "
-              f"{total / 60:.1f} min (evaluation, export and chapter 07's fine-tunes not included)")
+              f"{total / 60:.1f} min")
+        if not args.models:  # the whole walk: what the stages do besides training, from timed pieces
+            extra = beyond_training(args.profile, device, args.only, step_cost)
+            print("besides training (estimated from timed pieces; what each counts: beyond_training's docstring):")
+            for what, sec in extra.items():
+                print(f"  {what:26s} {sec / 60:7.1f} min")
+            print(f"estimated time of the {args.profile} walk's stages ({', '.join(args.only)}), one run at a time: "
+                  f"{(total + sum(extra.values())) / 60:.1f} min (compare, which runs on a CPU, not included)")
     if args.concurrent:
         concurrent(args.models or ["cdcgan_c32_kd", "cgan_student_xs_kd"], args.concurrent, args.profile, device,
                    args.steps)
