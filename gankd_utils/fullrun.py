@@ -157,9 +157,8 @@ def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float 
     elif stage in ("cifar10-teacher", "cifar10-students", "tinygan"):
         s = config.settings("cifar10", profile, seed)
         entries = zoo.cifar10_zoo()
-        names = (["tinygan_student"] if stage == "tinygan" else
-                 [n for n, e in entries.items() if e.chapter == "04_cifar10" and e.role != "teacher"]
-                 if stage == "cifar10-students" else [])
+        students = [n for n, e in entries.items() if e.chapter == "04_cifar10" and e.role != "teacher"]
+        names = {"cifar10-teacher": [], "cifar10-students": students, "tinygan": ["tinygan_student"]}[stage]
         restore_shipped("cifar10", s, ["cgan_teacher", *names])  # the teacher, and what this stage trains
         restore_classifier(s)
         cifar = data.load_cifar10(train=True)

@@ -139,8 +139,8 @@ class RunState:
             else:
                 self.amp_dtype = torch.bfloat16
                 warnings.warn("fast='on' on the CPU: bf16 autocast there is usually slower than fp32 (4-25x on the "
-                              "2-core machine the README's CPU figures come from); fast='auto' keeps fp32 off CUDA, and "
-                              "benchmarks/train_speed.py --device cpu shows both", stacklevel=2)
+                              "2-core machine the README's CPU figures come from); fast='auto' keeps fp32 off CUDA, "
+                              "and benchmarks/train_speed.py --device cpu shows both", stacklevel=2)
         self.step, self.epoch, self.batch = 0, 0, 0
         self.history: dict[str, list[float]] = {}
         self._pending: list[tuple[float, float, list[str], torch.Tensor]] = []
