@@ -15,6 +15,10 @@ made into archives of at most 16 MiB, to be carried off a remote machine:
 | ``compare``        | nothing: every shipped model, one pipeline            | 06       |
 | ``compress``       | chapter 07's KD fine-tunes of the pruned students      | 07       |
 
+``--only NAME[,NAME]`` trains and ships only those models of a stage (a KD student's teacher is
+trained or loaded too, but not shipped), without the notebook: a model at a time on a small
+machine, e.g. the MNIST c=512 teacher on a laptop's CPU (its manifest entry names that machine).
+
 Every stage is resumable: ``--budget-s`` pauses a training at a checkpoint when its
 time is up (the command says "paused"; run it again to go on), and a stage whose
 models are finished loads them. Stages read what earlier stages shipped: on a fresh
@@ -134,15 +138,38 @@ def _notebook(stage: str, profile: str, seed: int) -> Path:
     return nbrun.run_notebook(nb, paths.results_dir("executed") / nb.name, params)
 
 
+def stage_models(stage: str) -> list[str]:
+    """The models ``stage`` trains and ships (its ``--only`` choices)."""
+    if stage == "mnist":
+        return list(zoo.mnist_zoo())
+    entries = zoo.cifar10_zoo()
+    return {"cifar10-teacher": ["cgan_teacher"], "tinygan": ["tinygan_student"],
+            "cifar10-students": [n for n, e in entries.items() if e.chapter == "04_cifar10" and e.role != "teacher"]
+            }.get(stage, [])
+
+
+def _pick(entries: dict[str, zoo.Entry], only: Sequence[str]) -> dict[str, zoo.Entry]:
+    """``only`` and the teachers its online-KD students learn from (teachers first)."""
+    want = set(only) | {entries[n].teacher for n in only if entries[n].kd in ("feature", "pixel")}
+    return {n: e for n, e in entries.items() if n in want}
+
+
 def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float | None = None, device="auto",
-              notebook: bool = True, say=print) -> dict[str, Any]:
+              notebook: bool = True, say=print, only: Sequence[str] | None = None) -> dict[str, Any]:
     """Run one stage; returns ``{"stage", "finished", "paused", "seconds", "trained"}``.
 
     ``budget_s``: seconds after which a training pauses at a checkpoint (None: no limit).
     ``notebook``: also execute the stage's notebook when its models are finished.
+    ``only``: train and ship only these models of the stage (:func:`stage_models`); no notebook, no classifier.
     """
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}: choose one of {', '.join(STAGES)}")
+    if only is not None:
+        only = list(only)
+        wrong = [n for n in only if n not in stage_models(stage)]
+        if not only or wrong:
+            raise ValueError(f"--only {','.join(wrong) or '(nothing)'}: stage {stage} trains "
+                             f"{', '.join(stage_models(stage)) or 'no model'}; name some of those")
     t0 = time.monotonic()
     deadline = t0 + budget_s if budget_s else None
     device = repro.get_device(device)
@@ -152,13 +179,14 @@ def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float 
         s = config.settings("mnist", profile, seed)
         restore_shipped("mnist", s)
         restore_classifier(s)
-        got = runs.train_all(zoo.mnist_zoo(), s, data.load_mnist(train=True), device=device, deadline=deadline)
-        _ship("mnist", list(zoo.mnist_zoo()), s, str(device))
+        entries = zoo.mnist_zoo() if only is None else _pick(zoo.mnist_zoo(), only)
+        got = runs.train_all(entries, s, data.load_mnist(train=True), device=device, deadline=deadline)
+        _ship("mnist", list(entries) if only is None else only, s, str(device))
     elif stage in ("cifar10-teacher", "cifar10-students", "tinygan"):
         s = config.settings("cifar10", profile, seed)
         entries = zoo.cifar10_zoo()
-        students = [n for n, e in entries.items() if e.chapter == "04_cifar10" and e.role != "teacher"]
-        names = {"cifar10-teacher": [], "cifar10-students": students, "tinygan": ["tinygan_student"]}[stage]
+        # what this stage trains beside the teacher (the teacher stage: the teacher alone)
+        names = [] if stage == "cifar10-teacher" else [n for n in stage_models(stage) if only is None or n in only]
         restore_shipped("cifar10", s, ["cgan_teacher", *names])  # the teacher, and what this stage trains
         restore_classifier(s)
         cifar = data.load_cifar10(train=True)
@@ -181,11 +209,14 @@ def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float 
     out["trained"] = [k for k, t in got.items() if not t.loaded and t.steps]
     out["paused"] = [k for k, t in got.items() if not t.finished]
     out["finished"] = not out["paused"]
-    if not out["paused"] and stage in CLASSIFIER_STAGE:
+    if not out["paused"] and stage in CLASSIFIER_STAGE and only is None:
         ship_classifier(config.settings(CLASSIFIER_STAGE[stage], profile, seed), device)
     if out["paused"]:
         say(f"stage {stage}: paused ({', '.join(out['paused'])}) after {time.monotonic() - t0:.0f} s; "
             "run the same command again to go on")
+    elif only is not None:
+        say(f"stage {stage}: {', '.join(only)} finished and shipped (no notebook: the stage's other models are "
+            "not part of this command)")
     elif notebook and stage in NOTEBOOK:
         _notebook(stage, profile, seed)
     out["seconds"] = time.monotonic() - t0
@@ -305,6 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--budget-s", type=float, default=None, help="pause a training at a checkpoint after this long")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--no-notebook", action="store_true", help="train and ship only; do not execute the notebook")
+    ap.add_argument("--only", default=None, metavar="NAME[,NAME]",
+                    help="train and ship only these models of the stage (no notebook)")
     ap.add_argument("--pack", default=None, help="folder for the stage's archives (parts of at most 16 MiB)")
     ap.add_argument("--unpack", default=None, help="extract archives of earlier stages from this folder first")
     args = ap.parse_args(argv)
@@ -312,7 +345,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"unpacked: {', '.join(unpack(args.unpack)) or 'nothing'}")
     if not args.stage:
         return 0 if args.unpack else ap.error("give --stage (or --unpack DIR)")
-    res = run_stage(args.stage, args.profile, args.seed, args.budget_s, args.device, not args.no_notebook)
+    only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only is not None else None
+    res = run_stage(args.stage, args.profile, args.seed, args.budget_s, args.device, not args.no_notebook, only=only)
     state = "finished" if res["finished"] else "paused"
     print(f"stage {args.stage}: {state} in {res['seconds']:.0f} s; trained now: {', '.join(res['trained']) or 'none'}")
     if args.pack:

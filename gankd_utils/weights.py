@@ -14,6 +14,7 @@ Layout::
       SHA256SUMS                     the same sums for `sha256sum -c SHA256SUMS` (run inside the folder)
       <dataset>/<model>/G.safetensors + G.json    the generator, a gankd checkpoint
       <dataset>/<model>/D.safetensors + D.json    the discriminator, when shipped for fine-tunes
+      <dataset>/<model>/history.json              its training curves (the run's losses per step), when kept
       <dataset>/classifier/<dataset>cls_<id>.safetensors + .json   the run's evaluator classifier
 
 ``MANIFEST.json``::
@@ -58,6 +59,7 @@ from .io import atomic_write_bytes, atomic_write_text, sha256_file
 FORMAT = "gankd-weights/1"
 MANIFEST = "MANIFEST.json"
 SUMS = "SHA256SUMS"
+HISTORY = "history.json"  # a run's losses per step: shipped beside its checkpoints, so its curves travel with it
 CHOICES = ("auto", "shipped", "train")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -282,7 +284,8 @@ def restore(key: str, run_dir: str | Path, parts: Sequence[str] = ("G",), root: 
 
     The run folder then holds a finished run, so ``runs.train_or_load`` loads it instead of
     training: how a later stage of the full walk, on a fresh machine, continues from what an
-    earlier stage committed. Files already there with the same bytes are left alone.
+    earlier stage committed. The training curves come back too, where they were shipped (a
+    chapter's loss plots then show the model). Files already there with the same bytes are left alone.
     """
     dataset, model = _split_key(key)
     run_dir = Path(run_dir)
@@ -291,6 +294,12 @@ def restore(key: str, run_dir: str | Path, parts: Sequence[str] = ("G",), root: 
         for suffix in (".safetensors", ".json"):
             src = stem.with_suffix(suffix)
             _write_if_changed(run_dir / src.name, src.read_bytes())
+    r = _root(root)
+    m = _need_manifest(r)
+    hist = f"{key}/{HISTORY}"
+    if hist in _model_entry(m, key, r)["files"]:  # its training curves, for the chapter's loss plots
+        _check_all(r, m, [hist])
+        _write_if_changed(run_dir / HISTORY, (r / hist).read_bytes())
     return run_dir
 
 
@@ -381,7 +390,8 @@ def ship(run_dirs: Mapping[str, str | Path], root: str | Path | None = None, par
     """Copy the final checkpoints of finished runs into the shipped layout; returns the weights folder.
 
     ``run_dirs`` maps ``"dataset/model"`` to a run folder holding ``PART.safetensors`` + ``PART.json``
-    (a sidecar saying ``"finished": true``) for every name in ``parts``. Models already shipped
+    (a sidecar saying ``"finished": true``) for every name in ``parts``, and its ``history.json`` (the
+    training curves) when the run kept one. Models already shipped
     in ``root`` and not named here are kept; a model named here replaces its earlier files.
     Every file is written atomically; ``MANIFEST.json`` last. Shipping the same files again
     changes nothing but the manifest's ``created`` time.
@@ -421,6 +431,8 @@ def ship(run_dirs: Mapping[str, str | Path], root: str | Path | None = None, par
                 entry.update(seed=cfg.get("seed"), steps=side.get("step"), params=count_params(net))
             for ext in (".safetensors", ".json"):
                 sources[f"{key}/{part}{ext}"] = run / f"{part}{ext}"
+        if (run / HISTORY).is_file():  # the curves of the training that made it
+            sources[f"{key}/{HISTORY}"] = run / HISTORY
         entry["files"] = sorted(sources)
         plan[key] = {"entry": entry, "sources": sources}
 

@@ -174,3 +174,20 @@ def test_a_resume_archive_holds_each_paused_run_folder_once(results, tmp_path):
         names = tar.getnames()
     assert sorted(names) == ["03_mnist/runs/full-seed0/cdcgan_c64_kd/state/state.pt",
                              "03_mnist/runs/full-seed1/cdcgan_c64_kd/state/state.pt"]
+
+
+def test_only_trains_and_ships_the_named_models(results, mnist_train, capsys):
+    # one model of a stage on a small machine: a KD student brings its teacher along, but only the student ships
+    with pytest.raises(ValueError, match="stage mnist trains iitgn_teacher"):
+        fullrun.run_stage("mnist", "smoke", only=["cgan_teacher"])
+    assert fullrun.stage_models("tinygan") == ["tinygan_student"]
+    assert fullrun.main(["--stage", "mnist", "--profile", "smoke", "--only", "cdcgan_c32_kd"]) == 0
+    out = capsys.readouterr().out
+    assert "cdcgan_c32_kd finished and shipped (no notebook" in out
+    assert weights.available() == ["mnist/cdcgan_c32_kd"]  # not its teacher, not the evaluator classifier
+    s = config.settings("mnist", "smoke")
+    teacher = runs.run_dir(zoo.mnist_zoo()["cdcgan_c512_teacher"], s)
+    assert runs.finished_sidecar(teacher) is not None  # trained, as the student's teacher
+    assert not (results / "executed").exists() and not (results / "03_mnist" / "table.csv").exists()
+    shipped = weights.manifest()["models"]["mnist/cdcgan_c32_kd"]["files"]
+    assert "mnist/cdcgan_c32_kd/history.json" in shipped  # its curves travel with it

@@ -110,6 +110,26 @@ def test_ship_the_discriminator_and_drop_it_again(wroot, tmp_path):
         weights.load("mnist", "tiny", part="D")
 
 
+def test_the_training_curves_travel_with_a_shipped_model(wroot, tmp_path):
+    """A stage on a fresh machine restores a shipped model with its history.json: the chapter still plots its curves."""
+    make_run(tmp_path / "run")
+    curves = {"d_loss": [1.4, 0.9, 0.7], "g_adv": [0.7, 1.8, 2.2]}
+    (tmp_path / "run" / "history.json").write_text(json.dumps(curves))
+    weights.ship({"mnist/tiny": tmp_path / "run"})
+    m = weights.manifest()
+    assert "mnist/tiny/history.json" in m["models"]["mnist/tiny"]["files"] and "mnist/tiny/history.json" in m["files"]
+    assert weights.parts_of("mnist", "tiny") == ["G"]  # curves are not a checkpoint
+    weights.restore("mnist/tiny", tmp_path / "fresh")
+    assert json.loads((tmp_path / "fresh" / "history.json").read_text()) == curves
+    (wroot / "mnist" / "tiny" / "history.json").write_text(json.dumps({"d_loss": [0.0]}))  # altered after shipping
+    with pytest.raises(weights.ShippedWeightsError, match="history.json"):
+        weights.restore("mnist/tiny", tmp_path / "other")
+    make_run(tmp_path / "bare")  # a run that kept no curves ships without them
+    weights.ship({"mnist/bare": tmp_path / "bare"})
+    weights.restore("mnist/bare", tmp_path / "bare_back")
+    assert not (tmp_path / "bare_back" / "history.json").exists()
+
+
 def test_available_has_and_summary(wroot, tmp_path):
     Ga = make_run(tmp_path / "a", seed=1)
     make_run(tmp_path / "b", seed=2, step=7)
