@@ -27,7 +27,7 @@ def finetune_inputs(name: str, part: Mapping[str, Any], device="auto", progress:
 
     ``part``: one dataset of :func:`runs.collect`. Returns ``{"cfg": its TrainConfig, "real": the real
     training set, "teacher_set": the exported teacher set (black-box KD) or None, "teacher": its family's
-    teacher (online KD) or None}``.
+    teacher (online KD) or None}``. The fine-tune's learning rates are the student's own (:func:`trained_rates`).
     """
     entry, settings = part["entries"][name], part["settings"]
     if entry.role != "kd":
@@ -38,8 +38,22 @@ def finetune_inputs(name: str, part: Mapping[str, Any], device="auto", progress:
     if entry.kd == "blackbox":  # the set of the very teacher `part` holds (shipped or trained): chapter 04's export
         ckpt = Path(part["run_dirs"][teacher]) / "G.safetensors"
         teacher_set = shards.load_shards(runs.export_teacher(ckpt, settings, device, progress)["folder"])
-    return {"cfg": train_config(entry, settings), "real": real, "teacher_set": teacher_set,
+    cfg = dataclasses.replace(train_config(entry, settings), **trained_rates(part["run_dirs"][name]))
+    return {"cfg": cfg, "real": real, "teacher_set": teacher_set,
             "teacher": None if teacher_set is not None else part["models"][teacher]}
+
+
+def trained_rates(folder: str | Path) -> dict[str, float]:
+    """The learning rates the generator in ``folder`` was trained with (its ``G.json``), ``{}`` where unrecorded.
+
+    A fine-tune keeps them: a shipped ``full`` student (trained at 2e-4) is not fine-tuned at the 10x
+    rate the ``quick`` profile gives students trained for only a few hundred steps.
+    """
+    try:
+        trained = checkpoint.read_sidecar(Path(folder) / "G").get("config") or {}
+    except checkpoint.CheckpointError:
+        return {}
+    return {k: float(trained[k]) for k in ("lr_g", "lr_d") if k in trained}
 
 
 def kd_finetune(G: nn.Module, name: str, part: Mapping[str, Any], steps: int, run_dir: str | Path, device="auto",

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from gankd_utils import config
+from gankd_utils import config, zoo
 from gankd_utils.config import CompressConfig, DistillConfig, EvalConfig, ExportConfig, Settings, TrainConfig
 
 # The per-profile values before the settings were one table per dataset (config.get / CHAPTERS /
@@ -197,3 +197,22 @@ def test_kd_students_and_their_scratch_twins_get_the_same_budget(profile):
             n_kd = s.export.per_class * 10 if e.kd == "blackbox" else n_real
             assert runs.planned_steps(e, s, n_kd) == runs.planned_steps(entries[name[:-3] + "_scratch"], s, n_real), \
                 (profile, name)
+
+
+def test_quick_columbia_students_learn_at_their_own_rate():
+    """quick: the Columbia students (scratch and KD alike) get G lr 2e-3; teachers and the IITGN family keep 2e-4."""
+    s = config.settings("mnist", "quick")
+    z = zoo.mnist_zoo()
+    lr = {n: zoo.train_config(e, s).lr_g for n, e in z.items()}
+    assert lr["cdcgan_c64_scratch"] == lr["cdcgan_c64_kd"] == lr["cdcgan_c32_scratch"] == lr["cdcgan_c32_kd"] == 2e-3
+    assert lr["cdcgan_c512_teacher"] == lr["iitgn_teacher"] == lr["iitgn_student_kd"] == 2e-4
+    assert zoo.train_config(z["cdcgan_c64_kd"], s).kd == "pixel" and zoo.train_config(z["cdcgan_c64_kd"], s).lr_d == 2e-4
+    full = config.settings("mnist", "full")
+    assert full.students == {} and zoo.train_config(z["cdcgan_c32_kd"], full).lr_g == 2e-4
+    mine = config.settings("mnist", "full", students={"iitgn": {"lr_d": 1e-4}})
+    assert zoo.train_config(z["iitgn_student_scratch"], mine).lr_d == 1e-4
+    assert zoo.train_config(z["iitgn_teacher"], mine).lr_d == 2e-4
+    with pytest.raises(TypeError, match=r"students\['columbia'\] sets \['kd'\]"):
+        config.settings("mnist", "quick", students={"columbia": {"kd": "none"}})
+    with pytest.raises(TypeError, match="lr_gen"):
+        config.settings("mnist", "quick", students={"columbia": {"lr_gen": 1.0}})

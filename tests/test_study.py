@@ -83,6 +83,17 @@ def test_finetune_inputs(part, mnist_train):
     got = study.finetune_inputs("tiny_kd", part, "cpu", progress=False)
     assert got["teacher"] is part["models"]["tiny_teacher"] and got["teacher_set"] is None
     assert got["cfg"].kd == "pixel" and got["cfg"].name == "tiny_kd" and len(got["real"]) == 60000
+    assert got["cfg"].lr_g == part["settings"].train.lr_g  # no G sidecar: the profile's rates
+
+
+def test_a_finetune_keeps_the_rates_the_student_was_trained_with(part, mnist_train):
+    # a shipped full-profile student (G 2e-4) fine-tuned in quick, whose fresh students learn at other rates
+    folder = part["run_dirs"]["tiny_kd"]
+    checkpoint.save_model(folder / "G", part["models"]["tiny_kd"], config={"lr_g": 3e-4, "lr_d": 1e-4, "kd": "pixel"})
+    quick = {**part, "settings": config.settings("mnist", "smoke", students={"tiny": {"lr_g": 5e-3, "lr_d": 5e-3}})}
+    got = study.finetune_inputs("tiny_kd", quick, "cpu", progress=False)
+    assert (got["cfg"].lr_g, got["cfg"].lr_d, got["cfg"].kd) == (3e-4, 1e-4, "pixel")
+    assert study.trained_rates(folder.parent / "nowhere") == {}
 
 
 def test_a_blackbox_finetune_learns_from_the_set_of_the_teacher_it_was_given(tmp_path, monkeypatch, cifar_root):
