@@ -283,10 +283,10 @@ def settings(dataset: str, profile: str, seed: int = 0, **overrides: dict[str, A
         raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILE_NAMES)}")
     table = DATASETS[dataset][profile]
     parts = {"train": TrainConfig, "eval": EvalConfig, "export": ExportConfig, "compress": CompressConfig}
-    unknown = set(overrides) - set(parts) - {"distill", "view", "student_seeds", "students"}
+    takes = {*parts, "distill", "view", "student_seeds", "students"}
+    unknown = set(overrides) - takes
     if unknown:
-        raise TypeError(f"settings() takes overrides for {sorted([*parts, 'distill', 'view', 'student_seeds', 'students'])}"
-                        f", not {sorted(unknown)}")
+        raise TypeError(f"settings() takes overrides for {sorted(takes)}, not {sorted(unknown)}")
     built: dict[str, Any] = {}
     for part, cls in parts.items():
         if part not in table and part not in overrides:
