@@ -26,7 +26,7 @@ from . import repro
 from .config import COLUMBIA, IITGN, SNGAN, TINYGAN, DistillConfig, Settings, TrainConfig
 from .models import (CGAN_PRESETS, CondDCGANDiscriminator, CondDCGANGenerator, IITGNDiscriminator, IITGNGenerator,
                      ProjectionDiscriminator, ResNetGenerator, TinyGANDiscriminator, TinyGANGenerator)
-from .models.layers import dcgan_init, init_weights
+from .models.layers import dcgan_init, fan_in_init, init_weights
 
 DIFFAUG = "translation,cutout"  # chapter 04's DiffAugment policy on D's inputs
 
@@ -50,7 +50,8 @@ class Entry:
     recipe: Mapping[str, Any] = field(default_factory=dict)  # TrainConfig overrides
     teacher: str | None = None  # name of the teacher entry (KD students)
     label: str = ""
-    init: str = "dcgan"  # dcgan: N(0, 0.02) (DCGAN family) | xavier: layers.init_weights (SN / cBN models) | tinygan
+    init: str = "dcgan"  # dcgan: N(0, 0.02) (DCGAN family) | dcgan_out_fanin: dcgan, but G's output conv
+    # starts from layers.fan_in_init | xavier: layers.init_weights (SN / cBN models) | tinygan
     chapter: str = "03_mnist"  # results folder of the chapter that trains it
     base: str = "train"  # train | distill
 
@@ -76,8 +77,11 @@ def build(entry: Entry, settings: Settings) -> tuple[nn.Module, nn.Module]:
     """``entry``'s G and D, initialised from ``settings.seed`` (G from the seed, D from seed + 1)."""
     seed = settings.seed
     G, D = entry.make_g(settings), entry.make_d(settings)
-    if entry.init == "dcgan":
-        return dcgan_init(G, seed), dcgan_init(D, seed + 1)
+    if entry.init in ("dcgan", "dcgan_out_fanin"):
+        G, D = dcgan_init(G, seed), dcgan_init(D, seed + 1)
+        if entry.init == "dcgan_out_fanin":
+            fan_in_init(G.out, repro.generator(seed, "init-out"))
+        return G, D
     if entry.init == "tinygan":
         G.reset_parameters(repro.generator(seed, "init"))
         return G, init_weights(D, repro.generator(seed + 1, "init"))
@@ -99,10 +103,11 @@ def mnist_zoo() -> dict[str, Entry]:
     for c in (64, 32):
         entries += [
             Entry(f"cdcgan_c{c}_scratch", "mnist", "columbia", "scratch", lambda s, c=c: CondDCGANGenerator(c),
-                  lambda s, c=c: CondDCGANDiscriminator(c // 8), label=f"cDCGAN c={c} (scratch)"),
+                  lambda s, c=c: CondDCGANDiscriminator(c // 8), label=f"cDCGAN c={c} (scratch)",
+                  init="dcgan_out_fanin"),
             Entry(f"cdcgan_c{c}_kd", "mnist", "columbia", "kd", lambda s, c=c: CondDCGANGenerator(c),
                   lambda s, c=c: CondDCGANDiscriminator(c // 8), COLUMBIA, teacher="cdcgan_c512_teacher",
-                  label=f"cDCGAN c={c} (KD: pixel L1)"),
+                  label=f"cDCGAN c={c} (KD: pixel L1)", init="dcgan_out_fanin"),
         ]
     return {e.name: e for e in entries}
 

@@ -332,6 +332,21 @@ def _xavier_uniform(w: torch.Tensor, generator: torch.Generator | None) -> torch
     return (torch.rand(w.shape, generator=generator) * 2 - 1) * bound
 
 
+def fan_in_init(module: nn.Module, generator: torch.Generator) -> nn.Module:
+    """PyTorch's default conv / linear weight init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), bias 0, from ``generator``.
+
+    For a layer with a small fan-in, where DCGAN's N(0, 0.02) starts it near zero: the
+    Columbia students' output conv reads only c/8 channels (4 for c=32). Returns ``module``.
+    """
+    w = module.weight
+    fan_in = w.shape[1] * (w[0, 0].numel() if w.ndim > 2 else 1)
+    with torch.no_grad():
+        w.copy_((torch.rand(w.shape, generator=generator) * 2 - 1) / math.sqrt(fan_in))
+        if getattr(module, "bias", None) is not None:
+            module.bias.zero_()
+    return module
+
+
 def _reset_power_iteration(p: nn.Module, w: torch.Tensor, generator: torch.Generator | None,
                            iterations: int = 15) -> None:
     mat = w.movedim(p.dim, 0) if p.dim != 0 else w
