@@ -205,7 +205,7 @@ MNIST: dict[str, dict[str, dict[str, Any]]] = {
     # about 4 minutes; one scoring of 2,000 samples 2 s (the c512 teacher 6 s). Chapter 07 prunes once (50%),
     # fine-tuned 100 steps: the shipped students' table, recomputed small.
     # The Columbia students' G learns at 5x the DCGAN rate here (1e-3, D keeps 2e-4), scratch and KD alike: at 2e-4
-    # every one of them still drew noise after 312 steps (seed 0, class accuracy 9-10%, with or without KD). Of the
+    # every one of them still drew noise after 312 steps (seed 0, class accuracy 8.7-10.3%, KD or not). Of the
     # generator rates tried for the two students from scratch (2e-4, 1e-3, 2e-3; seeds 0-2), 1e-3 was their best on
     # average (c=64 37.5% and c=32 31.6%, against 40.6% and 16.4% at 2e-3): the rate is the baselines' best, not
     # KD's. The full run keeps the paper's 2e-4 over its 15x longer training.
@@ -218,7 +218,7 @@ MNIST: dict[str, dict[str, dict[str, Any]]] = {
     # One GPU, the whole walk in 25 minutes (planned from DESIGN.md's measured 3.7-4.4 ms per D+G step on an
     # H200, to be confirmed by benchmarks/train_speed.py): 10 epochs over all 60k images at batch 128
     # (4,680 steps; the Columbia project ran 25), students with 3 seeds so that KD vs scratch has a spread.
-    # Checked on 2 CPU cores for the c=32 student (seed 0): 65.7% class accuracy from scratch, 80.0% with KD; run
+    # Checked on one CPU thread for the c=32 student (seed 0): 65.7% class accuracy from scratch, 80.0% with KD; run
     # on to 25 epochs, the scratch student fell back to 40.9%, so the budget stays at 10 epochs (README).
     # Every run keeps its generator at 25/50/75% (snapshots): the report says which runs had converged.
     "full": {"train": dict(epochs=10, snapshots=4), "eval": dict(), "export": dict(per_class=1_000, shard_size=1_000),
