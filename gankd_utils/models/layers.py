@@ -324,10 +324,15 @@ def init_weights(model: nn.Module, generator: torch.Generator | None = None) -> 
     return model
 
 
+def _fans(w: torch.Tensor) -> tuple[int, int]:
+    """``(fan_in, fan_out)`` of a conv or linear weight: its input / output channels times the kernel size."""
+    k = w[0, 0].numel() if w.ndim > 2 else 1
+    return w.shape[1] * k, w.shape[0] * k
+
+
 def _xavier_uniform(w: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     # not nn.init.xavier_uniform_: a seeded CPU generator cannot fill a CUDA tensor in place
-    fan_out = w.shape[0] * (w[0, 0].numel() if w.ndim > 2 else 1)
-    fan_in = w.shape[1] * (w[0, 0].numel() if w.ndim > 2 else 1)
+    fan_in, fan_out = _fans(w)
     bound = math.sqrt(6.0 / (fan_in + fan_out))
     return (torch.rand(w.shape, generator=generator) * 2 - 1) * bound
 
@@ -339,7 +344,7 @@ def fan_in_init(module: nn.Module, generator: torch.Generator) -> nn.Module:
     Columbia students' output conv reads only c/8 channels (4 for c=32). Returns ``module``.
     """
     w = module.weight
-    fan_in = w.shape[1] * (w[0, 0].numel() if w.ndim > 2 else 1)
+    fan_in, _ = _fans(w)
     with torch.no_grad():
         w.copy_((torch.rand(w.shape, generator=generator) * 2 - 1) / math.sqrt(fan_in))
         if getattr(module, "bias", None) is not None:
