@@ -18,6 +18,8 @@ made into archives of at most 16 MiB, to be carried off a remote machine:
 ``--only NAME[,NAME]`` trains and ships only those models of a stage (a KD student's teacher is
 trained or loaded too, but not shipped), without the notebook: a model at a time on a small
 machine, e.g. the MNIST c=512 teacher on a laptop's CPU (its manifest entry names that machine).
+With ``--student-seeds 1`` such a command trains a student with its first seed only: that is the
+run that ships, and the stage's full command trains the other seeds beside the notebook.
 
 Every stage is resumable: ``--budget-s`` pauses a training at a checkpoint when its
 time is up (the command says "paused"; run it again to go on), and a stage whose
@@ -155,12 +157,15 @@ def _pick(entries: dict[str, zoo.Entry], only: Sequence[str]) -> dict[str, zoo.E
 
 
 def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float | None = None, device="auto",
-              notebook: bool = True, say=print, only: Sequence[str] | None = None) -> dict[str, Any]:
+              notebook: bool = True, say=print, only: Sequence[str] | None = None,
+              student_seeds: int | None = None) -> dict[str, Any]:
     """Run one stage; returns ``{"stage", "finished", "paused", "seconds", "trained"}``.
 
     ``budget_s``: seconds after which a training pauses at a checkpoint (None: no limit).
     ``notebook``: also execute the stage's notebook when its models are finished.
     ``only``: train and ship only these models of the stage (:func:`stage_models`); no notebook, no classifier.
+    ``student_seeds``: with ``only``, train students with this many seeds instead of the profile's (1: the
+    shipped seed alone); None: the profile's.
     """
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}: choose one of {', '.join(STAGES)}")
@@ -170,20 +175,25 @@ def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float 
         if not only or wrong:
             raise ValueError(f"--only {','.join(wrong) or '(nothing)'}: stage {stage} trains "
                              f"{', '.join(stage_models(stage)) or 'no model'}; name some of those")
+    seeds = config.settings("mnist" if stage == "mnist" else "cifar10", profile, seed).student_seeds
+    if student_seeds is not None and (only is None or not 1 <= student_seeds <= seeds):
+        raise ValueError(f"student_seeds={student_seeds}: give it with --only, between 1 and the {profile} "
+                         f"profile's {seeds} (the stage's full command trains every seed for its notebook)")
+    over = {} if student_seeds is None else {"student_seeds": student_seeds}
     t0 = time.monotonic()
     deadline = t0 + budget_s if budget_s else None
     device = repro.get_device(device)
     out: dict[str, Any] = {"stage": stage}
     got: dict[str, runs.Trained] = {}  # what the stage trained or loaded, by seed key
     if stage == "mnist":
-        s = config.settings("mnist", profile, seed)
+        s = config.settings("mnist", profile, seed, **over)
         restore_shipped("mnist", s)
         restore_classifier(s)
         entries = zoo.mnist_zoo() if only is None else _pick(zoo.mnist_zoo(), only)
         got = runs.train_all(entries, s, data.load_mnist(train=True), device=device, deadline=deadline)
         _ship("mnist", list(entries) if only is None else only, s, str(device))
     elif stage in ("cifar10-teacher", "cifar10-students", "tinygan"):
-        s = config.settings("cifar10", profile, seed)
+        s = config.settings("cifar10", profile, seed, **over)
         entries = zoo.cifar10_zoo()
         # what this stage trains beside the teacher (the teacher stage: the teacher alone)
         names = [] if stage == "cifar10-teacher" else [n for n in stage_models(stage) if only is None or n in only]
@@ -338,6 +348,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--no-notebook", action="store_true", help="train and ship only; do not execute the notebook")
     ap.add_argument("--only", default=None, metavar="NAME[,NAME]",
                     help="train and ship only these models of the stage (no notebook)")
+    ap.add_argument("--student-seeds", type=int, default=None, metavar="N",
+                    help="with --only: train students with N seeds instead of the profile's (1: the shipped one)")
     ap.add_argument("--pack", default=None, help="folder for the stage's archives (parts of at most 16 MiB)")
     ap.add_argument("--unpack", default=None, help="extract archives of earlier stages from this folder first")
     args = ap.parse_args(argv)
@@ -346,7 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.stage:
         return 0 if args.unpack else ap.error("give --stage (or --unpack DIR)")
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only is not None else None
-    res = run_stage(args.stage, args.profile, args.seed, args.budget_s, args.device, not args.no_notebook, only=only)
+    res = run_stage(args.stage, args.profile, args.seed, args.budget_s, args.device, not args.no_notebook, only=only,
+                    student_seeds=args.student_seeds)
     state = "finished" if res["finished"] else "paused"
     print(f"stage {args.stage}: {state} in {res['seconds']:.0f} s; trained now: {', '.join(res['trained']) or 'none'}")
     if args.pack:

@@ -176,6 +176,21 @@ def test_a_resume_archive_holds_each_paused_run_folder_once(results, tmp_path):
                              "03_mnist/runs/full-seed1/cdcgan_c64_kd/state/state.pt"]
 
 
+def test_student_seeds_trains_only_the_shipped_seed_of_a_student(results, mnist_train, monkeypatch, capsys):
+    # a small machine ships a student's first seed without training the seeds that never ship
+    monkeypatch.setitem(config.MNIST["smoke"], "student_seeds", 2)
+    with pytest.raises(ValueError, match="give it with --only"):
+        fullrun.run_stage("mnist", "smoke", student_seeds=1, notebook=False)
+    with pytest.raises(ValueError, match="between 1 and the smoke profile's 2"):
+        fullrun.run_stage("mnist", "smoke", only=["cdcgan_c32_scratch"], student_seeds=3)
+    assert fullrun.main(["--stage", "mnist", "--profile", "smoke", "--only", "cdcgan_c32_scratch",
+                         "--student-seeds", "1"]) == 0
+    assert "trained now: cdcgan_c32_scratch\n" in capsys.readouterr().out
+    assert (results / "03_mnist" / "runs" / "smoke-seed0" / "cdcgan_c32_scratch" / "G.json").exists()
+    assert not (results / "03_mnist" / "runs" / "smoke-seed1").exists()
+    assert weights.available() == ["mnist/cdcgan_c32_scratch"] and weights.shipped_seed("mnist", "cdcgan_c32_scratch") == 0
+
+
 def test_only_trains_and_ships_the_named_models(results, mnist_train, capsys):
     # one model of a stage on a small machine: a KD student brings its teacher along, but only the student ships
     with pytest.raises(ValueError, match="stage mnist trains iitgn_teacher"):
