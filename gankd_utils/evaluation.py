@@ -192,15 +192,24 @@ def snapshot_curves(trained: Mapping[str, Trained], evaluator: metrics.Evaluator
 CONVERGED_WITHIN = 0.05
 """A run counts as converged when its metric moved less than this share over its last stretch of training."""
 
+COLLAPSED_RECALL = 0.05
+"""A run counts as collapsed when its recall at the end is below this: its samples lie near almost none of
+the real images (mode collapse). A full-profile c=32 MNIST student that collapsed ended at recall 0.000 and
+chance-level class accuracy; the healthy runs of chapter 03 end between 0.36 and 0.89."""
+
 
 def convergence(curves: Mapping[str, Sequence[Mapping[str, Any]]], metric: str, lower_is_better: bool = True,
-                within: float = CONVERGED_WITHIN) -> list[dict[str, Any]]:
+                within: float = CONVERGED_WITHIN, recall: str | None = None,
+                collapsed_below: float = COLLAPSED_RECALL) -> list[dict[str, Any]]:
     """Whether each run had converged when its training ended, from its last two points on ``metric``.
 
     One row per run: the metric at its last two points, the relative change between them
     (positive = better), and a verdict: ``converged`` (changed less than ``within``),
     ``still improving`` (better by more: longer training would likely help), or ``got worse``
     (worse by more: unstable at the end). Runs with fewer than two scored points are left out.
+    ``recall``: the name of the recall metric in ``curves``; a run whose last point has a recall below
+    ``collapsed_below`` gets the verdict ``collapsed`` whatever ``metric`` did (a collapsed generator's
+    FID can still fall), and its row gives that recall.
     """
     rows = []
     for key, pts in curves.items():
@@ -210,23 +219,58 @@ def convergence(curves: Mapping[str, Sequence[Mapping[str, Any]]], metric: str, 
         (s0, a), (s1, b) = (pts[-2]["step"], pts[-2][metric]), (pts[-1]["step"], pts[-1][metric])
         gain = (a - b if lower_is_better else b - a) / max(abs(a), 1e-12)
         verdict = "converged" if abs(gain) < within else "still improving" if gain > 0 else "got worse"
-        rows.append({"model": key, "metric": metric, "from_step": s0, "from": a, "to_step": s1, "to": b,
-                     "change": round(gain, 4), "verdict": verdict})
+        row = {"model": key, "metric": metric, "from_step": s0, "from": a, "to_step": s1, "to": b,
+               "change": round(gain, 4), "verdict": verdict}
+        end_recall = pts[-1].get(recall) if recall else None
+        if end_recall is not None:
+            row["recall_end"] = end_recall
+            if end_recall < collapsed_below:
+                row["verdict"] = "collapsed"
+        rows.append(row)
     return rows
 
 
 def convergence_note(rows: Sequence[Mapping[str, Any]]) -> str:
-    """One sentence for a chapter and REPORT.md: the runs that had not converged, or that all had."""
+    """One or two sentences for a chapter and REPORT.md: the runs that had collapsed, the runs that had not
+    converged, or that all had."""
     if not rows:
         return ""
     metric = rows[0]["metric"]
     last = (f"over the last stretch of training (next-to-last scored point to the end, "
             f"{CONVERGED_WITHIN:.0%} or less counts as converged)")
-    open_ = [r for r in rows if r["verdict"] != "converged"]
-    if not open_:
-        return f"Every run had converged on {metric} {last}."
-    told = "; ".join(f"{r['model']} {r['verdict']} ({r['change']:+.0%})" for r in open_)
-    return f"Not converged on {metric} {last}: {told}."
+    gone = [r for r in rows if r["verdict"] == "collapsed"]
+    open_ = [r for r in rows if r["verdict"] not in ("converged", "collapsed")]
+    said = []
+    if gone:
+        told = "; ".join(f"{r['model']} (recall {r['recall_end']:.3f})" for r in gone)
+        said.append(f"Collapsed (recall below {COLLAPSED_RECALL} at the end: its samples cover almost none of the "
+                    f"real images; do not read its other numbers as a result): {told}.")
+    if open_:
+        told = "; ".join(f"{r['model']} {r['verdict']} ({r['change']:+.0%})" for r in open_)
+        said.append(f"Not converged on {metric} {last}: {told}.")
+    elif not gone:
+        said.append(f"Every run had converged on {metric} {last}.")
+    else:
+        said.append(f"Every other run had converged on {metric} {last}.")
+    return " ".join(said)
+
+
+def collapsed_runs(rows: Sequence[Mapping[str, Any]], recall: str,
+                   below: float = COLLAPSED_RECALL) -> list[dict[str, Any]]:
+    """The rows (one per run, e.g. every seed of :func:`evaluate_models`) whose ``recall`` is below ``below``:
+    ``[{"model", "recall"}]``. Meant for finished runs of a real budget: a run early in training (``smoke``,
+    ``quick``) also covers few real images, without having collapsed."""
+    return [{"model": r["model"], "recall": r[recall]} for r in rows
+            if isinstance(r.get(recall), (int, float)) and r[recall] < below]
+
+
+def collapse_note(gone: Sequence[Mapping[str, Any]]) -> str:
+    """One sentence on :func:`collapsed_runs`, or "" when there are none."""
+    if not gone:
+        return ""
+    told = "; ".join(f"{g['model']} (recall {g['recall']:.3f})" for g in gone)
+    return (f"Collapsed (recall below {COLLAPSED_RECALL} at the end: its samples cover almost none of the real "
+            f"images): {told}. The means over seeds include it; the per-seed rows show each seed.")
 
 
 def quality_over_training(trained: Mapping[str, Trained], evaluator: metrics.Evaluator, out_dir: str | Path,
@@ -245,7 +289,7 @@ def quality_over_training(trained: Mapping[str, Trained], evaluator: metrics.Eva
     has_acc = any(p.get(names["acc"]) is not None for pts in curves.values() for p in pts)
     figure = viz.metric_curves(curves, [names["fid"]] + ([names["acc"]] if has_acc else []), colors=colors,
                                labels={k: labels[k] for k in curves}, path_stem=Path(out_dir) / "quality_over_training")
-    rows = convergence(curves, names["fid"])
+    rows = convergence(curves, names["fid"], recall=names["recall"])
     tables.write_table(rows, Path(out_dir) / "table_convergence", lead=None)
     return {"curves": curves, "convergence": rows, "note": convergence_note(rows), "figure": figure}
 

@@ -164,8 +164,9 @@ def _paragraph(folder: Path, metrics: dict[str, Any]) -> str:
             bits.append(f"**On a subset:** the data held {proto['n_reference']:,} of the {whole:,} images of "
                         f"{proto['reference']}: the scores use that subset as their reference, and whatever trained on "
                         "real images in this run trained on it too.")
-    if metrics.get("convergence_note"):
-        bits.append(metrics["convergence_note"])
+    for key in ("convergence_note", "collapse_note"):
+        if metrics.get(key):
+            bits.append(metrics[key])
     skipped = metrics.get("skipped") or []
     for what, why in dict.fromkeys((s.get("what"), s.get("why")) for s in skipped):  # once each (06 has 2 datasets)
         bits.append(f"Skipped: {what} ({why}).")

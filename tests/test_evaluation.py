@@ -208,3 +208,24 @@ def test_convergence_verdicts_from_the_last_stretch_of_training():
     assert "worse got worse (-25%)" in note and "flat" not in note
     assert evaluation.convergence_note([rows["flat"]]).startswith("Every run had converged on fid")
     assert evaluation.convergence_note([]) == ""
+
+
+def test_a_run_whose_recall_ended_near_zero_is_called_collapsed_whatever_its_fid_did():
+    # the shape of a real full-profile c=32 MNIST KD run that collapsed: FID 204 -> 179 ("still improving"
+    # by FID alone), class accuracy at chance, recall 0.000; its scratch twin ended at recall 0.104
+    curves = {"gone": [{"step": 3510, "fid": 204.2, "recall": 0.0, "acc": 0.100},
+                       {"step": 4680, "fid": 179.0, "recall": 0.0, "acc": 0.100}],
+              "weak": [{"step": 3510, "fid": 90.0, "recall": 0.09}, {"step": 4680, "fid": 84.6, "recall": 0.104}],
+              "flat": [{"step": 3510, "fid": 20.0, "recall": 0.8}, {"step": 4680, "fid": 19.9, "recall": 0.8}]}
+    assert {r["model"]: r["verdict"] for r in evaluation.convergence(curves, "fid")} == {
+        "gone": "still improving", "weak": "still improving", "flat": "converged"}  # no recall named: FID alone
+    rows = {r["model"]: r for r in evaluation.convergence(curves, "fid", recall="recall")}
+    assert rows["gone"]["verdict"] == "collapsed" and rows["gone"]["recall_end"] == 0.0
+    assert rows["weak"]["verdict"] == "still improving" and rows["flat"]["verdict"] == "converged"
+    note = evaluation.convergence_note(list(rows.values()))
+    assert note.startswith("Collapsed (recall below 0.05") and "gone (recall 0.000)" in note
+    assert "weak still improving (+6%)" in note and "gone still" not in note and "flat" not in note
+    only = evaluation.convergence_note([rows["gone"], rows["flat"]])
+    assert "Every other run had converged on fid" in only and "Not converged" not in only
+    # the threshold is a parameter: at 0.2 the nearly collapsed twin counts as collapsed too
+    assert evaluation.convergence(curves, "fid", recall="recall", collapsed_below=0.2)[1]["verdict"] == "collapsed"

@@ -3,7 +3,7 @@ import json
 import subprocess
 import sys
 
-from gankd_utils import report
+from gankd_utils import evaluation, report
 
 
 def _chapter(root, name, profile, **more):
@@ -68,6 +68,20 @@ def test_report_says_which_runs_had_not_converged(tmp_path):
     text = report.write_report(tmp_path).read_text()
     section = text[text.index("## 04 ·"):text.index("## 05 ·")]
     assert note in section and "| cgan_teacher | still improving |" in section
+
+
+def test_report_names_a_collapsed_seed_in_its_chapter(tmp_path):
+    d = _chapter(tmp_path, "03_mnist", "full")
+    m = json.loads((d / "metrics.json").read_text())
+    gone = evaluation.collapsed_runs([{"model": "cdcgan_c32_kd@2", "recall10k_mnistcls": 0.0},
+                                      {"model": "cdcgan_c32_scratch@2", "recall10k_mnistcls": 0.104}],
+                                     "recall10k_mnistcls")
+    assert gone == [{"model": "cdcgan_c32_kd@2", "recall": 0.0}]
+    (d / "metrics.json").write_text(json.dumps({**m, "collapsed": gone, "collapse_note": evaluation.collapse_note(gone)}))
+    text = report.write_report(tmp_path).read_text()
+    section = text[text.index("## 03 ·"):text.index("## 04 ·")]
+    assert "Collapsed (recall below 0.05" in section and "cdcgan_c32_kd@2 (recall 0.000)" in section
+    assert "scratch@2" not in section and evaluation.collapse_note([]) == ""
 
 
 def test_report_command(tmp_path):
