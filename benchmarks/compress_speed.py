@@ -67,8 +67,8 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(ZOO), help=f"comma-separated, from {','.join(ZOO)}")
     args = ap.parse_args()
     torch.manual_seed(0)
-    print(f"CPU, threads={args.threads}, batch={args.batch}, median of {args.repeats} after 2 warm-up calls; "
-          f"torch={torch.__version__} onnxruntime={onnxruntime.__version__}")
+    print(f"CPU, threads={args.threads}, batch={args.batch}, fastest of {args.repeats} interleaved rounds after 2 "
+          f"warm-up calls; torch={torch.__version__} onnxruntime={onnxruntime.__version__}")
     print("randomly initialised students (seeded, BN statistics from 10 training-mode batches): "
           "speed and bytes are real, the int8 error is only a sanity check")
     head = (f"{'model':16s} {'variant':18s} {'file bytes':>11s} {'params':>9s} {'MACs/img':>11s} "

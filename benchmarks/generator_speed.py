@@ -5,7 +5,7 @@
 Speed does not depend on the weights, so untrained generators of every architecture
 of chapters 03-05 (MNIST DCGANs, the CIFAR-10 ResNet cGANs, the 32x32 TinyGAN
 student) are timed together with ``metrics.speed_table`` (interleaved rounds, a
-fixed thread count, the median and its spread), the measurement every table uses.
+fixed thread count, the fastest round and the spread), the measurement every table uses.
 """
 from __future__ import annotations
 

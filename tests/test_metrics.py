@@ -276,7 +276,7 @@ def test_speed_table_restores_threads_after_a_failure():
     assert torch.get_num_threads() == threads
 
 
-def test_speed_table_reports_the_median_and_its_spread(monkeypatch):
+def test_speed_table_reports_the_fastest_round_and_the_spread(monkeypatch):
     ticks = iter(range(10_000))
     monkeypatch.setattr(time, "perf_counter", lambda: float(next(ticks)))  # every call takes one tick
     out = metrics.speed_table({"a": Recorder("a", [])}, "cpu", batch_size=4, rounds=4, warmup=0)
