@@ -242,9 +242,8 @@ def convergence_note(rows: Sequence[Mapping[str, Any]]) -> str:
     open_ = [r for r in rows if r["verdict"] not in ("converged", "collapsed")]
     said = []
     if gone:
-        told = "; ".join(f"{r['model']} (recall {r['recall_end']:.3f})" for r in gone)
-        said.append(f"Collapsed (recall below {COLLAPSED_RECALL} at the end: its samples cover almost none of the "
-                    f"real images; do not read its other numbers as a result): {told}.")
+        said.append(_collapsed_sentence([(r["model"], r["recall_end"]) for r in gone],
+                                        "do not read its other numbers as a result"))
     if open_:
         told = "; ".join(f"{r['model']} {r['verdict']} ({r['change']:+.0%})" for r in open_)
         said.append(f"Not converged on {metric} {last}: {told}.")
@@ -264,13 +263,19 @@ def collapsed_runs(rows: Sequence[Mapping[str, Any]], recall: str,
             if isinstance(r.get(recall), (int, float)) and r[recall] < below]
 
 
+def _collapsed_sentence(runs: Sequence[tuple[str, float]], caution: str) -> str:
+    """``Collapsed (...): model (recall r); ...`` for :func:`convergence_note` and :func:`collapse_note`."""
+    told = "; ".join(f"{model} (recall {recall:.3f})" for model, recall in runs)
+    return (f"Collapsed (recall below {COLLAPSED_RECALL} at the end: its samples cover almost none of the real "
+            f"images; {caution}): {told}.")
+
+
 def collapse_note(gone: Sequence[Mapping[str, Any]]) -> str:
     """One sentence on :func:`collapsed_runs`, or "" when there are none."""
     if not gone:
         return ""
-    told = "; ".join(f"{g['model']} (recall {g['recall']:.3f})" for g in gone)
-    return (f"Collapsed (recall below {COLLAPSED_RECALL} at the end: its samples cover almost none of the real "
-            f"images): {told}. The means over seeds include it; the per-seed rows show each seed.")
+    return _collapsed_sentence([(g["model"], g["recall"]) for g in gone],
+                               "the means over seeds include it, the per-seed rows show each seed")
 
 
 def quality_over_training(trained: Mapping[str, Trained], evaluator: metrics.Evaluator, out_dir: str | Path,
