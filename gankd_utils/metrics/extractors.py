@@ -74,7 +74,10 @@ def train_classifier(dataset: str, epochs: int, n_train: int | None, device="aut
     test = load_dataset(dataset, train=False, root=root)
     c = train.shape[0]
     torch.manual_seed(repro.purpose_seed(seed, "classifier"))
-    model = ConvClassifier(in_channels=c, n_classes=len(train.classes), width=width).to(device)
+    # channels_last: on 2 CPU cores a training step took 0.48 s instead of 0.66-0.80 s (CIFAR-10, width 64, batch
+    # 128) and 40-45 ms instead of 59-62 ms (MNIST, width 16); the model goes back to the default layout at the end
+    fmt = torch.channels_last
+    model = ConvClassifier(in_channels=c, n_classes=len(train.classes), width=width).to(device, memory_format=fmt)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     batches = Batches(train, 128, seed=seed, device=device)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=max(1, epochs * len(batches)))
@@ -83,7 +86,7 @@ def train_classifier(dataset: str, epochs: int, n_train: int | None, device="aut
     for e in range(epochs):
         model.train()
         for x, y in batches.epoch(e):
-            x = _augment(x, g, flip=(dataset != "mnist"))
+            x = _augment(x, g, flip=(dataset != "mnist")).contiguous(memory_format=fmt)
             loss = F.cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -91,6 +94,7 @@ def train_classifier(dataset: str, epochs: int, n_train: int | None, device="aut
             sched.step()
             bar.update(1)
     bar.close()
+    model = model.to(memory_format=torch.contiguous_format)  # safetensors stores contiguous tensors
     acc = classifier_accuracy(model, test)
     return model.eval(), acc
 
