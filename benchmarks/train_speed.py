@@ -120,9 +120,10 @@ def beyond_training(profile: str, device: torch.device, datasets, step_cost: dic
         ev, comp = s.eval, s.compress
         c, hw = (1, 28) if ds == "mnist" else (3, 32)
         g = repro.generator(0, "bench-extra")
-        clf = ConvClassifier(c, 10, width=ev.cls_width).to(device)
+        cl = torch.channels_last  # as metrics.train_classifier trains it
+        clf = ConvClassifier(c, 10, width=ev.cls_width).to(device, memory_format=cl)
         opt = torch.optim.Adam(clf.parameters(), lr=1e-3)
-        x = torch.rand(128, c, hw, hw, generator=g).mul(2).sub(1).to(device)
+        x = torch.rand(128, c, hw, hw, generator=g).mul(2).sub(1).to(device).contiguous(memory_format=cl)
         y = torch.randint(0, 10, (128,), generator=g).to(device)
 
         def clf_step():
@@ -133,7 +134,7 @@ def beyond_training(profile: str, device: torch.device, datasets, step_cost: dic
 
         n_train = ev.cls_n_train or DATASET_SIZE[ds]
         out["evaluator classifiers"] += _seconds(clf_step, device, 5) * ev.cls_epochs * (n_train // 128)
-        ex = metrics.ClassifierExtractor(clf.eval(), f"{ds}cls", 0.0, "bench")
+        ex = metrics.ClassifierExtractor(clf.to(memory_format=torch.contiguous_format).eval(), f"{ds}cls", 0.0, "bench")
         batch = torch.rand(ev.batch_size, c, hw, hw, generator=g).mul(2).sub(1)
         per_image = _seconds(lambda: ex.features(batch, ev.batch_size), device) / ev.batch_size
         n_ref = ev.n_ref or DATASET_SIZE[ds]
