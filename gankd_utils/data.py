@@ -190,6 +190,22 @@ def load_cifar10(train: bool = True, root: str | Path | None = None, download: b
     return ImageSet(images, torch.tensor(ds.targets, dtype=torch.int64), CIFAR10_CLASSES, f"cifar10-{split}")
 
 
+def cifar10_train_size(root: str | Path | None = None) -> int:
+    """How many CIFAR-10 training images the data root holds (its npz shards' labels alone are read).
+
+    50,000 for torchvision's folder, or where nothing is on disk yet (then the whole set is downloaded).
+    """
+    root = Path(root) if root is not None else paths.data_root()
+    files = sorted((root / "cifar10").glob("train_*.npz"))
+    if not files:
+        return FULL_SIZES["cifar10-train"]
+    n = 0
+    for f in files:
+        with np.load(f, allow_pickle=False) as z:
+            n += len(z["labels"])
+    return n
+
+
 def load_dataset(name: str, train: bool = True, root: str | Path | None = None, download: bool = True) -> ImageSet:
     """``'mnist'`` or ``'cifar10'`` by name."""
     loaders = {"mnist": load_mnist, "cifar10": load_cifar10}

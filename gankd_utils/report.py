@@ -163,7 +163,9 @@ def _paragraph(folder: Path, metrics: dict[str, Any]) -> str:
         if prof == "full" and whole and isinstance(proto.get("n_reference"), int) and proto["n_reference"] < whole:
             bits.append(f"**On a subset:** the data held {proto['n_reference']:,} of the {whole:,} images of "
                         f"{proto['reference']}: the scores use that subset as their reference, and whatever trained on "
-                        "real images in this run trained on it too.")
+                        "real images in this run trained on it too"
+                        + (" (the teacher set was cut to its size, so that KD and scratch students trained as many "
+                           "steps)." if str(proto["reference"]).startswith("cifar10") else "."))
     for key in ("convergence_note", "collapse_note"):
         if metrics.get(key):
             bits.append(metrics[key])

@@ -333,6 +333,19 @@ def train_all(entries: Mapping[str, Entry], settings: Settings, real: data.Image
 
 # ------------------------------------------------------------------ teacher sets
 
+def teacher_set_per_class(settings: Settings, root: str | Path | None = None) -> int:
+    """Images per class of the CIFAR-10 teacher set: the profile's ``export.per_class``, or fewer where
+    the data root holds a smaller part of CIFAR-10 than that (a class-balanced subset of shards).
+
+    A black-box KD student's epoch runs over the teacher set and its scratch twin's over the real
+    images: capped so, the two sets hold as many images, and KD and scratch train as many steps.
+    """
+    per_class = settings.export.per_class
+    if settings.dataset != "cifar10" or settings.export.classes is not None:
+        return per_class
+    return max(1, min(per_class, data.cifar10_train_size(root) // len(data.CIFAR10_CLASSES)))
+
+
 def export_teacher(ckpt: str | Path, settings: Settings, device="auto", progress: bool = True) -> dict[str, Any]:
     """Export a trained teacher checkpoint to its shard folder under ``paths.teachers_dir()``.
 
@@ -342,9 +355,12 @@ def export_teacher(ckpt: str | Path, settings: Settings, device="auto", progress
     """
     ckpt = Path(ckpt)
     sizes = settings.export
+    per_class = teacher_set_per_class(settings)
     teacher = teachers.TorchTeacher.from_checkpoint(ckpt, device)
     name = f"{settings.dataset}_cgan_teacher_{settings.profile}_s{settings.seed}_{sha256_file(ckpt)[:8]}"
-    info = teachers.export(teacher, paths.teachers_dir() / name, classes=sizes.classes, per_class=sizes.per_class,
+    if per_class != sizes.per_class:  # a smaller data root's set: never mixed with a whole-size export
+        name += f"_n{per_class}"
+    info = teachers.export(teacher, paths.teachers_dir() / name, classes=sizes.classes, per_class=per_class,
                            seed=settings.seed, shard_size=sizes.shard_size, batch_size=sizes.batch_size,
                            progress=progress)
     return {**info, "folder": paths.teachers_dir() / name}

@@ -40,6 +40,9 @@ def test_cifar10_from_some_of_its_shards_says_it_is_a_subset(cifar_root, tmp_pat
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(data.load_cifar10(train=False, root=tmp_path)) == data.FULL_SIZES["cifar10-test"]
+    assert data.cifar10_train_size(tmp_path) == 10_000  # counted from the labels, without loading the images
+    assert data.cifar10_train_size(cifar_root) == 50_000
+    assert data.cifar10_train_size(tmp_path / "elsewhere") == 50_000  # nothing on disk: the whole set downloads
 
 
 def test_balanced_subset(mnist_test):

@@ -48,6 +48,7 @@ def test_report_flags_a_full_run_on_a_subset_of_the_data(tmp_path):
     (d / "metrics.json").write_text(json.dumps(m))
     text = report.write_report(tmp_path).read_text()
     assert "**On a subset:** the data held 20,000 of the 50,000 images of cifar10-train" in text
+    assert "teacher set was cut to its size" in text
     m["protocols"][0]["n_reference"] = 50_000
     (d / "metrics.json").write_text(json.dumps(m))
     assert "On a subset" not in report.write_report(tmp_path).read_text()

@@ -3,6 +3,7 @@ import dataclasses
 import json
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -137,6 +138,27 @@ def test_export_teacher_names_the_set_by_profile_seed_and_hash(tmp_path, monkeyp
     assert m["class_names"][0] == "airplane"  # the names of the dataset the teacher was trained on
     again = runs.export_teacher(ckpt, s, device="cpu", progress=False)
     assert again["folder"] == folder and again["written"] == [] and again["kept"] == [0, 1]
+
+
+def test_a_smaller_data_root_gets_a_teacher_set_of_its_own_size(tmp_path, monkeypatch):
+    """KD students' epochs run over the teacher set, scratch students' over the real images: on a data root
+    holding part of CIFAR-10 the teacher set shrinks to it, so both train as many steps."""
+    monkeypatch.setenv("GANKD_TEACHERS", str(tmp_path / "teachers"))
+    (tmp_path / "data" / "cifar10").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 3)  # 3 images per class, fewer than smoke's 8
+    np.savez(tmp_path / "data" / "cifar10" / "train_00.npz", labels=labels,
+             images=rng.integers(0, 256, (30, 32, 32, 3), dtype=np.uint8))
+    monkeypatch.setenv("GANKD_DATA_ROOT", str(tmp_path / "data"))
+    s = config.settings("cifar10", "smoke", seed=2)
+    assert runs.teacher_set_per_class(s) == 3
+    assert runs.teacher_set_per_class(s, root=tmp_path / "none") == s.export.per_class == 8  # the whole set
+    assert runs.teacher_set_per_class(config.settings("mnist", "smoke")) == 4  # MNIST's set is the profile's
+    torch.manual_seed(0)
+    ckpt = checkpoint.save_model(tmp_path / "G", ResNetGenerator(ch=4), config={"dataset": "cifar10"})
+    res = runs.export_teacher(ckpt, s, device="cpu", progress=False)
+    assert res["folder"].name.endswith("_n3")  # never mixed with an export of the whole size
+    assert shards.check_complete(res["folder"])["count"] == 30
 
 
 def test_collect_loads_what_is_finished_and_leaves_out_the_rest(tmp_path, monkeypatch):
