@@ -160,6 +160,13 @@ def test_inception_weights_missing_offline(tmp_path, monkeypatch):
         metrics.InceptionExtractor("cpu")
 
 
+def test_inception_without_pytorch_fid_is_unavailable_not_a_crash(monkeypatch):
+    """On a machine with torch alone the Inception protocol is skipped with a note; the classifier scores run."""
+    monkeypatch.setitem(sys.modules, "pytorch_fid.inception", None)  # import fails as if not installed
+    with pytest.raises(metrics.WeightsUnavailable, match="pytorch-fid is not installed"):
+        metrics.InceptionExtractor("cpu")
+
+
 def test_inception_download_failure_is_clear(tmp_path, monkeypatch):
     monkeypatch.delenv("GANKD_INCEPTION_WEIGHTS", raising=False)
     monkeypatch.delenv("GANKD_OFFLINE", raising=False)

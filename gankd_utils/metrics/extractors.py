@@ -221,7 +221,11 @@ class InceptionExtractor:
     name = "inception"
 
     def __init__(self, device="auto"):
-        from pytorch_fid.inception import InceptionV3
+        try:
+            from pytorch_fid.inception import InceptionV3
+        except ImportError as e:  # a machine with torch alone (a GPU node): the classifier scores still run
+            raise WeightsUnavailable(f"pytorch-fid is not installed ({e}): pip install pytorch-fid==0.3.0 for "
+                                     "Inception FID / IS") from e
 
         path = inception_weights()
         digest = sha256_file(path)
