@@ -9,9 +9,11 @@ training step (one D update, plus the G update every ``n_critic``-th step, as th
 recipe runs it) and images per second, with ``fast="off"`` (fp32, eager, noise
 from a CPU generator) and ``fast="on"`` (bf16 autocast, TF32, fused Adam, noise
 on the device, no host sync per step); the ratio is the figure. ``--switches``
-adds, per switch, the fast path with ``compile="on"`` (torch.compile of G and D)
-or ``channels_last=True``, its ratio to the plain fast path and its warm-up time
-(compiling included): they are on in a profile only where this shows they pay. Batches are
+adds, per switch, the device's default path (the fast path on CUDA, fp32 eager
+elsewhere) with ``compile="on"`` (torch.compile of G and D) or
+``channels_last=True``, its ratio to that path in the default layout and its
+warm-up time (compiling included): they are on in a profile only where this shows
+they pay (channels_last: CIFAR-10 in the laptop profiles, from its CPU figures). Batches are
 random images of the right shape: a step's cost does not depend on what the
 images show. The last table multiplies each model's step cost by the steps the
 profile plans for it (seeds included) and estimates the training time of the walk, on the path
@@ -60,7 +62,9 @@ def step_ms(entry, settings, device, fast: str, steps: int, teacher=None, **swit
 
     ``switches``: more TrainConfig settings of the path (compile="on", channels_last=True).
     """
-    cfg = dataclasses.replace(zoo.train_config(entry, settings), fast=fast, **switches)
+    # the plain columns time the default layout and eager G/D whatever the profile sets; the switches add theirs
+    cfg = dataclasses.replace(zoo.train_config(entry, settings), fast=fast,
+                              **{"compile": "off", "channels_last": False, **switches})
     G, D = zoo.build(entry, settings)
     G, D = G.to(device).train(), D.to(device).train()
     shape = (1, 28, 28) if entry.dataset == "mnist" else (3, 32, 32)
@@ -214,8 +218,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--models", nargs="*", default=None, help="only these zoo names (default: every model)")
     ap.add_argument("--switches", nargs="*", default=[], choices=list(SWITCHES),
-                    help="also time the fast path with each of these switched on (its own columns: ms, ratio to "
-                         "the fast path, warm-up seconds, which include compiling)")
+                    help="also time the device's default path with each of these switched on (its own columns: "
+                         "ms, ratio to that path, warm-up seconds, which include compiling)")
     ap.add_argument("--concurrent", nargs="*", type=int, default=[],
                     help="also time n processes side by side training one model each, e.g. --concurrent 1 2 4 "
                          "(the --models given, else one MNIST and one CIFAR-10 KD student)")
@@ -228,7 +232,7 @@ def main() -> None:
         return worker(args.worker, args.profile, device, args.steps)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device={device} ({name}) torch={torch.__version__} profile={args.profile} steps={args.steps}")
-    extra = "".join(f" {sw + ' ms':>{len(sw) + 3}s} {'vs fast':>7s} {'warm s':>6s}" for sw in args.switches)
+    extra = "".join(f" {sw + ' ms':>{len(sw) + 3}s} {'vs dflt':>7s} {'warm s':>6s}" for sw in args.switches)
     print(f"{'model':26s} {'batch':>5s} {'fp32 eager ms':>13s} {'fast ms':>8s} {'ratio':>6s} "
           f"{'fast img/s':>10s} {'planned steps':>13s} {'runs':>4s} {'est. s':>7s}{extra}")
     total = 0.0
@@ -249,9 +253,10 @@ def main() -> None:
             slow, _ = step_ms(e, s, device, "off", args.steps, teacher)
             fast, _ = step_ms(e, s, device, "on", args.steps, teacher)
             cols = ""
+            base, base_ms = ("on", fast) if default_fast else ("off", slow)  # the path a run takes here
             for sw in args.switches:
-                ms, warm = step_ms(e, s, device, "on", args.steps, teacher, **SWITCHES[sw])
-                cols += f" {ms:>{len(sw) + 3}.2f} {fast / ms:>6.2f}x {warm:>6.1f}"
+                ms, warm = step_ms(e, s, device, base, args.steps, teacher, **SWITCHES[sw])
+                cols += f" {ms:>{len(sw) + 3}.2f} {base_ms / ms:>6.2f}x {warm:>6.1f}"
             bs = zoo.train_config(e, s).batch_size
             n_items = s.export.per_class * 10 if e.kd == "blackbox" else DATASET_SIZE[ds]  # teacher set or real
             planned = runs.planned_steps(e, s, n_items)

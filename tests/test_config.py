@@ -55,14 +55,15 @@ def test_tables_give_the_old_profiles_values(dataset, profile):
     s = config.settings(dataset, profile)
     chapter = "cifar10" if dataset == "cifar10" else None
     assert s.train.snapshots == 2  # added since: smoke keeps one snapshot, so CI runs the full profile's path
-    assert dataclasses.replace(s.train, snapshots=0) == _old("train", profile, chapter)
+    assert s.train.channels_last == (dataset == "cifar10")  # added since: CIFAR-10 trains channels-last on the CPU
+    assert dataclasses.replace(s.train, snapshots=0, channels_last=False) == _old("train", profile, chapter)
     assert s.eval == _old("eval", profile, chapter)
     assert s.compress == CompressConfig(**OLD_COMPRESS[profile])
     if dataset == "cifar10":
         assert s.export == dataclasses.replace(ExportConfig(), **OLD_CIFAR10[profile]["export"])
         old = OLD_DISTILL[profile]
         assert {k: v for k, v in s.distill.items() if k != "train"} == {k: v for k, v in old.items() if k != "train"}
-        assert s.distill["train"] == {**old["train"], "seed": 0, "snapshots": 2}
+        assert s.distill["train"] == {**old["train"], "seed": 0, "snapshots": 2, "channels_last": True}
 
 
 def test_quoted_values():

@@ -172,9 +172,11 @@ def test_channels_last_on_the_fast_path_trains_saves_and_reloads(tmp_path):
     from gankd_utils import checkpoint
     back = checkpoint.load_model(tmp_path / "cl" / "G")  # safetensors needs contiguous tensors: saved as such
     assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), G1.state_dict().values()))
-    plain = RunState(*bb_pair(), bb_cfg(channels_last=True), torch.device("cpu"))  # off the fast path: unchanged
+    plain = RunState(*bb_pair(), bb_cfg(channels_last=True), torch.device("cpu"))  # the fp32 path too (CPU)
     w = next(p for p in plain.G.parameters() if p.ndim == 4)
-    assert not w.is_contiguous(memory_format=torch.channels_last) and run.fast
+    assert w.is_contiguous(memory_format=torch.channels_last) and run.fast and not plain.fast
+    default = RunState(*bb_pair(), bb_cfg(channels_last=False), torch.device("cpu"))
+    assert next(p for p in default.G.parameters() if p.ndim == 4).is_contiguous()
 
 
 def test_compile_skips_a_spectrally_normalised_discriminator(monkeypatch):

@@ -74,6 +74,28 @@ def test_fast_auto_is_off_on_the_cpu_and_resume_stays_bit_exact(tmp_path):
     assert full["history"]["g_loss"] == res["history"]["g_loss"]
 
 
+def test_channels_last_on_the_cpu_resumes_bit_exact_and_stays_close_to_the_default_layout(tmp_path):
+    """The laptop profiles train CIFAR-10 in channels-last on the CPU: a paused run resumes bit for bit,
+    and the layout changes only the rounding of the convolutions' sums, not what a step computes."""
+    G1, D1 = cond_pair()
+    full = train_gan(G1, D1, tiny_set(), cfg(max_steps=5, epochs=2, channels_last=True), tmp_path / "a", "cpu",
+                     progress=False)
+    w = next(p for p in G1.parameters() if p.ndim == 4)
+    assert w.is_contiguous(memory_format=torch.channels_last)
+    train_gan(*cond_pair(), tiny_set(), cfg(max_steps=3, epochs=2, channels_last=True), tmp_path / "b", "cpu",
+              progress=False)
+    G3, D3 = cond_pair(7)
+    res = train_gan(G3, D3, tiny_set(), cfg(max_steps=5, epochs=2, channels_last=True), tmp_path / "b", "cpu",
+                    progress=False)
+    assert res["resumed"] and _same_weights(G1, G3)
+    assert full["history"]["g_loss"] == res["history"]["g_loss"]
+    G4, D4 = cond_pair()
+    plain = train_gan(G4, D4, tiny_set(), cfg(max_steps=5, epochs=2), tmp_path / "c", "cpu", progress=False)
+    assert plain["history"]["g_loss"] == pytest.approx(full["history"]["g_loss"], rel=1e-3)
+    back = checkpoint.load_model(tmp_path / "a" / "G.safetensors")  # saved contiguous, reloads equal
+    assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), G1.state_dict().values()))
+
+
 def test_fast_path_on_the_cpu_runs_bf16_autocast(tmp_path, monkeypatch):
     seen = []
     real_autocast = torch.autocast

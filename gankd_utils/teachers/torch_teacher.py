@@ -24,6 +24,7 @@ from .. import checkpoint, repro
 from ..classes import check_class_ids, class_names
 from ..data import to_uint8
 from ..io import sha256_file
+from ..models import inference_layout
 from .biggan import check_truncation, truncated_z_sample
 
 
@@ -126,7 +127,7 @@ class TorchTeacher:
             raise ValueError(f"z must have shape (N, {self.z_dim}) for {self.name}, got {tuple(z.shape)}")
         y = self._labels(labels, len(z))
         parts = []
-        with torch.no_grad():
+        with torch.no_grad(), inference_layout(self.G):
             for i in range(0, len(z), max(1, batch_size)):
                 zb = z[i:i + batch_size].to(self.device)
                 yb = y[i:i + batch_size] if y is not None else None
