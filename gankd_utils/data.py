@@ -151,6 +151,13 @@ def _missing_msg(name: str, where: Path, files: list[str], download: bool, err: 
 
 # ---------------------------------------------------------------- CIFAR-10
 
+def _cifar10_npz(root: Path, train: bool) -> list[Path]:
+    """The npz shards of one CIFAR-10 split under ``root`` (empty when the data root has none)."""
+    npz_dir = root / "cifar10"
+    files = sorted(npz_dir.glob("train_*.npz")) if train else [npz_dir / "test.npz"]
+    return [f for f in files if f.exists()]
+
+
 def load_cifar10(train: bool = True, root: str | Path | None = None, download: bool = True) -> ImageSet:
     """CIFAR-10 as an :class:`ImageSet` of (N, 3, 32, 32) uint8 images.
 
@@ -159,8 +166,7 @@ def load_cifar10(train: bool = True, root: str | Path | None = None, download: b
     """
     root = Path(root) if root is not None else paths.data_root()
     npz_dir = root / "cifar10"
-    files = sorted(npz_dir.glob("train_*.npz")) if train else [npz_dir / "test.npz"]
-    files = [f for f in files if f.exists()]
+    files = _cifar10_npz(root, train)
     split = "train" if train else "test"
     if files:
         parts = [np.load(f, allow_pickle=False) for f in files]
@@ -195,8 +201,7 @@ def cifar10_train_size(root: str | Path | None = None) -> int:
 
     50,000 for torchvision's folder, or where nothing is on disk yet (then the whole set is downloaded).
     """
-    root = Path(root) if root is not None else paths.data_root()
-    files = sorted((root / "cifar10").glob("train_*.npz"))
+    files = _cifar10_npz(Path(root) if root is not None else paths.data_root(), train=True)
     if not files:
         return FULL_SIZES["cifar10-train"]
     n = 0

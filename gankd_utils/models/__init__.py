@@ -62,8 +62,8 @@ def inference_layout(G: nn.Module) -> Iterator[nn.Module]:
     1.0-1.2 ms instead of 1.6-2.0 ms). The images differ from the default layout's only in how the
     convolutions' sums are rounded. On a GPU the layout is left as the model has it.
     """
-    convs = [p for p in G.parameters() if p.ndim == 4]
-    if not convs or convs[0].device.type != "cpu" or convs[0].is_contiguous(memory_format=torch.channels_last):
+    conv = next((p for p in G.parameters() if p.ndim == 4), None)
+    if conv is None or conv.device.type != "cpu" or conv.is_contiguous(memory_format=torch.channels_last):
         yield G
         return
     G.to(memory_format=torch.channels_last)
