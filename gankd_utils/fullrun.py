@@ -158,7 +158,7 @@ def _pick(entries: dict[str, zoo.Entry], only: Sequence[str]) -> dict[str, zoo.E
 
 def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float | None = None, device="auto",
               notebook: bool = True, say=print, only: Sequence[str] | None = None,
-              student_seeds: int | None = None) -> dict[str, Any]:
+              student_seeds: int | None = None, parallel: int | None = None) -> dict[str, Any]:
     """Run one stage; returns ``{"stage", "finished", "paused", "seconds", "trained"}``.
 
     ``budget_s``: seconds after which a training pauses at a checkpoint (None: no limit).
@@ -166,6 +166,8 @@ def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float 
     ``only``: train and ship only these models of the stage (:func:`stage_models`); no notebook, no classifier.
     ``student_seeds``: with ``only``, train students with this many seeds instead of the profile's (1: the
     shipped seed alone); None: the profile's.
+    ``parallel``: how many runs of the ``mnist`` and ``cifar10-students`` stages train at once, each in a
+    process of its own with its share of the cores (:func:`runs.train_all`); None: 4 on CUDA, else 1.
     """
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}: choose one of {', '.join(STAGES)}")
@@ -180,6 +182,8 @@ def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float 
         raise ValueError(f"student_seeds={student_seeds}: give it with --only, between 1 and the {profile} "
                          f"profile's {seeds} (the stage's full command trains every seed for its notebook)")
     over = {} if student_seeds is None else {"student_seeds": student_seeds}
+    if parallel is not None and parallel < 1:
+        raise ValueError(f"parallel={parallel}: give how many runs train at once, 1 or more")
     t0 = time.monotonic()
     deadline = t0 + budget_s if budget_s else None
     device = repro.get_device(device)
@@ -190,7 +194,8 @@ def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float 
         restore_shipped("mnist", s)
         restore_classifier(s)
         entries = zoo.mnist_zoo() if only is None else _pick(zoo.mnist_zoo(), only)
-        got = runs.train_all(entries, s, data.load_mnist(train=True), device=device, deadline=deadline)
+        got = runs.train_all(entries, s, data.load_mnist(train=True), device=device, deadline=deadline,
+                             parallel=parallel)
         _ship("mnist", list(entries) if only is None else only, s, str(device))
     elif stage in ("cifar10-teacher", "cifar10-students", "tinygan"):
         s = config.settings("cifar10", profile, seed, **over)
@@ -212,7 +217,7 @@ def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float 
             ts = runs.cifar10_teacher_set(s, device, real=cifar)
             # the four students train side by side on a GPU (runs.train_all's processes)
             got = runs.train_all({n: entries[n] for n in names}, s, cifar, teacher_set=ts["set"],
-                                 teacher_set_dir=ts["folder"], device=device, deadline=deadline)
+                                 teacher_set_dir=ts["folder"], device=device, deadline=deadline, parallel=parallel)
             _ship("cifar10", names, s, str(device))
     # compare, compress: their notebooks read the shipped weights themselves (WEIGHTS = "auto"), and compress
     # only its students' and their teachers' files: a machine needs no others
@@ -350,6 +355,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="train and ship only these models of the stage (no notebook)")
     ap.add_argument("--student-seeds", type=int, default=None, metavar="N",
                     help="with --only: train students with N seeds instead of the profile's (1: the shipped one)")
+    ap.add_argument("--parallel", type=int, default=None, metavar="N",
+                    help="mnist, cifar10-students: train N runs at once, each in its own process with its share of "
+                         "the cores (default: 4 on CUDA, else 1); e.g. 2 on a 2-core CPU, one thread each")
     ap.add_argument("--pack", default=None, help="folder for the stage's archives (parts of at most 16 MiB)")
     ap.add_argument("--unpack", default=None, help="extract archives of earlier stages from this folder first")
     args = ap.parse_args(argv)
@@ -359,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args.unpack else ap.error("give --stage (or --unpack DIR)")
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only is not None else None
     res = run_stage(args.stage, args.profile, args.seed, args.budget_s, args.device, not args.no_notebook, only=only,
-                    student_seeds=args.student_seeds)
+                    student_seeds=args.student_seeds, parallel=args.parallel)
     state = "finished" if res["finished"] else "paused"
     print(f"stage {args.stage}: {state} in {res['seconds']:.0f} s; trained now: {', '.join(res['trained']) or 'none'}")
     if args.pack:

@@ -206,3 +206,20 @@ def test_only_trains_and_ships_the_named_models(results, mnist_train, capsys):
     assert not (results / "executed").exists() and not (results / "03_mnist" / "table.csv").exists()
     shipped = weights.manifest()["models"]["mnist/cdcgan_c32_kd"]["files"]
     assert "mnist/cdcgan_c32_kd/history.json" in shipped  # its curves travel with it
+
+
+def test_parallel_reaches_the_runs_and_a_bad_count_is_refused(results, mnist_train, monkeypatch, capsys):
+    # --parallel 2 on a 2-core CPU: the stage's runs train two at a time, one thread each (runs.train_all)
+    got = {}
+
+    def fake_train_all(entries, settings, real=None, **kw):
+        got.update(kw)
+        return {}
+    monkeypatch.setattr(fullrun.runs, "train_all", fake_train_all)
+    assert fullrun.main(["--stage", "mnist", "--profile", "smoke", "--parallel", "2", "--no-notebook"]) == 0
+    assert got["parallel"] == 2 and "stage mnist: finished" in capsys.readouterr().out
+    got.clear()
+    fullrun.run_stage("mnist", "smoke", notebook=False)
+    assert got["parallel"] is None  # the default: 4 on CUDA, else 1
+    with pytest.raises(ValueError, match="parallel=0: give how many runs train at once"):
+        fullrun.run_stage("mnist", "smoke", notebook=False, parallel=0)
