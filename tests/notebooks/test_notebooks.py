@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -123,9 +124,14 @@ def test_notebook_03_smoke(tmp_path, mnist_train, _results_root):
     cells = json.loads(out.read_text())["cells"]
     pngs = [c for c in cells if any("image/png" in o.get("data", {}) for o in c.get("outputs", []))]
     assert any("quality_over_training(" in "".join(c["source"]) for c in pngs) and len(pngs) >= 5
-    # a rerun loads the finished checkpoints instead of training again
-    nbrun.run_notebook(nbrun.NOTEBOOK_DIR / "03_mnist_dcgan_kd.ipynb", tmp_path / "03b.ipynb",
-                       {"PROFILE": "smoke", "SEED": 1, "FAMILIES": ["columbia"]})
+    assert (res / "progress" / "cdcgan_c32_kd.gif").exists()
+    # a rerun loads the finished checkpoints instead of training again; runs without sample sheets
+    # (as restored from the shipped weights) give no progress GIF, and the notebook says so
+    for sheets in (res / "runs" / "smoke-seed1").glob("*/samples"):
+        shutil.rmtree(sheets)
+    rerun = nbrun.run_notebook(nbrun.NOTEBOOK_DIR / "03_mnist_dcgan_kd.ipynb", tmp_path / "03b.ipynb",
+                               {"PROFILE": "smoke", "SEED": 1, "FAMILIES": ["columbia"]})
+    assert "no progress GIF here" in rerun.read_text()
     m2 = json.loads((res / "metrics.json").read_text())
     assert all(r["loaded"] for r in m2["training"].values())
     assert m2["models"]["cdcgan_c32_kd"][fid] == pytest.approx(m["models"]["cdcgan_c32_kd"][fid])
