@@ -18,8 +18,9 @@ made into archives of at most 16 MiB, to be carried off a remote machine:
 ``--only NAME[,NAME]`` trains and ships only those models of a stage (a KD student's teacher is
 trained or loaded too, but not shipped), without the notebook: a model at a time on a small
 machine, e.g. the MNIST c=512 teacher on a laptop's CPU (its manifest entry names that machine).
-With ``--student-seeds 1`` such a command trains a student with its first seed only: that is the
-run that ships, and the stage's full command trains the other seeds beside the notebook.
+With ``--student-seeds 1`` such a command trains a student with its first seed only, and the
+stage's full command trains the other seeds beside the notebook. Every finished seed ships (the
+first as ``dataset/model``, the others as ``dataset/model.seedN``, :func:`weights.seed_name`).
 
 Every stage is resumable: ``--budget-s`` pauses a training at a checkpoint when its
 time is up (the command says "paused"; run it again to go on), and a stage whose
@@ -64,17 +65,20 @@ def _shipped_parts(entry: zoo.Entry) -> tuple[str, ...]:
 
 
 def restore_shipped(dataset: str, settings: config.Settings, names: Sequence[str] | None = None) -> list[str]:
-    """Copy the shipped models of ``dataset`` (those of ``names``; None: all) into their run folders, where none
-    is finished; returns their keys. Only their files are read: a machine may hold only those."""
+    """Copy the shipped runs of ``dataset`` (those of ``names``; None: all), every seed the profile trains
+    (:func:`weights.name_for_seed`), into their run folders, where none is finished; returns their keys.
+    Only their files are read: a machine may hold only those."""
     done = []
     for name, e in zoo.zoo(dataset).items():
         if names is not None and name not in names:
             continue
-        key = f"{dataset}/{name}"
-        folder = runs.run_dir(e, settings)
-        if weights.has(dataset, name) and runs.finished_sidecar(folder) is None:
-            parts = [p for p in _shipped_parts(e) if _has_part(key, p)]
-            weights.restore(key, folder, parts)
+        for seed in settings.seeds(e.role):
+            shipped = weights.name_for_seed(dataset, name, seed)
+            folder = runs.run_dir(e, settings.for_seed(seed))
+            if shipped is None or runs.finished_sidecar(folder) is not None:
+                continue
+            key = f"{dataset}/{shipped}"
+            weights.restore(key, folder, [p for p in _shipped_parts(e) if _has_part(key, p)])
             done.append(key)
     return done
 
@@ -100,13 +104,26 @@ def _has_part(key: str, part: str) -> bool:
     return f"{key}/{part}.safetensors" in m.get("models", {}).get(key, {}).get("files", [])
 
 
-def _ship(dataset: str, names: Sequence[str], settings: config.Settings, device: str) -> None:
-    entries = zoo.zoo(dataset)
-    finished = {f"{dataset}/{n}": runs.run_dir(entries[n], settings) for n in names
-                if runs.finished_sidecar(runs.run_dir(entries[n], settings)) is not None}
-    for key, folder in finished.items():  # one model at a time: its own parts
-        weights.ship({key: folder}, parts=_shipped_parts(entries[key.split("/")[1]]), profile=settings.profile,
-                     device=repro.describe_device(device))
+def _ship(dataset: str, names: Sequence[str], settings: config.Settings, device: str) -> list[str]:
+    """Ship every finished run of ``names``, each seed the profile trains; returns the keys shipped.
+
+    The settings' own seed ships as ``dataset/model`` with its critic (KD students) and curves; a
+    student's other seeds as ``dataset/model.seedN``, the generator alone (what the seed's row of the
+    chapter's table needs), so that a fresh machine scores every seed without training it again.
+    """
+    entries, shipped = zoo.zoo(dataset), []
+    for n in names:
+        e = entries[n]
+        for seed in settings.seeds(e.role):
+            folder = runs.run_dir(e, settings.for_seed(seed))
+            if runs.finished_sidecar(folder) is None:
+                continue  # paused or not started: ships when it finishes
+            own = seed == settings.seed
+            key = f"{dataset}/{n if own else weights.seed_name(n, seed)}"
+            weights.ship({key: folder}, parts=_shipped_parts(e) if own else ("G",), profile=settings.profile,
+                         device=repro.describe_device(device), history=own)
+            shipped.append(key)
+    return shipped
 
 
 def ship_classifier(settings: config.Settings, device) -> str:

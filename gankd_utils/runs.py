@@ -107,19 +107,24 @@ def load_run(folder: str | Path, device="cpu") -> Trained:
 def weights_choice(entry: Entry, settings: Settings, choice: str = "auto") -> str:
     """``"shipped"`` or ``"train"`` for ``entry``: a notebook's ``WEIGHTS`` (auto | shipped | train).
 
-    The full profile takes every shipped model of its own seed (that is the run they come
-    from; a student's other seeds train); the smaller profiles take the shipped teachers and
-    train their students at the profile's own budget, from scratch and with KD alike, so
-    that the comparison stays fair.
+    The full profile takes every shipped run of its own seed (a student's other seeds ship as
+    ``model.seedN``, :func:`weights.seed_name`; a seed that is not shipped trains); the smaller
+    profiles take the shipped teachers and train their students at the profile's own budget,
+    from scratch and with KD alike, so that the comparison stays fair.
     """
     if choice == "train" or (settings.profile != "full" and entry.role != "teacher"):
         return "train"
     got = weights.resolve(choice, entry.dataset, entry.name)
-    if got == "shipped" and settings.profile == "full":
-        seed = weights.shipped_seed(entry.dataset, entry.name)
-        if seed is not None and seed != settings.seed:
-            return "train"  # a shipped model stands for the full run of its own seed only
+    if got == "shipped" and settings.profile == "full" and _shipped_name(entry, settings) is None:
+        return "train"  # a shipped model stands for the full run of its own seed only
     return got
+
+
+def _shipped_name(entry: Entry, settings: Settings) -> str | None:
+    """The shipped name of ``entry``'s run in ``settings``: its seed's in the full profile, else the model's."""
+    if settings.profile != "full":
+        return entry.name if weights.has(entry.dataset, entry.name) else None
+    return weights.name_for_seed(entry.dataset, entry.name, settings.seed)
 
 
 def weights_note(entries: Mapping[str, Entry], settings: Settings, choice: str = "auto") -> str:
@@ -135,10 +140,13 @@ def weights_note(entries: Mapping[str, Entry], settings: Settings, choice: str =
 
 
 def load_shipped(entry: Entry, settings: Settings, device="cpu") -> Trained:
-    """``entry``'s shipped generator (sha256-checked), as a :class:`Trained` whose run folder is the weights'."""
-    stem = weights.path(entry.dataset, entry.name)
+    """``entry``'s shipped generator (sha256-checked), as a :class:`Trained` whose run folder is the weights'.
+
+    In the full profile, the run of ``settings.seed`` (a student's other seeds ship apart); else the model's."""
+    name = _shipped_name(entry, settings) or entry.name  # not shipped: weights.path says so
+    stem = weights.path(entry.dataset, name)
     side = checkpoint.read_sidecar(stem)
-    G = weights.load(entry.dataset, entry.name, device=str(repro.get_device(device)))
+    G = weights.load(entry.dataset, name, device=str(repro.get_device(device)))
     return Trained(G, entry.name, stem.parent, True, int(side.get("step") or 0), True, train_config(entry, settings))
 
 

@@ -15,6 +15,7 @@ Layout::
       <dataset>/<model>/G.safetensors + G.json    the generator, a gankd checkpoint
       <dataset>/<model>/D.safetensors + D.json    the discriminator, when shipped for fine-tunes
       <dataset>/<model>/history.json              its training curves (the run's losses per step), when kept
+      <dataset>/<model>.seedN/G.safetensors + G.json   a student's run with another seed (seed_name), G alone
       <dataset>/classifier/<dataset>cls_<id>.safetensors + .json   the run's evaluator classifier
 
 ``MANIFEST.json``::
@@ -186,6 +187,28 @@ def shipped_seed(dataset: str, model: str, root: str | Path | None = None) -> in
     m = manifest(root)
     seed = (m or {}).get("models", {}).get(f"{dataset}/{model}", {}).get("seed")
     return None if seed is None else int(seed)
+
+
+def seed_name(model: str, seed: int) -> str:
+    """The shipped name of ``model``'s run with another ``seed`` than the one shipped as ``model`` itself.
+
+    A full run trains each student with several seeds (mean and spread over seeds); the first
+    ships as ``dataset/model``, the others as ``dataset/model.seedN`` (the generator alone).
+    """
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"a seed is an integer >= 0, got {seed!r}")
+    return f"{model}.seed{seed}"
+
+
+def name_for_seed(dataset: str, model: str, seed: int, root: str | Path | None = None) -> str | None:
+    """The shipped name that holds ``model``'s run of ``seed``: ``model`` (where its recorded seed is
+    ``seed``, or none is recorded), else :func:`seed_name` where that is shipped; None if neither. No hashing."""
+    if has(dataset, model, root) and shipped_seed(dataset, model, root) in (None, seed):
+        return model
+    other = seed_name(model, seed)
+    if has(dataset, other, root) and shipped_seed(dataset, other, root) == seed:
+        return other
+    return None
 
 
 # ---------------------------------------------------------------- verify
@@ -386,12 +409,12 @@ def _write_if_changed(p: Path, data: bytes) -> None:
 
 
 def ship(run_dirs: Mapping[str, str | Path], root: str | Path | None = None, parts: Sequence[str] = ("G",),
-         profile: str = "full", device: str = "", note: str = "") -> Path:
+         profile: str = "full", device: str = "", note: str = "", history: bool = True) -> Path:
     """Copy the final checkpoints of finished runs into the shipped layout; returns the weights folder.
 
     ``run_dirs`` maps ``"dataset/model"`` to a run folder holding ``PART.safetensors`` + ``PART.json``
     (a sidecar saying ``"finished": true``) for every name in ``parts``, and its ``history.json`` (the
-    training curves) when the run kept one. Models already shipped
+    training curves) when the run kept one and ``history`` is True. Models already shipped
     in ``root`` and not named here are kept; a model named here replaces its earlier files.
     Every file is written atomically; ``MANIFEST.json`` last. Shipping the same files again
     changes nothing but the manifest's ``created`` time.
@@ -431,7 +454,7 @@ def ship(run_dirs: Mapping[str, str | Path], root: str | Path | None = None, par
                 entry.update(seed=cfg.get("seed"), steps=side.get("step"), params=count_params(net))
             for ext in (".safetensors", ".json"):
                 sources[f"{key}/{part}{ext}"] = run / f"{part}{ext}"
-        if (run / HISTORY).is_file():  # the curves of the training that made it
+        if history and (run / HISTORY).is_file():  # the curves of the training that made it
             sources[f"{key}/{HISTORY}"] = run / HISTORY
         entry["files"] = sorted(sources)
         plan[key] = {"entry": entry, "sources": sources}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tarfile
 
 import pytest
@@ -223,3 +224,38 @@ def test_parallel_reaches_the_runs_and_a_bad_count_is_refused(results, mnist_tra
     assert got["parallel"] is None  # the default: 4 on CUDA, else 1
     with pytest.raises(ValueError, match="parallel=0: give how many runs train at once"):
         fullrun.run_stage("mnist", "smoke", notebook=False, parallel=0)
+
+
+def test_every_seed_ships_and_a_fresh_machine_trains_none_again(results, mnist_train, monkeypatch, capsys):
+    # a student's other seeds ship as model.seedN (G alone); a fresh results folder restores each seed's run
+    monkeypatch.setitem(config.MNIST["smoke"], "student_seeds", 2)
+    argv = ["--stage", "mnist", "--profile", "smoke", "--only", "cdcgan_c32_scratch"]
+    assert fullrun.main(argv) == 0
+    assert "trained now: cdcgan_c32_scratch, cdcgan_c32_scratch@1\n" in capsys.readouterr().out
+    assert weights.available() == ["mnist/cdcgan_c32_scratch", "mnist/cdcgan_c32_scratch.seed1"]
+    m = weights.manifest()["models"]
+    assert m["mnist/cdcgan_c32_scratch.seed1"]["files"] == ["mnist/cdcgan_c32_scratch.seed1/G.json",
+                                                           "mnist/cdcgan_c32_scratch.seed1/G.safetensors"]
+    assert "mnist/cdcgan_c32_scratch/history.json" in m["mnist/cdcgan_c32_scratch"]["files"]
+    assert [weights.shipped_seed("mnist", n) for n in ("cdcgan_c32_scratch", "cdcgan_c32_scratch.seed1")] == [0, 1]
+    assert [weights.name_for_seed("mnist", "cdcgan_c32_scratch", k) for k in (0, 1, 2)] == \
+        ["cdcgan_c32_scratch", "cdcgan_c32_scratch.seed1", None]
+    with pytest.raises(ValueError, match="a seed is an integer"):
+        weights.seed_name("cdcgan_c32_scratch", -1)
+    run1 = results / "03_mnist" / "runs" / "smoke-seed1" / "cdcgan_c32_scratch"
+    trained1 = checkpoint.load_model(run1 / "G")
+
+    # the full profile takes each seed's own shipped run; a seed that is not shipped trains
+    e = zoo.mnist_zoo()["cdcgan_c32_scratch"]
+    full = config.settings("mnist", "full")
+    assert [runs.weights_choice(e, full.for_seed(k)) for k in (0, 1, 2)] == ["shipped", "shipped", "train"]
+    got = runs.load_shipped(e, full.for_seed(1)).G
+    assert all(torch.equal(a, b) for a, b in zip(got.state_dict().values(), trained1.state_dict().values()))
+
+    # a fresh machine: the run folders are gone, the shipped weights stay; nothing trains again
+    shutil.rmtree(results / "03_mnist" / "runs")
+    assert fullrun.main(argv) == 0
+    assert "trained now: none\n" in capsys.readouterr().out
+    assert runs.finished_sidecar(run1) is not None and not (run1 / "history.json").exists()
+    restored = checkpoint.load_model(run1 / "G")
+    assert all(torch.equal(a, b) for a, b in zip(restored.state_dict().values(), trained1.state_dict().values()))
