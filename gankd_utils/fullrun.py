@@ -111,7 +111,7 @@ def _ship(dataset: str, names: Sequence[str], settings: config.Settings, device:
     student's other seeds as ``dataset/model.seedN``, the generator alone (what the seed's row of the
     chapter's table needs), so that a fresh machine scores every seed without training it again.
     """
-    entries, shipped = zoo.zoo(dataset), []
+    entries, shipped, where = zoo.zoo(dataset), [], repro.describe_device(device)
     for n in names:
         e = entries[n]
         for seed in settings.seeds(e.role):
@@ -121,7 +121,7 @@ def _ship(dataset: str, names: Sequence[str], settings: config.Settings, device:
             own = seed == settings.seed
             key = f"{dataset}/{n if own else weights.seed_name(n, seed)}"
             weights.ship({key: folder}, parts=_shipped_parts(e) if own else ("G",), profile=settings.profile,
-                         device=repro.describe_device(device), history=own)
+                         device=where, history=own)
             shipped.append(key)
     return shipped
 

@@ -121,9 +121,10 @@ def weights_choice(entry: Entry, settings: Settings, choice: str = "auto") -> st
 
 
 def _shipped_name(entry: Entry, settings: Settings) -> str | None:
-    """The shipped name of ``entry``'s run in ``settings``: its seed's in the full profile, else the model's."""
+    """The shipped name of ``entry``'s run in ``settings``: its seed's in the full profile (None: that seed is
+    not shipped), else the model's."""
     if settings.profile != "full":
-        return entry.name if weights.has(entry.dataset, entry.name) else None
+        return entry.name
     return weights.name_for_seed(entry.dataset, entry.name, settings.seed)
 
 

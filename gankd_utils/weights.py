@@ -203,12 +203,12 @@ def seed_name(model: str, seed: int) -> str:
 def name_for_seed(dataset: str, model: str, seed: int, root: str | Path | None = None) -> str | None:
     """The shipped name that holds ``model``'s run of ``seed``: ``model`` (where its recorded seed is
     ``seed``, or none is recorded), else :func:`seed_name` where that is shipped; None if neither. No hashing."""
-    if has(dataset, model, root) and shipped_seed(dataset, model, root) in (None, seed):
+    models = (manifest(root) or {}).get("models", {})
+    own = models.get(f"{dataset}/{model}")
+    if own is not None and own.get("seed") in (None, seed):
         return model
     other = seed_name(model, seed)
-    if has(dataset, other, root) and shipped_seed(dataset, other, root) == seed:
-        return other
-    return None
+    return other if models.get(f"{dataset}/{other}", {}).get("seed", -1) == seed else None
 
 
 # ---------------------------------------------------------------- verify
