@@ -8,6 +8,7 @@ Commands:
   run      execute the numbered notebooks (what ``make run`` calls)
   full-run the full-profile walk in resumable stages (one GPU, short windows), packed to carry
   report   write results/REPORT.md from what the chapters saved
+  datapack CIFAR-10 as small lossless parts to carry to a machine without network, and back
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint, config, data, distill, fullrun, nbrun, repro, runs, shards, teachers, weights
+from . import checkpoint, config, data, datapack, distill, fullrun, nbrun, repro, runs, shards, teachers, weights
 from .classes import parse_classes
 from .data import to_uint8
 from .dist import from_env
@@ -209,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="execute the numbered notebooks (make run); see 'run --help'")
     sub.add_parser("full-run", help="the full-profile walk in resumable stages for short GPU windows; "
                                     "see 'full-run --help'")
+    sub.add_parser("datapack", help="CIFAR-10 as small lossless parts for a machine without network, and back; "
+                                    "see 'datapack --help'")
     return ap
 
 
@@ -218,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return nbrun.main(argv[1:])
     if argv[:1] == ["full-run"]:  # the staged full-profile walk has its own options
         return fullrun.main(argv[1:])
+    if argv[:1] == ["datapack"]:
+        return datapack.main(argv[1:])
     if argv[:1] == ["distill"]:  # key=value overrides may come before or after the options
         settings = [a for a in argv[1:] if "=" in a and not a.startswith("-")]
         argv = [a for a in argv if a not in settings] + settings
