@@ -281,19 +281,33 @@ def collapse_note(gone: Sequence[Mapping[str, Any]]) -> str:
 def quality_over_training(trained: Mapping[str, Trained], evaluator: metrics.Evaluator, out_dir: str | Path,
                           labels: Mapping[str, str], colors: Mapping[str, tuple] | None = None,
                           progress: bool = True) -> dict[str, Any]:
-    """Chapters 03-05: score every run's snapshots, draw ``quality_over_training`` and write ``table_convergence``.
+    """Chapters 03-05: score each model's snapshots, draw ``quality_over_training`` and write ``table_convergence``.
 
+    One run per model (``trained`` may hold every seed, keyed as :func:`runs.seed_key`): its first seed that
+    kept snapshots. The first seed's run normally has; where it came from the shipped weights (which keep
+    no snapshots) and a later seed was trained here, that seed's run stands for the model, named
+    ``model@seed`` in the table and "(seed N)" in the figure. ``labels`` is by model name, ``colors`` by label
+    (:func:`viz.palette`).
     Returns ``{"curves", "convergence", "note", "figure"}`` (:func:`snapshot_curves`,
     :func:`convergence` on the classifier-FID, :func:`convergence_note`, the figure);
     all empty when no run kept snapshots (models from the shipped weights, or ``quick``).
     """
-    curves = snapshot_curves(trained, evaluator, progress)
+    chosen: dict[str, str] = {}
+    for key, t in trained.items():
+        if base_name(key) not in chosen and any(s < t.steps for s, _ in train.snapshots(t.run_dir)):
+            chosen[base_name(key)] = key
+    curves = snapshot_curves({key: trained[key] for key in chosen.values()}, evaluator, progress)
     if not curves:
         return {"curves": {}, "convergence": [], "note": "", "figure": None}
     names = evaluator.names()
     has_acc = any(p.get(names["acc"]) is not None for pts in curves.values() for p in pts)
-    figure = viz.metric_curves(curves, [names["fid"]] + ([names["acc"]] if has_acc else []), colors=colors,
-                               labels={k: labels[k] for k in curves}, path_stem=Path(out_dir) / "quality_over_training")
+
+    def label(key: str) -> str:
+        return labels[base_name(key)] + (f" (seed {key.split('@', 1)[1]})" if "@" in key else "")
+    figure = viz.metric_curves(curves, [names["fid"]] + ([names["acc"]] if has_acc else []),
+                               colors={label(k): colors[labels[base_name(k)]] for k in curves if
+                                       labels[base_name(k)] in colors} if colors else None,
+                               labels={k: label(k) for k in curves}, path_stem=Path(out_dir) / "quality_over_training")
     rows = convergence(curves, names["fid"], recall=names["recall"])
     tables.write_table(rows, Path(out_dir) / "table_convergence", lead=None)
     return {"curves": curves, "convergence": rows, "note": convergence_note(rows), "figure": figure}

@@ -41,7 +41,24 @@ def run_notebook(src: str | Path, out: str | Path, parameters: Mapping[str, Any]
     pm.execute_notebook(str(src), str(out), parameters=dict(parameters or {}), cwd=str(src.parent),
                         kernel_name=kernel_name, progress_bar=False, execution_timeout=timeout,
                         log_output=False)
+    _relative_paths(out)
     return out
+
+
+def _relative_paths(executed: Path) -> None:
+    """Papermill records the notebook's input and output paths: keep them relative to the project, so that an
+    executed copy that is shared names no machine's folders."""
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    meta = nb.metadata.get("papermill", {})
+    for key in ("input_path", "output_path"):
+        if meta.get(key):
+            try:
+                meta[key] = Path(meta[key]).resolve().relative_to(paths.REPO_ROOT.resolve()).as_posix()
+            except ValueError:
+                pass
+    nbformat.write(nb, executed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

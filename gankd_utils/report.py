@@ -184,7 +184,8 @@ def write_report(results: str | Path | None = None) -> Path:
     """
     base = Path(results) if results is not None else paths.results_root()
     lines = ["# gankd report", "",
-             f"Written by notebooks 06 and 07 (`report.write_report`) on {time.strftime('%Y-%m-%d %H:%M')} from "
+             f"Written by `report.write_report` (notebooks 06 and 07 call it, as does `python -m gankd_utils "
+             f"report`) on {time.strftime('%Y-%m-%d %H:%M')} from "
              "the files under `results/`. "
              "Every FID-like number is named by its protocol: `*_mnistcls` / `*_cifar10cls` use the project's own "
              "classifiers (not comparable with published FIDs); `*_inception_*` uses pytorch-fid's Inception "
@@ -213,6 +214,13 @@ def write_report(results: str | Path | None = None) -> Path:
                       table.read_text().strip(), ""]
         figs = sorted(folder.glob("*.png"))
         lines += [f"![{p.stem}]({_rel(p, base)})" for p in figs] + [""]
+    waiting = [title.split(" · ")[0] for folder_name, title, _ in REPORT_SECTIONS
+               if not (base / folder_name / "metrics.json").exists()]
+    if waiting:
+        lines.insert(2, f"> **Not in this report yet: chapters {', '.join(waiting)}** (no `metrics.json`: not run, "
+                        "or run without writing one). Their sections below say so, and their quality bars read "
+                        "\"not measured yet\".")
+        lines.insert(3, "")
     if profiles - {"full"}:
         lines.insert(2, f"> **Profiles in this report: {', '.join(sorted(p for p in profiles if p))}.** Only "
                         "`full`-profile numbers are results; the others show the pipeline.")

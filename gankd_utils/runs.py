@@ -45,9 +45,15 @@ class Trained:
     seconds: float = 0.0
 
     def summary(self) -> dict[str, Any]:
-        """A table row: loaded or trained, steps, finished, seconds, run folder."""
+        """A table row: loaded or trained, steps, finished, seconds, run folder (relative to the results root
+        where it lies in it, so that saved tables and metrics name no machine's folders)."""
+        run_dir = Path(self.run_dir)
+        try:
+            run_dir = run_dir.resolve().relative_to(paths.results_root().resolve())
+        except ValueError:
+            pass
         return {"model": self.name, "loaded": self.loaded, "steps": self.steps, "finished": self.finished,
-                "seconds": round(self.seconds, 1), "run_dir": str(self.run_dir)}
+                "seconds": round(self.seconds, 1), "run_dir": run_dir.as_posix()}
 
 
 def run_root(chapter: str, profile: str, seed: int = 0) -> Path:

@@ -209,7 +209,8 @@ def metric_curves(curves: Mapping[str, Sequence[Mapping[str, float]]], metrics_:
         for name, pts in curves.items():
             xs = [p["step"] for p in pts if p.get(m) is not None]
             ys = [p[m] for p in pts if p.get(m) is not None]
-            ax.plot(xs, ys, "o-" if name.endswith("_kd") else "o--", color=colors.get(labels[name]),
+            kd = name.split("@", 1)[0].endswith("_kd")  # a student's later seed is keyed name@seed
+            ax.plot(xs, ys, "o-" if kd else "o--", color=colors.get(labels[name]),
                     label=labels[name], lw=1.4, ms=4)
         ax.set_title(m, fontsize=11)
         ax.set_xlabel("training step")

@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from gankd_utils import config, data, evaluation, metrics, runlog, runs, train
+from gankd_utils import config, data, evaluation, metrics, runlog, runs, train, viz
 from gankd_utils.models import CondDCGANDiscriminator, CondDCGANGenerator, ConvClassifier, IITGNGenerator
 from gankd_utils.models.layers import dcgan_init
 from gankd_utils.zoo import Entry
@@ -185,6 +185,18 @@ def test_snapshot_curves_score_every_kept_generator_then_the_finished_one(tmp_pa
     assert over["convergence"][0]["from_step"] == 6 and over["note"] == evaluation.convergence_note(over["convergence"])
     assert {f.name for f in (tmp_path / "out").iterdir()} >= {"quality_over_training.png", "quality_over_training.pdf",
                                                              "table_convergence.md", "table_convergence.csv"}
+    # seed 0 from the shipped weights (no snapshots), seed 1 trained here: seed 1's run stands for the model,
+    # under its own key, in the model's colour
+    seeds = {"tiny_scratch": shipped_like, "tiny_scratch@1": t, "tiny_scratch@2": t}
+    colors = viz.palette(["tiny"])
+    by_seed = evaluation.quality_over_training(seeds, tiny_evaluator(), tmp_path / "seeds", labels={"tiny_scratch": "tiny"},
+                                               colors=colors, progress=False)
+    assert list(by_seed["curves"]) == ["tiny_scratch@1"] and by_seed["curves"]["tiny_scratch@1"] == curves["tiny_scratch"]
+    assert [r["model"] for r in by_seed["convergence"]] == ["tiny_scratch@1"]
+    legend = [t_.get_text() for t_ in by_seed["figure"].legends[0].get_texts()]
+    assert legend == ["tiny (seed 1)"]
+    line = by_seed["figure"].axes[0].get_lines()[0]
+    assert line.get_linestyle() == "--" and tuple(line.get_color()[:3]) == tuple(colors["tiny"][:3])
     none = evaluation.quality_over_training({"shipped": shipped_like}, tiny_evaluator(), tmp_path / "none",
                                             labels={"shipped": "s"}, progress=False)
     assert none == {"curves": {}, "convergence": [], "note": "", "figure": None}

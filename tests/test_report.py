@@ -35,6 +35,7 @@ def test_report_collects_chapters_and_flags_profiles(tmp_path):
     assert "**Not a result:** the quick profile" in text
     assert "_Not run (no `metrics.json`)._" in text  # 01, 05, 07
     assert "Ran without writing `metrics.json`" in text  # 04
+    assert "**Not in this report yet: chapters 01, 04, 05, 07**" in text  # said once, at the top
     assert "| a | wide | 1.5 |" not in text and "table_full" not in text  # the lead table only
     assert [t for t, *_ in report.REPORT_SECTIONS] == ["01_biggan", "03_mnist", "04_cifar10", "05_tinygan",
                                                        "06_compare", "07_compress"]
@@ -58,6 +59,11 @@ def test_report_of_full_runs_only_has_no_warning(tmp_path):
     _chapter(tmp_path, "03_mnist", "full")
     text = report.write_report(tmp_path).read_text()
     assert "Profiles in this report" not in text and "Not a result" not in text
+    for folder, *_ in report.REPORT_SECTIONS[2:]:  # 01 is written below, 03 above
+        _chapter(tmp_path, folder, "full")
+    assert "Not in this report yet: chapters 01**" in report.write_report(tmp_path).read_text()
+    _chapter(tmp_path, "01_biggan", "full")
+    assert "Not in this report yet" not in report.write_report(tmp_path).read_text()  # every chapter is in
 
 
 def test_report_says_which_runs_had_not_converged(tmp_path):

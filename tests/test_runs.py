@@ -42,7 +42,7 @@ def _equal(a, b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_train_then_load(tmp_path):
+def test_train_then_load(tmp_path, monkeypatch):
     first = runs.train_or_load(SCRATCH, settings(), tiny_set(), device="cpu", progress=False, folder=tmp_path / "r")
     assert isinstance(first, runs.Trained) and not first.loaded and first.finished and first.steps == 2
     assert first.name == "tiny_scratch" and first.run_dir == tmp_path / "r" and first.seconds > 0
@@ -55,6 +55,8 @@ def test_train_then_load(tmp_path):
     row = again.summary()
     assert row == {"model": "tiny_scratch", "loaded": True, "steps": 2, "finished": True, "seconds": 0.0,
                    "run_dir": str(tmp_path / "r")}
+    monkeypatch.setenv("GANKD_RESULTS", str(tmp_path))  # inside the results root: named relative to it
+    assert again.summary()["run_dir"] == "r"
     # bookkeeping settings (when to log, save, pause, how fast) do not make it another training
     same = runs.train_or_load(SCRATCH, settings(log_every=1, ckpt_every=7, fast="off", max_steps=50), tiny_set(),
                               device="cpu", progress=False, folder=tmp_path / "r")

@@ -122,6 +122,9 @@ def test_notebook_03_smoke(tmp_path, mnist_train, _results_root):
     assert m["convergence_note"] == convergence_note(m["convergence"])
     # the executed copy keeps its figures as pictures, not as "<Figure ...>" text
     cells = json.loads(out.read_text())["cells"]
+    # ... and names no machine's folders: the notebook relative to the project, run folders to the results root
+    assert json.loads(out.read_text())["metadata"]["papermill"]["input_path"] == "notebooks/03_mnist_dcgan_kd.ipynb"
+    assert m["training"]["cdcgan_c32_kd"]["run_dir"] == "03_mnist/runs/smoke-seed1/cdcgan_c32_kd"
     pngs = [c for c in cells if any("image/png" in o.get("data", {}) for o in c.get("outputs", []))]
     assert any("quality_over_training(" in "".join(c["source"]) for c in pngs) and len(pngs) >= 5
     assert (res / "progress" / "cdcgan_c32_kd.gif").exists()
