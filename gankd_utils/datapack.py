@@ -183,8 +183,7 @@ def unpack(folder: str | Path, root: str | Path | None = None) -> dict:
                   if split == "train" else [("test.npz", slice(0, len(images)))])
         for name, sl in chunks:
             atomic_write(dest / name, lambda tmp, sl=sl: _savez(tmp, images=images[sl], labels=labels[sl]))
-    written = {split: int(len(d[0])) for split, d in decoded.items()}
-    return written
+    return {split: int(len(images)) for split, (images, _) in decoded.items()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -171,6 +171,11 @@ def learning_curves(entries: Mapping[str, Entry], settings: Settings, evaluator:
     return curves
 
 
+def kept_snapshots(t: Trained) -> list[tuple[int, Path]]:
+    """The generators ``t``'s run kept before its last step (``TrainConfig.snapshots``): ``[(step, stem), ...]``."""
+    return [(s, stem) for s, stem in train.snapshots(t.run_dir) if s < t.steps]
+
+
 def snapshot_curves(trained: Mapping[str, Trained], evaluator: metrics.Evaluator,
                     progress: bool = True) -> dict[str, list[dict[str, Any]]]:
     """Quality over the whole training: every generator a run kept (``TrainConfig.snapshots``), then the finished one.
@@ -179,7 +184,7 @@ def snapshot_curves(trained: Mapping[str, Trained], evaluator: metrics.Evaluator
     (a model loaded from the shipped weights kept none and is left out).
     """
     curves: dict[str, list[dict[str, Any]]] = {}
-    kept = {k: [(s, stem) for s, stem in train.snapshots(t.run_dir) if s < t.steps] for k, t in trained.items()}
+    kept = {k: kept_snapshots(t) for k, t in trained.items()}
     for key, snaps in tqdm([(k, v) for k, v in kept.items() if v], desc="snapshots", disable=not progress,
                            leave=False):
         t = trained[key]
@@ -294,7 +299,7 @@ def quality_over_training(trained: Mapping[str, Trained], evaluator: metrics.Eva
     """
     chosen: dict[str, str] = {}
     for key, t in trained.items():
-        if base_name(key) not in chosen and any(s < t.steps for s, _ in train.snapshots(t.run_dir)):
+        if base_name(key) not in chosen and kept_snapshots(t):
             chosen[base_name(key)] = key
     curves = snapshot_curves({key: trained[key] for key in chosen.values()}, evaluator, progress)
     if not curves:

@@ -195,12 +195,13 @@ def write_report(results: str | Path | None = None) -> Path:
               "What the report is held to, measured by the project's own evaluators (a row per bar; KD's effect "
               "is reported whatever its sign: 1 = as good as the teacher, 0 = no better than scratch, "
               "negative = worse).", "", tables.markdown_table(bars), ""]
-    profiles = set()
+    profiles, waiting = set(), []
     for folder_name, title, what in REPORT_SECTIONS:
         folder = base / folder_name
         lines += [f"## {title}", "", what, ""]
         mfile = folder / "metrics.json"
         if not mfile.exists():
+            waiting.append(title.split(" · ")[0])
             lines += ["_Not run (no `metrics.json`)._" if not folder.exists() else
                       "_Ran without writing `metrics.json` (see the executed notebook)._", ""]
             if folder.exists():
@@ -214,8 +215,6 @@ def write_report(results: str | Path | None = None) -> Path:
                       table.read_text().strip(), ""]
         figs = sorted(folder.glob("*.png"))
         lines += [f"![{p.stem}]({_rel(p, base)})" for p in figs] + [""]
-    waiting = [title.split(" · ")[0] for folder_name, title, _ in REPORT_SECTIONS
-               if not (base / folder_name / "metrics.json").exists()]
     if waiting:
         lines.insert(2, f"> **Not in this report yet: chapters {', '.join(waiting)}** (no `metrics.json`: not run, "
                         "or run without writing one). Their sections below say so, and their quality bars read "
