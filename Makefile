@@ -21,7 +21,8 @@ $(STAMP): requirements.txt pyproject.toml
 	  > $(VENV)/share/jupyter/lab/settings/overrides.json
 	touch $@
 
-# Every notebook top to bottom (default profile: full with CUDA, else quick); executed copies in results/executed/.
+# Every notebook top to bottom (default profile: full with CUDA, else quick). full writes to results/ (the
+# committed record), quick and smoke to results/quick/ and results/smoke/: executed copies, chapters, REPORT.md.
 run: setup
 	$(PY) -m gankd_utils run $(if $(PROFILE),--profile $(PROFILE))
 
@@ -35,9 +36,9 @@ lab: setup
 strip: setup
 	$(VENV)/bin/nbstripout notebooks/*.ipynb
 
-# results/REPORT.md from what the notebooks saved (notebooks 06 and 07 also write it)
+# REPORT.md from what the notebooks saved (notebooks 06 and 07 also write it), for PROFILE as make run has it
 report: setup
-	$(PY) -m gankd_utils report
+	$(PY) -m gankd_utils report $(if $(PROFILE),--profile $(PROFILE))
 
 bench: setup
 	$(PY) benchmarks/generator_speed.py

@@ -7,12 +7,13 @@ Commands:
   distill  TinyGAN-style distillation of a student from a teacher's shard folder (one GPU or many)
   run      execute the numbered notebooks (what ``make run`` calls)
   full-run the full-profile walk in resumable stages (one GPU, short windows), packed to carry
-  report   write results/REPORT.md from what the chapters saved
+  report   write REPORT.md from what the chapters saved (results/, or results/<profile>/ for smoke and quick)
   datapack CIFAR-10 as small lossless parts to carry to a machine without network, and back
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -136,7 +137,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    print(f"wrote {write_report(args.results)}")
+    profile = args.profile or os.environ.get("PROFILE") or config.default_profile()
+    print(f"wrote {write_report(args.results, profile)}")
     return 0
 
 
@@ -203,8 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=cmd_distill)
 
-    r = sub.add_parser("report", help="write results/REPORT.md from the chapters' saved tables and figures")
-    r.add_argument("--results", default=None, help="results folder (default: GANKD_RESULTS, else results/)")
+    r = sub.add_parser("report", help="write REPORT.md from the chapters' saved tables and figures")
+    r.add_argument("--profile", default=None,
+                   help="whose chapters: full reads results/, smoke and quick results/<profile>/ (default: as "
+                        "'run': PROFILE, else full with CUDA, else quick)")
+    r.add_argument("--results", default=None, help="read this results folder instead (its REPORT.md is written there)")
     r.set_defaults(func=cmd_report)
 
     sub.add_parser("run", help="execute the numbered notebooks (make run); see 'run --help'")

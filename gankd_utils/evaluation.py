@@ -7,7 +7,7 @@
   family's teacher, every evaluator's metrics, and speed measured for all models
   together (:func:`metrics.speed_table`: interleaved rounds, fixed threads, spread).
 - :func:`kd_gap_closed`: the share of the scratch-to-teacher gap each KD student closed.
-- :func:`save_chapter_metrics`: ``results/<chapter>/metrics.json`` with the profile,
+- :func:`save_chapter_metrics`: ``<chapter folder>/metrics.json`` (:func:`paths.chapter_dir`) with the profile,
   seed, device, protocols and skips that REPORT.md reads.
 """
 from __future__ import annotations
@@ -343,9 +343,9 @@ def kd_gap_closed(rows: Sequence[Mapping[str, Any]], metric: str) -> list[dict[s
 
 def save_chapter_metrics(chapter: str, settings: Settings, device: str | torch.device,
                          evs: Sequence[metrics.Evaluator] = (), **extra: Any) -> Path:
-    """``results/<chapter>/metrics.json``: profile, seed, device (and the machine it names), protocols, skips,
-    then ``extra``."""
-    return metrics.save_metrics(paths.results_dir(chapter) / "metrics.json", {
+    """``<profile's results>/<chapter>/metrics.json`` (:func:`paths.chapter_dir`): profile, seed, device (and the
+    machine it names), protocols, skips, then ``extra``."""
+    return metrics.save_metrics(paths.chapter_dir(chapter, settings.profile) / "metrics.json", {
         "chapter": chapter, "profile": settings.profile, "seed": settings.seed, "device": str(device),
         "machine": repro.describe_device(device), "cpu": repro.describe_device("cpu"),  # CPU timings' machine
         "protocols": [ev.describe() for ev in evs], **extra,

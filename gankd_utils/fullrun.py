@@ -154,7 +154,7 @@ def _notebook(stage: str, profile: str, seed: int) -> Path:
     params: dict[str, Any] = {"PROFILE": profile, "SEED": seed}
     if stage in TRAINS:  # the run folders it just trained: their histories, sample sheets and snapshots
         params["WEIGHTS"] = "train"
-    return nbrun.run_notebook(nb, paths.results_dir("executed") / nb.name, params)
+    return nbrun.run_notebook(nb, paths.chapter_dir("executed", profile) / nb.name, params)
 
 
 def stage_models(stage: str) -> list[str]:
@@ -291,19 +291,23 @@ def _write_split(blob: bytes, stem: Path) -> list[Path]:
     return parts
 
 
-def pack(stage: str, out_dir: str | Path, paused: Sequence[str] = ()) -> list[Path]:
-    """Archives of what ``stage`` made (see the module docstring); returns the files written."""
+def pack(stage: str, out_dir: str | Path, paused: Sequence[str] = (), profile: str = "full") -> list[Path]:
+    """Archives of what ``stage`` made in ``profile`` (see the module docstring); returns the files written.
+
+    Names in the archives are relative to the results root, so a smoke or quick walk's chapters unpack into
+    their profile's folder (:func:`paths.profile_root`), never over the full run's."""
     _check_weights_root()
     root = paths.results_root()
+    mine = paths.profile_root(profile).relative_to(root)  # "." for full
     out_dir = Path(out_dir)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         for chapter in RESULTS[stage]:
-            _add_tree(tar, root, Path(chapter), exclude_runs=True)
+            _add_tree(tar, root, mine / chapter, exclude_runs=True)
         if stage in NOTEBOOK:
             for nb in nbrun.notebooks([NOTEBOOK[stage]]):
-                _add_tree(tar, root, Path("executed") / nb.name, exclude_runs=False)
-        _add_tree(tar, root, Path("REPORT.md"), exclude_runs=False)
+                _add_tree(tar, root, mine / "executed" / nb.name, exclude_runs=False)
+        _add_tree(tar, root, mine / "REPORT.md", exclude_runs=False)
         wroot = weights.weights_root()
         if SHIPS[stage] and wroot.is_dir():  # this stage's weights and the manifest of all
             for f in sorted(wroot.rglob("*")):
@@ -388,6 +392,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     state = "finished" if res["finished"] else "paused"
     print(f"stage {args.stage}: {state} in {res['seconds']:.0f} s; trained now: {', '.join(res['trained']) or 'none'}")
     if args.pack:
-        for f in pack(args.stage, args.pack, res["paused"]):
+        for f in pack(args.stage, args.pack, res["paused"], args.profile):
             print(f"packed {f} ({f.stat().st_size / 2 ** 20:.1f} MiB)")
     return 0

@@ -2,8 +2,10 @@
 
 Each notebook's first code cell is tagged ``parameters``; papermill injects
 PROFILE (and any other override) after it. Executed copies go to
-``results/executed/`` (the committed record of a full run); the source
-notebooks under ``notebooks/`` stay stripped of outputs.
+``results/executed/`` in the ``full`` profile (the committed record of a full
+run) and to ``results/<profile>/executed/`` in the others, beside that
+profile's chapters; the source notebooks under ``notebooks/`` stay stripped of
+outputs.
 """
 from __future__ import annotations
 
@@ -65,11 +67,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m gankd_utils.nbrun", description=__doc__)
     ap.add_argument("--profile", default=None, help="smoke | quick | full (default: full with CUDA, else quick)")
     ap.add_argument("--only", nargs="*", help="run only notebooks whose names start with these prefixes (e.g. 03)")
-    ap.add_argument("--out", default=None, help="folder for executed copies (default: results/executed)")
+    ap.add_argument("--out", default=None, help="folder for executed copies (default: results/executed for full, "
+                                                "results/<profile>/executed for smoke and quick)")
     ap.add_argument("--keep-going", action="store_true", help="run the rest when one notebook fails")
     args = ap.parse_args(argv)
     profile = args.profile or os.environ.get("PROFILE") or default_profile()
-    out_dir = Path(args.out) if args.out else paths.results_dir("executed")
+    out_dir = Path(args.out) if args.out else paths.chapter_dir("executed", profile)
     runlog.clear_skipped()
     failures, times = [], {}
     for nb in notebooks(args.only):
@@ -87,7 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 break
     skipped = runlog.read_skipped()
     print("\n[gankd] summary")
-    print(f"  profile: {profile}; executed notebooks in {out_dir}")
+    print(f"  profile: {profile}; executed notebooks in {out_dir}; tables, figures and REPORT.md in "
+          f"{paths.profile_root(profile)}")
     for name, sec in times.items():
         print(f"  {name}: {sec / 60:.1f} min" + (" (FAILED)" if name in failures else ""))
     print(f"  in all: {sum(times.values()) / 60:.1f} min")

@@ -4,6 +4,7 @@
 |--------------------------------|----------------------------|-------|
 | ``GANKD_DATA_ROOT``            | ``<repo>/data``            | MNIST/, cifar10/ or cifar-10-batches-py/, teachers/ |
 | ``GANKD_RESULTS``              | ``<repo>/results``         | figures, tables, metrics.json, checkpoints, caches |
+|                                |                            | (``smoke`` and ``quick`` write theirs under ``results/<profile>/``) |
 | ``GANKD_TEACHERS``             | ``<data root>/teachers``   | teacher exports (shard folders) |
 | ``GANKD_OFFLINE``              | unset                      | ``1``: never try a download, fail with a clear message |
 | ``GANKD_INCEPTION_WEIGHTS``    | unset                      | a local pytorch-fid Inception weights file |
@@ -35,6 +36,27 @@ def results_root() -> Path:
 def results_dir(*parts: str) -> Path:
     """``results_root()/parts``, created if absent."""
     p = results_root().joinpath(*parts)
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def profile_root(profile: str) -> Path:
+    """Where a profile's chapter folders, executed notebooks and REPORT.md go.
+
+    ``full`` writes to the results root itself: its files are the committed record of the walk. Every
+    other profile writes to ``results/<profile>/`` (git-ignored), so a laptop walk or a smoke run never
+    writes over the full run's tables, figures and report. Shared files stay at the root whatever the
+    profile: the shipped weights, the evaluator classifiers, cached statistics, and the run folders
+    (``results/<chapter>/runs/<profile>-seed<n>``, named by profile already).
+    """
+    if not profile or "/" in profile or "\\" in profile or profile.startswith("."):
+        raise ValueError(f"profile {profile!r} is not a profile name (smoke, quick or full)")
+    return results_root() if profile == "full" else results_root() / profile
+
+
+def chapter_dir(chapter: str, profile: str, *parts: str) -> Path:
+    """``profile_root(profile)/chapter/parts``, created if absent: where a notebook of ``profile`` saves."""
+    p = profile_root(profile).joinpath(chapter, *parts)
     p.mkdir(parents=True, exist_ok=True)
     return p
 

@@ -1,9 +1,11 @@
-"""``results/REPORT.md``: every chapter's tables and figures on one page (it reads files; it never trains).
+"""``REPORT.md``: every chapter's tables and figures on one page (it reads files; it never trains).
 
 :func:`write_report` gathers every chapter's ``metrics.json``, tables and
 figures into one Markdown page with a paragraph per chapter that says what ran,
 in which profile and on which device. A profile other than ``full`` is flagged
-on the page: smoke and quick numbers show the pipeline, not results.
+on the page: smoke and quick numbers show the pipeline, not results. The full
+run's report is ``results/REPORT.md``; a smoke or quick walk writes its own,
+``results/<profile>/REPORT.md``, from the chapters beside it.
 """
 from __future__ import annotations
 
@@ -82,17 +84,27 @@ def _shipped_classifier(chapter: str, root: Path) -> tuple[float, str] | None:
                                           f"{entry.get('device') or m.get('device') or '?'})")
 
 
-def quality_bars(results: str | Path | None = None) -> list[dict[str, str]]:
+def _folders(results: str | Path | None, profile: str) -> tuple[Path, Path]:
+    """The results folder a report reads (``results``, else ``profile``'s folder) and the shipped weights that go
+    with it: GANKD_WEIGHTS (or results/weights) for the results root in use and its profile folders, else the
+    folder's own ``weights/``."""
+    if results is None:
+        return paths.profile_root(profile), weights.weights_root()
+    base = Path(results)
+    root = paths.results_root().resolve()
+    ours = base.resolve() == root or base.resolve().parent == root
+    return base, weights.weights_root() if ours else base / "weights"
+
+
+def quality_bars(results: str | Path | None = None, profile: str = "full") -> list[dict[str, str]]:
     """The quality bars the report is held to, one row each: target, measured value, met or missed, source.
 
-    Read from the chapters' ``metrics.json``; a chapter that has not run says "not measured
-    yet", and a number from a profile other than ``full`` is labelled as not a result. An evaluator
-    classifier shipped with the full run's weights is read from there (every profile scores with it).
+    Read from the chapters' ``metrics.json`` in ``results`` (else in ``profile``'s results folder); a chapter
+    that has not run says "not measured yet", and a number from a profile other than ``full`` is labelled as not
+    a result. An evaluator classifier shipped with the full run's weights is read from there (every profile
+    scores with it).
     """
-    base = Path(results) if results is not None else paths.results_root()
-    # the shipped weights of these results: GANKD_WEIGHTS (or results/weights) for the results folder in use
-    same = base.resolve() == paths.results_root().resolve()
-    wroot = weights.weights_root() if same else base / "weights"
+    base, wroot = _folders(results, profile)
     rows = []
     for chapter, bar, model, metric, target in BARS:
         shipped = _shipped_classifier(chapter, wroot) if model is None else None
@@ -175,18 +187,24 @@ def _paragraph(folder: Path, metrics: dict[str, Any]) -> str:
     return " ".join(bits)
 
 
-def write_report(results: str | Path | None = None) -> Path:
-    """Write ``results/REPORT.md`` from what the chapters saved; returns its path.
+def write_report(results: str | Path | None = None, profile: str = "full") -> Path:
+    """Write ``REPORT.md`` from what the chapters saved in ``results`` (else in ``profile``'s results folder:
+    ``results/`` for full, ``results/<profile>/`` for the others); returns its path.
 
     Each chapter with a ``metrics.json`` gets a paragraph (what ran, profile,
     device, protocol, skips), its tables and its figures (PNG links; the PDFs sit
     beside them). Chapters that did not run are listed as such.
     """
-    base = Path(results) if results is not None else paths.results_root()
+    base = _folders(results, profile)[0]
+    try:
+        shown = "results/" + base.resolve().relative_to(paths.results_root().resolve()).as_posix()
+    except ValueError:
+        shown = base.name
+    shown = shown.rstrip("/.") + "/"
     lines = ["# gankd report", "",
              f"Written by `report.write_report` (notebooks 06 and 07 call it, as does `python -m gankd_utils "
              f"report`) on {time.strftime('%Y-%m-%d %H:%M')} from "
-             "the files under `results/`. "
+             f"the files under `{shown}`. "
              "Every FID-like number is named by its protocol: `*_mnistcls` / `*_cifar10cls` use the project's own "
              "classifiers (not comparable with published FIDs); `*_inception_*` uses pytorch-fid's Inception "
              "weights.", ""]
@@ -219,6 +237,10 @@ def write_report(results: str | Path | None = None) -> Path:
         lines.insert(2, f"> **Not in this report yet: chapters {', '.join(waiting)}** (no `metrics.json`: not run, "
                         "or run without writing one). Their sections below say so, and their quality bars read "
                         "\"not measured yet\".")
+        lines.insert(3, "")
+    if base.resolve().parent == paths.results_root().resolve():  # a profile's own folder (results/quick/)
+        lines.insert(2, f"> This is the **{base.name}** walk's report, kept apart from the `full` run's: that one is "
+                        "`results/REPORT.md`, with its chapters beside it.")
         lines.insert(3, "")
     if profiles - {"full"}:
         lines.insert(2, f"> **Profiles in this report: {', '.join(sorted(p for p in profiles if p))}.** Only "

@@ -9,7 +9,7 @@ import tarfile
 import pytest
 import torch
 
-from gankd_utils import checkpoint, config, fullrun, runs, weights, zoo
+from gankd_utils import checkpoint, config, fullrun, paths, runs, weights, zoo
 
 
 @pytest.fixture
@@ -177,6 +177,22 @@ def test_a_resume_archive_holds_each_paused_run_folder_once(results, tmp_path):
                              "03_mnist/runs/full-seed1/cdcgan_c64_kd/state/state.pt"]
 
 
+def test_a_smaller_profile_packs_and_unpacks_into_its_own_folder(results, tmp_path, monkeypatch):
+    (paths.chapter_dir("03_mnist", "smoke") / "table.md").write_text("smoke table")
+    (paths.chapter_dir("executed", "smoke") / "03_mnist_dcgan_kd.ipynb").write_text("{}")
+    (paths.profile_root("smoke") / "REPORT.md").write_text("smoke report")
+    (paths.chapter_dir("03_mnist", "full") / "table.md").write_text("full table")  # the committed full run's
+    fullrun.pack("mnist", tmp_path / "packs", profile="smoke")
+    with tarfile.open(tmp_path / "packs" / "mnist.results.tar.gz", mode="r:gz") as tar:
+        names = set(tar.getnames())
+    assert names == {"smoke/03_mnist/table.md", "smoke/executed/03_mnist_dcgan_kd.ipynb", "smoke/REPORT.md"}
+    fresh = tmp_path / "fresh"
+    monkeypatch.setenv("GANKD_RESULTS", str(fresh))
+    fullrun.unpack(tmp_path / "packs")
+    assert (fresh / "smoke" / "03_mnist" / "table.md").read_text() == "smoke table"
+    assert not (fresh / "03_mnist").exists() and not (fresh / "REPORT.md").exists()
+
+
 def test_student_seeds_trains_only_the_shipped_seed_of_a_student(results, mnist_train, monkeypatch, capsys):
     # a small machine ships a student's first seed without training the seeds that never ship
     monkeypatch.setitem(config.MNIST["smoke"], "student_seeds", 2)
@@ -204,7 +220,8 @@ def test_only_trains_and_ships_the_named_models(results, mnist_train, capsys):
     s = config.settings("mnist", "smoke")
     teacher = runs.run_dir(zoo.mnist_zoo()["cdcgan_c512_teacher"], s)
     assert runs.finished_sidecar(teacher) is not None  # trained, as the student's teacher
-    assert not (results / "executed").exists() and not (results / "03_mnist" / "table.csv").exists()
+    for made in ("executed", "smoke/executed", "03_mnist/table.csv", "smoke/03_mnist/table.csv"):
+        assert not (results / made).exists(), made
     shipped = weights.manifest()["models"]["mnist/cdcgan_c32_kd"]["files"]
     assert "mnist/cdcgan_c32_kd/history.json" in shipped  # its curves travel with it
 

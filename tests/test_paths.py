@@ -1,6 +1,8 @@
 """Where gankd reads and writes (gankd_utils.paths): every location is one environment variable."""
 from pathlib import Path
 
+import pytest
+
 from gankd_utils import paths
 
 
@@ -24,3 +26,16 @@ def test_offline_flag(monkeypatch):
         assert paths.offline() is want
     monkeypatch.delenv("GANKD_OFFLINE")
     assert not paths.offline()
+
+
+def test_each_profile_but_full_writes_its_chapters_in_a_folder_of_its_own(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANKD_RESULTS", str(tmp_path / "r"))
+    assert paths.profile_root("full") == tmp_path / "r"  # the committed record of the walk
+    assert paths.profile_root("quick") == tmp_path / "r" / "quick"
+    d = paths.chapter_dir("03_mnist", "smoke", "ckpt")
+    assert d == tmp_path / "r" / "smoke" / "03_mnist" / "ckpt" and d.is_dir()
+    assert paths.chapter_dir("03_mnist", "full") == tmp_path / "r" / "03_mnist"
+    for bad in ("", "../elsewhere", ".hidden", "a/b"):
+        with pytest.raises(ValueError, match="not a profile name"):
+            paths.profile_root(bad)
+    assert not (tmp_path / "elsewhere").exists()

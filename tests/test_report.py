@@ -172,3 +172,25 @@ def test_quality_bars_read_the_shipped_weights_of_the_results_in_use(tmp_path, m
     for where in (None, tmp_path / "res"):
         assert report.quality_bars(where)[0]["measured"] == "99.20%"
     assert report.quality_bars(tmp_path / "other")[0]["verdict"] == "not measured yet"  # other results: their own
+
+
+def test_a_profile_report_reads_and_writes_its_own_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANKD_RESULTS", str(tmp_path))
+    monkeypatch.delenv("GANKD_WEIGHTS", raising=False)
+    _chapter(tmp_path, "03_mnist", "full")
+    (tmp_path / "REPORT.md").write_text("the full run's report")
+    _chapter(tmp_path / "quick", "05_tinygan", "quick")
+    out = report.write_report(profile="quick")
+    assert out == tmp_path / "quick" / "REPORT.md"
+    assert (tmp_path / "REPORT.md").read_text() == "the full run's report"  # never written over
+    text = out.read_text()
+    assert "the files under `results/quick/`" in text and "**quick** walk's report" in text
+    assert "05 · TinyGAN" in text and "](05_tinygan/samples.png)" in text
+    assert "Not in this report yet: chapters 01, 03, 04, 06, 07" in text  # the full run's 03 is not the quick walk's
+    # the CLI: the profile as `make run` has it (PROFILE), or --profile
+    monkeypatch.setenv("PROFILE", "quick")
+    r = subprocess.run([sys.executable, "-m", "gankd_utils", "report"], capture_output=True, text=True)
+    assert r.returncode == 0 and str(tmp_path / "quick" / "REPORT.md") in r.stdout
+    r = subprocess.run([sys.executable, "-m", "gankd_utils", "report", "--profile", "full"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and "**full** profile" in (tmp_path / "REPORT.md").read_text()

@@ -59,7 +59,7 @@ def _run_nb(name: str, tmp_path: Path, monkeypatch, **params) -> Path:
 @pytest.mark.tf
 def test_notebook_01_runs_against_a_tf1_hub_module(tf_modules, tmp_path, monkeypatch):
     results = _run_nb("01_biggan_tfhub", tmp_path, monkeypatch, HANDLE=str(tf_modules["tf1"]))
-    saved = {p.name for p in (results / "01_biggan").iterdir()}
+    saved = {p.name for p in (results / "smoke" / "01_biggan").iterdir()}
     for stem in ("truncated_noise", "samples", "explorer", "interpolation", "truncation_sweep"):
         assert {f"{stem}.png", f"{stem}.pdf"} <= saved, stem
 
@@ -69,7 +69,7 @@ def test_notebook_01_offline_skips_biggan_and_says_why(tmp_path, monkeypatch):
     monkeypatch.delenv(teachers.HANDLE_ENV, raising=False)
     monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "empty_cache"))
     results = _run_nb("01_biggan_tfhub", tmp_path, monkeypatch)
-    assert {p.name for p in (results / "01_biggan").iterdir()} == {"truncated_noise.png", "truncated_noise.pdf"}
+    assert {p.name for p in (results / "smoke" / "01_biggan").iterdir()} == {"truncated_noise.png", "truncated_noise.pdf"}
     skipped = [json.loads(line) for line in (results / "run_summary" / "skipped.jsonl").read_text().splitlines()]
     assert skipped[0]["where"] == "01_biggan_tfhub" and "biggan-deep-128/1" in skipped[0]["why"]
     assert "GANKD_BIGGAN_HANDLE=" in skipped[0]["why"] and skipped[0]["setting"] is None  # the advice, once
@@ -84,7 +84,7 @@ def test_notebook_02_exports_biggan_and_a_torch_generator(tf_modules, tmp_path, 
     for folder in sets.values():
         shards.check_complete(folder)
     assert shards.ShardDataset(sets["biggan-deep-128_smoke_t1_s0"])[0][0].shape == (3, 128, 128)
-    saved = {p.name for p in (results / "02_export").iterdir()}
+    saved = {p.name for p in (results / "smoke" / "02_export").iterdir()}
     assert {"biggan_export.png", "shuffled_batch.png", "shuffled_batch.pdf"} <= saved
 
 
@@ -95,7 +95,9 @@ def test_notebook_03_smoke(tmp_path, mnist_train, _results_root):
     out = nbrun.run_notebook(nbrun.NOTEBOOK_DIR / "03_mnist_dcgan_kd.ipynb", tmp_path / "03.ipynb",
                              {"PROFILE": "smoke", "SEED": 1})
     assert out.exists()
-    res = _results_root / "03_mnist"
+    res = _results_root / "smoke" / "03_mnist"  # a smoke run's chapter: its own folder, never the full run's
+    runs_dir = _results_root / "03_mnist" / "runs"  # run folders are shared, named by profile
+    assert not (_results_root / "03_mnist" / "metrics.json").exists()
     m = json.loads((res / "metrics.json").read_text())
     assert m["profile"] == "smoke" and m["seed"] == 1 and len(m["models"]) == 8
     proto = m["protocols"][0]
@@ -115,7 +117,7 @@ def test_notebook_03_smoke(tmp_path, mnist_train, _results_root):
         assert (res / f"{stem}.csv").exists() and (res / f"{stem}.md").exists(), stem
     lead = (res / "table.md").read_text().splitlines()[0]
     assert fid in lead and "mb_fp16" not in lead and "mb_fp16" in (res / "table_full.md").read_text()
-    assert (res / "runs" / "smoke-seed1" / "cdcgan_c32_kd" / "G.safetensors").exists()
+    assert (runs_dir / "smoke-seed1" / "cdcgan_c32_kd" / "G.safetensors").exists()
     # quality over training: smoke keeps one snapshot per run, scored with the finished model
     assert (res / "quality_over_training.png").exists() and (res / "table_convergence.md").exists()
     assert len(m["convergence"]) == 8 and all(r["from_step"] == 4 and r["to_step"] == 8 for r in m["convergence"])
@@ -130,7 +132,7 @@ def test_notebook_03_smoke(tmp_path, mnist_train, _results_root):
     assert (res / "progress" / "cdcgan_c32_kd.gif").exists()
     # a rerun loads the finished checkpoints instead of training again; runs without sample sheets
     # (as restored from the shipped weights) give no progress GIF, and the notebook says so
-    for sheets in (res / "runs" / "smoke-seed1").glob("*/samples"):
+    for sheets in (runs_dir / "smoke-seed1").glob("*/samples"):
         shutil.rmtree(sheets)
     rerun = nbrun.run_notebook(nbrun.NOTEBOOK_DIR / "03_mnist_dcgan_kd.ipynb", tmp_path / "03b.ipynb",
                                {"PROFILE": "smoke", "SEED": 1, "FAMILIES": ["columbia"]})
@@ -144,7 +146,7 @@ def test_notebook_03_smoke(tmp_path, mnist_train, _results_root):
 def test_notebook_04_smoke(tmp_path, cifar_root, _results_root, monkeypatch):
     monkeypatch.setenv("GANKD_TEACHERS", str(tmp_path / "teachers"))  # exports never land in the data root
     nbrun.run_notebook(nbrun.NOTEBOOK_DIR / "04_cifar10_cgan_kd.ipynb", tmp_path / "04.ipynb", {"PROFILE": "smoke"})
-    res = _results_root / "04_cifar10"
+    res = _results_root / "smoke" / "04_cifar10"
     m = json.loads((res / "metrics.json").read_text())
     assert m["profile"] == "smoke" and len(m["models"]) == 5
     fid = m["protocols"][0]["metrics"]["fid"]
@@ -155,7 +157,7 @@ def test_notebook_04_smoke(tmp_path, cifar_root, _results_root, monkeypatch):
     assert m["models"]["cgan_student_xs_kd"]["compression_x"] >= 10
     assert {g["student"] for g in m["kd_gap_closed"]} == {"cgan_student_s_kd", "cgan_student_xs_kd"}
     assert m["teacher_set"]["images"] == 80  # 8 per class, exported through chapter 02's exporter
-    kd_hist = json.loads((res / "runs" / "smoke-seed0" / "cgan_student_s_kd" / "history.json").read_text())
+    kd_hist = json.loads((_results_root / "04_cifar10" / "runs" / "smoke-seed0" / "cgan_student_s_kd" / "history.json").read_text())
     assert {"kd_pixel", "kd_dfeat", "d_realbranch"} <= set(kd_hist)
     for stem in ("samples_student_s", "samples_student_xs", "curves_kd"):
         assert (res / f"{stem}.png").exists() and (res / f"{stem}.pdf").exists(), stem
@@ -167,7 +169,7 @@ def test_notebook_04_smoke(tmp_path, cifar_root, _results_root, monkeypatch):
 def test_notebook_05_smoke(tmp_path, cifar_root, _results_root, monkeypatch):
     monkeypatch.setenv("GANKD_TEACHERS", str(tmp_path / "teachers"))
     nbrun.run_notebook(nbrun.NOTEBOOK_DIR / "05_tinygan_distill.ipynb", tmp_path / "05.ipynb", {"PROFILE": "smoke"})
-    res = _results_root / "05_tinygan"
+    res = _results_root / "smoke" / "05_tinygan"
     m = json.loads((res / "metrics.json").read_text())
     assert m["profile"] == "smoke" and m["teacher"]["resolution"] == 32 and m["teacher"]["count"] == 80
     assert m["run"]["finished"] and m["run"]["steps"] == 10  # 80 images / batch 8, one epoch
@@ -185,7 +187,7 @@ def test_notebook_05_smoke(tmp_path, cifar_root, _results_root, monkeypatch):
 def test_notebook_06_smoke(tmp_path, mnist_train, cifar_root, _results_root, monkeypatch):
     monkeypatch.setenv("GANKD_TEACHERS", str(tmp_path / "teachers"))
     nbrun.run_notebook(nbrun.NOTEBOOK_DIR / "06_compare.ipynb", tmp_path / "06.ipynb", {"PROFILE": "smoke"})
-    res = _results_root / "06_compare"
+    res = _results_root / "smoke" / "06_compare"
     m = json.loads((res / "metrics.json").read_text())
     assert m["profile"] == "smoke"
     names = set(m["models"])
@@ -201,7 +203,7 @@ def test_notebook_06_smoke(tmp_path, mnist_train, cifar_root, _results_root, mon
             assert (res / f"{stem}.csv").exists() and (res / f"{stem}.md").exists(), stem
         for stem in (f"pareto_{ds}", f"speed_{ds}"):
             assert (res / f"{stem}.png").exists() and (res / f"{stem}.pdf").exists(), stem
-    report = (_results_root / "REPORT.md").read_text()
+    report = (_results_root / "smoke" / "REPORT.md").read_text()
     assert "Profiles in this report" in report and "smoke" in report and "06_compare/pareto_mnist.png" in report
 
 
@@ -211,7 +213,7 @@ def test_notebook_07_smoke(tmp_path, mnist_train, cifar_root, _results_root, mon
     monkeypatch.setenv("GANKD_TEACHERS", str(tmp_path / "teachers"))
     nbrun.run_notebook(nbrun.NOTEBOOK_DIR / "07_prune_quantize.ipynb", tmp_path / "07.ipynb",
                        {"PROFILE": "smoke", "STUDENTS": ["mnist/cdcgan_c32_kd", "cifar10/cgan_student_xs_kd"]})
-    res = _results_root / "07_compress"
+    res = _results_root / "smoke" / "07_compress"
     m = json.loads((res / "metrics.json").read_text())
     assert m["profile"] == "smoke" and set(m["students"]) == {"mnist/cdcgan_c32_kd", "cifar10/cgan_student_xs_kd"}
     for key, st in m["students"].items():
@@ -230,7 +232,7 @@ def test_notebook_07_smoke(tmp_path, mnist_train, cifar_root, _results_root, mon
     xs = {r["step"]: r for r in m["students"]["cifar10/cgan_student_xs_kd"]["rows"]}
     assert xs["int8 ONNX"]["file_bytes"] < 0.6 * xs["fp32 ONNX"]["file_bytes"]
     assert (res / "targets.md").exists() and (res / "grid_mnist_cdcgan_c32_kd.png").exists()
-    assert "07 · Beyond KD" in (_results_root / "REPORT.md").read_text()
+    assert "07 · Beyond KD" in (_results_root / "smoke" / "REPORT.md").read_text()
 
 
 @pytest.mark.notebook
@@ -243,8 +245,8 @@ def test_notebook_05_biggan_path(tmp_path, _results_root, tf_modules, monkeypatc
     nbrun.run_notebook(nbrun.NOTEBOOK_DIR / "05_tinygan_distill.ipynb", tmp_path / "05.ipynb",
                        {"PROFILE": "smoke", "TEACHER": "biggan", "BIGGAN_HANDLE": str(module), "DEVICE": "cpu",
                         "BIGGAN_CLASSES": "1,207"})
-    m = json.loads((tmp_path / "results" / "05_tinygan" / "metrics.json").read_text())
+    m = json.loads((tmp_path / "results" / "smoke" / "05_tinygan" / "metrics.json").read_text())
     assert (m["teacher"]["resolution"], m["teacher"]["n_classes"], m["teacher"]["classes"]) == (128, 1000, [1, 207])
     assert m["teacher"]["count"] == 16 and m["run"]["finished"]  # 8 per class (smoke export size)
     assert list(m["models"]) == ["tinygan_student"]  # a TF teacher has no torch row
-    assert (tmp_path / "results" / "05_tinygan" / "explorer_default.png").exists()
+    assert (tmp_path / "results" / "smoke" / "05_tinygan" / "explorer_default.png").exists()
