@@ -45,15 +45,20 @@ class Trained:
     seconds: float = 0.0
 
     def summary(self) -> dict[str, Any]:
-        """A table row: loaded or trained, steps, finished, seconds, run folder (relative to the results root
-        where it lies in it, so that saved tables and metrics name no machine's folders)."""
-        run_dir = Path(self.run_dir)
-        try:
-            run_dir = run_dir.resolve().relative_to(paths.results_root().resolve())
-        except ValueError:
-            pass
+        """A table row: loaded or trained, steps, finished, seconds, run folder (:func:`shown`)."""
         return {"model": self.name, "loaded": self.loaded, "steps": self.steps, "finished": self.finished,
-                "seconds": round(self.seconds, 1), "run_dir": run_dir.as_posix()}
+                "seconds": round(self.seconds, 1), "run_dir": shown(self.run_dir)}
+
+
+def shown(folder: str | Path) -> str:
+    """``folder`` relative to the results root where it lies in it, so that saved tables, metrics and notes name
+    no machine's folders."""
+    folder = Path(folder)
+    try:
+        folder = folder.resolve().relative_to(paths.results_root().resolve())
+    except ValueError:
+        pass
+    return folder.as_posix()
 
 
 def run_root(chapter: str, profile: str, seed: int = 0) -> Path:
@@ -403,7 +408,7 @@ def collect(profile: str, seed: int = 0, device="auto", train_missing: bool = Tr
             say: Callable[[str], None] = print, weights_: str = "train",
             only: Collection[str] | None = None) -> dict[str, dict[str, Any]]:
     """Every model of chapters 03-05 for ``profile`` / ``seed``: ``{dataset: {"models", "entries", "sources",
-    "run_dirs", "settings"}}``.
+    "run_dirs", "settings", "left_out"}}``.
 
     ``only``: ``"dataset/model"`` keys: just these models and the teachers of the KD students among them
     (chapter 07 needs no more, and then reads only their shipped files); None: every model.
@@ -412,7 +417,7 @@ def collect(profile: str, seed: int = 0, device="auto", train_missing: bool = Tr
     (whatever the profile: chapters 06 and 07 compare and compress the full run's models).
     Otherwise a model is loaded from its run folder when finished there (whatever settings it was
     trained with: the comparison compares what exists); otherwise, with ``train_missing``,
-    it is trained now in ``profile`` (and ``say`` tells the user), else left out.
+    it is trained now in ``profile`` (and ``say`` tells the user), else left out (named in ``left_out``).
     """
     device = repro.get_device(device)
     out: dict[str, dict[str, Any]] = {}
@@ -422,7 +427,7 @@ def collect(profile: str, seed: int = 0, device="auto", train_missing: bool = Tr
         models: dict[str, nn.Module] = {}
         sources: dict[str, str] = {}
         dirs = {name: run_dir(e, s) for name, e in entries.items()}
-        real, teacher_set = None, None
+        real, teacher_set, left_out = None, None, []
         wanted = None if only is None else {k.split("/", 1)[1] for k in only if k.split("/", 1)[0] == dataset}
         if wanted is not None:
             wanted |= {family_teacher(entries, n) for n in wanted if n in entries and entries[n].role == "kd"} - {None}
@@ -431,24 +436,26 @@ def collect(profile: str, seed: int = 0, device="auto", train_missing: bool = Tr
                 continue
             if weights_ != "train" and weights.has(dataset, name):
                 t = load_shipped(e, s, device)
-                models[name], sources[name], dirs[name] = t.G, f"shipped ({weights.weights_root()})", t.run_dir
+                models[name], sources[name], dirs[name] = t.G, f"shipped ({shown(weights.weights_root())})", t.run_dir
                 continue
             if weights_ == "shipped":
                 raise weights.ShippedWeightsError(f"{dataset}/{name} is not shipped; set WEIGHTS = \"train\" (or "
                                                   "\"auto\") to use the profile's own runs")
             done = load_finished(dirs[name], None, device)
             if done is not None:
-                models[name], sources[name] = done.G, f"loaded from {dirs[name]}"
+                models[name], sources[name] = done.G, f"loaded from {shown(dirs[name])}"
                 continue
             if not train_missing:
-                say(f"{name}: no finished checkpoint in {dirs[name]}; left out")
+                say(f"{name}: no finished checkpoint in {shown(dirs[name])}; left out")
+                left_out.append(name)
                 continue
-            say(f"{name}: no finished checkpoint in {dirs[name]}; training it now ({profile} profile)")
+            say(f"{name}: no finished checkpoint in {shown(dirs[name])}; training it now ({profile} profile)")
             real = real if real is not None else data.load_dataset(dataset, train=True)
             if e.kd == "blackbox" and teacher_set is None:
                 teacher_set = cifar10_teacher_set(s, device, progress=progress, real=real, weights_=weights_)["set"]
             models[name] = train_or_load(e, s, real, models, teacher_set, device, progress=progress).G
             sources[name] = f"trained now ({profile} profile)"
-        out[dataset] = {"models": models, "entries": entries, "sources": sources, "run_dirs": dirs, "settings": s}
+        out[dataset] = {"models": models, "entries": entries, "sources": sources, "run_dirs": dirs, "settings": s,
+                        "left_out": left_out}
     return out
 

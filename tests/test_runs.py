@@ -178,6 +178,7 @@ def test_collect_loads_what_is_finished_and_leaves_out_the_rest(tmp_path, monkey
     assert mnist["entries"].keys() == zoo.mnist_zoo().keys() and mnist["settings"] == s
     assert mnist["run_dirs"]["cdcgan_c32_kd"] == runs.run_dir(e, s)
     assert got["cifar10"]["models"] == {} and len(said) == 8 + 6 - 1 and all("left out" in m for m in said)
+    assert got["cifar10"]["left_out"] == list(zoo.cifar10_zoo()) and "cdcgan_c32_kd" not in mnist["left_out"]
 
 
 def test_seed_keys():
@@ -315,8 +316,9 @@ def test_collect_prefers_the_shipped_models(tmp_path, monkeypatch):
     got = runs.collect("smoke", 0, device="cpu", train_missing=False, say=said.append, weights_="auto",
                        only=["mnist/cdcgan_c64_scratch"])
     assert got["mnist"]["models"] == {} and got["cifar10"]["models"] == {}
-    assert said == ["cdcgan_c64_scratch: no finished checkpoint in "
-                    f"{runs.run_dir(zoo.mnist_zoo()['cdcgan_c64_scratch'], s)}; left out"]  # a scratch student: no teacher
+    assert said == ["cdcgan_c64_scratch: no finished checkpoint in "  # a scratch student: no teacher
+                    "03_mnist/runs/smoke-seed0/cdcgan_c64_scratch; left out"]  # named relative to the results root
+    assert got["mnist"]["left_out"] == ["cdcgan_c64_scratch"]
     said.clear()
     runs.collect("smoke", 0, device="cpu", train_missing=False, say=said.append, weights_="train",
                  only=["mnist/cdcgan_c32_kd"])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gankd_utils import nbrun, shards, teachers
+from gankd_utils import nbrun, shards, teachers, zoo
 from gankd_utils.evaluation import convergence_note
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -250,3 +250,22 @@ def test_notebook_05_biggan_path(tmp_path, _results_root, tf_modules, monkeypatc
     assert m["teacher"]["count"] == 16 and m["run"]["finished"]  # 8 per class (smoke export size)
     assert list(m["models"]) == ["tinygan_student"]  # a TF teacher has no torch row
     assert (tmp_path / "results" / "smoke" / "05_tinygan" / "explorer_default.png").exists()
+
+
+@pytest.mark.notebook
+def test_notebooks_06_and_07_leave_out_untrained_models_and_say_so(tmp_path, monkeypatch):
+    """TRAIN_MISSING = False: compare and compress what exists (here nothing); the chapter and REPORT.md name the rest."""
+    monkeypatch.delenv("GANKD_WEIGHTS", raising=False)
+    results = _run_nb("06_compare", tmp_path, monkeypatch, TRAIN_MISSING=False, WEIGHTS="train")
+    m = json.loads((results / "smoke" / "06_compare" / "metrics.json").read_text())
+    assert m["models"] == {} and [s["what"] for s in m["skipped"]][:2] == [
+        "mnist: " + ", ".join(zoo.mnist_zoo()), "cifar10: " + ", ".join(zoo.cifar10_zoo())]
+    assert "not trained yet" in m["skipped"][0]["why"] and "TRAIN_MISSING = False" in m["skipped"][0]["why"]
+    results = _run_nb("07_prune_quantize", tmp_path, monkeypatch, TRAIN_MISSING=False, WEIGHTS="train")
+    m = json.loads((results / "smoke" / "07_compress" / "metrics.json").read_text())
+    assert m["students"] == {} and {s["what"] for s in m["skipped"]} == {
+        "mnist/cdcgan_c32_kd", "cifar10/cgan_student_s_kd", "cifar10/tinygan_student"}
+    report = (results / "smoke" / "REPORT.md").read_text()
+    assert "Skipped: mnist/cdcgan_c32_kd (no trained student to compress)" in report
+    assert "Skipped: cifar10: cgan_teacher" in report  # chapter 06's, in its own section
+    assert not list(results.rglob("*.safetensors"))  # nothing was trained
