@@ -349,5 +349,6 @@ def save_chapter_metrics(chapter: str, settings: Settings, device: str | torch.d
         "chapter": chapter, "profile": settings.profile, "seed": settings.seed, "device": str(device),
         "machine": repro.describe_device(device), "cpu": repro.describe_device("cpu"),  # CPU timings' machine
         "protocols": [ev.describe() for ev in evs], **extra,
-        "skipped": [e for e in runlog.read_skipped() if e["where"] == chapter],
+        "skipped": [{k: v for k, v in e.items() if k != "process"} for e in runlog.read_skipped(this_process=True)
+                    if e["where"] == chapter],  # this run's skips, not an earlier run's
     })

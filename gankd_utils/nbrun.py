@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -40,11 +42,31 @@ def run_notebook(src: str | Path, out: str | Path, parameters: Mapping[str, Any]
     out.parent.mkdir(parents=True, exist_ok=True)
     # no live widgets under papermill: nbclient can stall on ipywidgets' output callbacks
     os.environ["GANKD_HEADLESS"] = "1"
-    pm.execute_notebook(str(src), str(out), parameters=dict(parameters or {}), cwd=str(src.parent),
-                        kernel_name=kernel_name, progress_bar=False, execution_timeout=timeout,
-                        log_output=False)
+    kernel, sockets = _local_kernel()
+    try:
+        pm.execute_notebook(str(src), str(out), parameters=dict(parameters or {}), cwd=str(src.parent),
+                            kernel_name=kernel_name, progress_bar=False, execution_timeout=timeout,
+                            log_output=False, **kernel)
+    finally:
+        if sockets:
+            shutil.rmtree(sockets, ignore_errors=True)
     _relative_paths(out)
     return out
+
+
+def _local_kernel() -> tuple[dict[str, Any], str | None]:
+    """Papermill's kernel settings, and the folder to remove afterwards. On POSIX the kernel talks to the runner over
+    IPC sockets in a private temporary folder (mode 0700, one per notebook, so that runs side by side never meet),
+    rather than over unencrypted TCP ports on localhost, which ipykernel warns about at every start."""
+    if os.name != "posix":
+        return {}, None
+    from traitlets.config import Config
+
+    folder = tempfile.mkdtemp(prefix="gankd-kernel-")
+    cfg = Config()
+    cfg.KernelManager.transport = "ipc"
+    cfg.KernelManager.ip = os.path.join(folder, "k")  # sockets k-1 ... k-5
+    return {"config": cfg}, folder
 
 
 def _relative_paths(executed: Path) -> None:

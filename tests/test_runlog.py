@@ -1,5 +1,7 @@
 """What a run skipped and why (gankd_utils.runlog)."""
-from gankd_utils import runlog
+import json
+
+from gankd_utils import config, evaluation, runlog
 
 
 def test_note_read_and_clear(tmp_path, monkeypatch):
@@ -13,3 +15,18 @@ def test_note_read_and_clear(tmp_path, monkeypatch):
     assert runlog.format_entry(got[1]) == "SKIPPED [05_tinygan] BigGAN: no handle"
     runlog.clear_skipped()
     assert runlog.read_skipped() == []
+
+
+def test_a_chapter_keeps_the_skips_of_its_own_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANKD_RESULTS", str(tmp_path))
+    log = tmp_path / "run_summary" / "skipped.jsonl"
+    log.parent.mkdir(parents=True)
+    earlier = {"where": "06_compare", "what": "Inception FID / IS", "why": "offline", "setting": None,
+               "time": "2026-01-01 00:00:00", "process": "an earlier kernel"}
+    log.write_text(json.dumps(earlier) + "\n")  # an earlier run of the chapter (another profile, by hand)
+    runlog.note_skipped("06_compare", "cifar10: cgan_teacher", "not trained yet")
+    assert [e["what"] for e in runlog.read_skipped()] == ["Inception FID / IS", "cifar10: cgan_teacher"]
+    assert [e["what"] for e in runlog.read_skipped(this_process=True)] == ["cifar10: cgan_teacher"]
+    m = json.loads(evaluation.save_chapter_metrics("06_compare", config.settings("mnist", "smoke"), "cpu")
+                   .read_text())
+    assert [(e["what"], "process" in e) for e in m["skipped"]] == [("cifar10: cgan_teacher", False)]

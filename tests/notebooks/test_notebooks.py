@@ -269,3 +269,21 @@ def test_notebooks_06_and_07_leave_out_untrained_models_and_say_so(tmp_path, mon
     assert "Skipped: mnist/cdcgan_c32_kd (no trained student to compress)" in report
     assert "Skipped: cifar10: cgan_teacher" in report  # chapter 06's, in its own section
     assert not list(results.rglob("*.safetensors"))  # nothing was trained
+
+
+@pytest.mark.notebook
+def test_the_runner_talks_to_its_kernel_over_private_sockets(tmp_path):
+    """No unencrypted TCP ports (ipykernel warns of them at every start): IPC sockets in a private folder, removed."""
+    import nbformat
+
+    probe = "import json, ipykernel.connect as c\ninfo = json.loads(c.get_connection_info())\nprint(info['transport'], info['ip'])"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(probe)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "probe.ipynb")
+    out = nbformat.read(nbrun.run_notebook(tmp_path / "probe.ipynb", tmp_path / "ran.ipynb"), as_version=4)
+    transport, ip = next(c for c in out.cells if "get_connection_info" in c.source).outputs[0]["text"].split()
+    if os.name == "posix":
+        assert transport == "ipc" and Path(ip).parent.name.startswith("gankd-kernel-")
+        assert not Path(ip).parent.exists()  # the sockets' folder goes when the notebook is done
+    else:
+        assert transport == "tcp"
