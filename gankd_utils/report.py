@@ -178,6 +178,8 @@ def _paragraph(folder: Path, metrics: dict[str, Any]) -> str:
                         "real images in this run trained on it too"
                         + (" (the teacher set was cut to its size, so that KD and scratch students trained as many "
                            "steps)." if str(proto["reference"]).startswith("cifar10") else "."))
+    if metrics.get("left_out"):
+        bits.append(f"**Partial:** left out, as not trained yet: {', '.join(metrics['left_out'])}.")
     for key in ("convergence_note", "collapse_note"):
         if metrics.get(key):
             bits.append(metrics[key])
@@ -213,7 +215,7 @@ def write_report(results: str | Path | None = None, profile: str = "full") -> Pa
               "What the report is held to, measured by the project's own evaluators (a row per bar; KD's effect "
               "is reported whatever its sign: 1 = as good as the teacher, 0 = no better than scratch, "
               "negative = worse).", "", tables.markdown_table(bars), ""]
-    profiles, waiting = set(), []
+    profiles, waiting, partial = set(), [], []
     for folder_name, title, what in REPORT_SECTIONS:
         folder = base / folder_name
         lines += [f"## {title}", "", what, ""]
@@ -227,12 +229,18 @@ def write_report(results: str | Path | None = None, profile: str = "full") -> Pa
             continue
         m = json.loads(mfile.read_text())
         profiles.add(m.get("profile"))
+        if m.get("left_out"):
+            partial.append(title.split(" · ")[0])
         lines += [_paragraph(folder, m), ""]
         for table in sorted(t for t in folder.glob("table*.md") if not t.stem.endswith("_full")):
             lines += [f"**{table.stem}** ([CSV]({_rel(table.with_suffix('.csv'), base)}))", "",
                       table.read_text().strip(), ""]
         figs = sorted(folder.glob("*.png"))
         lines += [f"![{p.stem}]({_rel(p, base)})" for p in figs] + [""]
+    if partial:
+        lines.insert(2, f"> **Partial: chapters {', '.join(partial)}**: they leave out models not trained yet (their "
+                        "sections name them).")
+        lines.insert(3, "")
     if waiting:
         lines.insert(2, f"> **Not in this report yet: chapters {', '.join(waiting)}** (no `metrics.json`: not run, "
                         "or run without writing one). Their sections below say so, and their quality bars read "

@@ -194,3 +194,13 @@ def test_a_profile_report_reads_and_writes_its_own_folder(tmp_path, monkeypatch)
     r = subprocess.run([sys.executable, "-m", "gankd_utils", "report", "--profile", "full"], capture_output=True,
                        text=True)
     assert r.returncode == 0 and "**full** profile" in (tmp_path / "REPORT.md").read_text()
+
+
+def test_a_chapter_that_left_models_out_is_flagged_as_partial(tmp_path):
+    _chapter(tmp_path, "06_compare", "full", left_out=["cifar10/cgan_teacher", "cifar10/tinygan_student"])
+    _chapter(tmp_path, "03_mnist", "full")
+    text = report.write_report(tmp_path).read_text()
+    assert "> **Partial: chapters 06**: they leave out models not trained yet" in text
+    assert "**Partial:** left out, as not trained yet: cifar10/cgan_teacher, cifar10/tinygan_student." in text
+    _chapter(tmp_path / "b", "06_compare", "full")
+    assert "Partial" not in report.write_report(tmp_path / "b").read_text()
