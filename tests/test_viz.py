@@ -132,3 +132,12 @@ def test_metric_curves_one_panel_per_metric_kd_solid(tmp_path):
     assert [ln.get_label() for ln in axes[1].get_lines()] == ["a_kd", "a_scratch"] and \
         len(axes[1].get_lines()[0].get_xdata()) == 0  # no accuracy for the KD run: an empty line, not a crash
     assert (tmp_path / "c.png").exists() and (tmp_path / "c.pdf").exists()
+
+
+def test_twins_of_one_size_and_score_keep_both_labels_readable():
+    pts = [{"params": 771968, "fid": 29.19}, {"params": 771968, "fid": 29.39}, {"params": 1.9e6, "fid": 14.4},
+           {"params": 67196, "fid": 60.0}, {"params": 67196, "fid": 33.9}]
+    offs = viz.label_offsets(pts, "params", "fid")
+    assert offs[0] != offs[1]  # the IITGN twins: one label a line below the other
+    assert offs[2] == offs[3] == offs[4] == offs[0]  # apart in size or in score: no shift
+    assert viz.label_offsets([], "params", "fid") == []
