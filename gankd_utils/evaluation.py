@@ -41,8 +41,8 @@ def evaluator_classifier(settings: Settings, device="auto", weights_: str = "aut
     if weights.resolve(weights_, ds, "classifier") == "shipped":
         part = weights.parts_of(ds, "classifier")[0]
         clf = metrics.load_classifier(weights.path(ds, "classifier", part), device)
-        say(f"Evaluator classifier: the full run's, shipped ({weights.weights_root()}), test accuracy "
-            f"{clf.test_accuracy:.2%}.")
+        say(f"Evaluator classifier: the full run's, shipped ({paths.shown(weights.weights_root())}), "
+            f"test accuracy {clf.test_accuracy:.2%}.")
         return clf
     return metrics.get_classifier(ds, epochs=ev.cls_epochs, n_train=ev.cls_n_train, width=ev.cls_width,
                                   device=device, seed=settings.seed)

@@ -61,6 +61,18 @@ def chapter_dir(chapter: str, profile: str, *parts: str) -> Path:
     return p
 
 
+def shown(path: str | Path) -> str:
+    """``path`` as a message or a saved table names it: relative to the project where it lies in it
+    (``results/weights``), else to the results root, else whole; so that saved files name no machine's folders."""
+    path = Path(path)
+    for base in (REPO_ROOT, results_root()):
+        try:
+            return path.resolve().relative_to(Path(base).resolve()).as_posix()
+        except ValueError:
+            continue
+    return path.as_posix()
+
+
 def offline() -> bool:
     """True when ``GANKD_OFFLINE`` asks never to touch the network."""
     return os.environ.get("GANKD_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}

@@ -45,20 +45,15 @@ class Trained:
     seconds: float = 0.0
 
     def summary(self) -> dict[str, Any]:
-        """A table row: loaded or trained, steps, finished, seconds, run folder (:func:`shown`)."""
+        """A table row: loaded or trained, steps, finished, seconds, run folder (relative to the results root
+        where it lies in it, so that saved tables and metrics name no machine's folders)."""
+        run_dir = Path(self.run_dir)
+        try:
+            run_dir = run_dir.resolve().relative_to(paths.results_root().resolve())
+        except ValueError:
+            pass
         return {"model": self.name, "loaded": self.loaded, "steps": self.steps, "finished": self.finished,
-                "seconds": round(self.seconds, 1), "run_dir": shown(self.run_dir)}
-
-
-def shown(folder: str | Path) -> str:
-    """``folder`` relative to the results root where it lies in it, so that saved tables, metrics and notes name
-    no machine's folders."""
-    folder = Path(folder)
-    try:
-        folder = folder.resolve().relative_to(paths.results_root().resolve())
-    except ValueError:
-        pass
-    return folder.as_posix()
+                "seconds": round(self.seconds, 1), "run_dir": run_dir.as_posix()}
 
 
 def run_root(chapter: str, profile: str, seed: int = 0) -> Path:
@@ -143,8 +138,8 @@ def weights_note(entries: Mapping[str, Entry], settings: Settings, choice: str =
     """One line for a notebook: which of ``entries`` come from the shipped weights, and what that means."""
     shipped = [n for n, e in entries.items() if weights_choice(e, settings, choice) == "shipped"]
     if shipped:
-        return (f"Shipped weights ({weights.weights_root()}): {', '.join(shipped)}; every other model trains now "
-                f"in the {settings.profile} profile.")
+        return (f"Shipped weights ({paths.shown(weights.weights_root())}): {', '.join(shipped)}; every other model "
+                f"trains now in the {settings.profile} profile.")
     if settings.profile == "full":
         return "Every model trains now (full profile)."
     return (f"No shipped generators here: this {settings.profile} run trains its own teachers at the "
@@ -436,20 +431,22 @@ def collect(profile: str, seed: int = 0, device="auto", train_missing: bool = Tr
                 continue
             if weights_ != "train" and weights.has(dataset, name):
                 t = load_shipped(e, s, device)
-                models[name], sources[name], dirs[name] = t.G, f"shipped ({shown(weights.weights_root())})", t.run_dir
+                where = paths.shown(weights.weights_root())
+                models[name], sources[name], dirs[name] = t.G, f"shipped ({where})", t.run_dir
                 continue
             if weights_ == "shipped":
                 raise weights.ShippedWeightsError(f"{dataset}/{name} is not shipped; set WEIGHTS = \"train\" (or "
                                                   "\"auto\") to use the profile's own runs")
             done = load_finished(dirs[name], None, device)
             if done is not None:
-                models[name], sources[name] = done.G, f"loaded from {shown(dirs[name])}"
+                models[name], sources[name] = done.G, f"loaded from {paths.shown(dirs[name])}"
                 continue
             if not train_missing:
-                say(f"{name}: no finished checkpoint in {shown(dirs[name])}; left out")
+                say(f"{name}: no finished checkpoint in {paths.shown(dirs[name])}; left out")
                 left_out.append(name)
                 continue
-            say(f"{name}: no finished checkpoint in {shown(dirs[name])}; training it now ({profile} profile)")
+            say(f"{name}: no finished checkpoint in {paths.shown(dirs[name])}; training it now "
+                f"({profile} profile)")
             real = real if real is not None else data.load_dataset(dataset, train=True)
             if e.kd == "blackbox" and teacher_set is None:
                 teacher_set = cifar10_teacher_set(s, device, progress=progress, real=real, weights_=weights_)["set"]

@@ -39,3 +39,11 @@ def test_each_profile_but_full_writes_its_chapters_in_a_folder_of_its_own(tmp_pa
         with pytest.raises(ValueError, match="not a profile name"):
             paths.profile_root(bad)
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_shown_names_no_machine_folders(tmp_path, monkeypatch):
+    monkeypatch.delenv("GANKD_RESULTS", raising=False)
+    assert paths.shown(paths.REPO_ROOT / "results" / "weights") == "results/weights"
+    monkeypatch.setenv("GANKD_RESULTS", str(tmp_path / "r"))
+    assert paths.shown(tmp_path / "r" / "03_mnist" / "runs") == "03_mnist/runs"  # relative to the results root
+    assert paths.shown(tmp_path / "elsewhere") == str(tmp_path / "elsewhere")
