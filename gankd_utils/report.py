@@ -91,9 +91,13 @@ def _folders(results: str | Path | None, profile: str) -> tuple[Path, Path]:
     if results is None:
         return paths.profile_root(profile), weights.weights_root()
     base = Path(results)
-    root = paths.results_root().resolve()
-    ours = base.resolve() == root or base.resolve().parent == root
+    ours = base.resolve() == paths.results_root().resolve() or _profile_folder(base)
     return base, weights.weights_root() if ours else base / "weights"
+
+
+def _profile_folder(base: Path) -> bool:
+    """True for a profile's own folder of the results root in use (``results/quick/``)."""
+    return base.resolve().parent == paths.results_root().resolve()
 
 
 def quality_bars(results: str | Path | None = None, profile: str = "full") -> list[dict[str, str]]:
@@ -183,7 +187,8 @@ def _paragraph(folder: Path, metrics: dict[str, Any]) -> str:
     for key in ("convergence_note", "collapse_note"):
         if metrics.get(key):
             bits.append(metrics[key])
-    skipped = metrics.get("skipped") or []
+    left_out = set(metrics.get("left_out") or [])  # named once, in the sentence above
+    skipped = [s for s in metrics.get("skipped") or [] if s.get("what") not in left_out]
     for what, why in dict.fromkeys((s.get("what"), s.get("why")) for s in skipped):  # once each (06 has 2 datasets)
         bits.append(f"Skipped: {what} ({why}).")
     return " ".join(bits)
@@ -246,7 +251,7 @@ def write_report(results: str | Path | None = None, profile: str = "full") -> Pa
                         "or run without writing one). Their sections below say so, and their quality bars read "
                         "\"not measured yet\".")
         lines.insert(3, "")
-    if base.resolve().parent == paths.results_root().resolve():  # a profile's own folder (results/quick/)
+    if _profile_folder(base):
         lines.insert(2, f"> This is the **{base.name}** walk's report, kept apart from the `full` run's: that one is "
                         "`results/REPORT.md`, with its chapters beside it.")
         lines.insert(3, "")

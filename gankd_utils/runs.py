@@ -415,6 +415,7 @@ def collect(profile: str, seed: int = 0, device="auto", train_missing: bool = Tr
     it is trained now in ``profile`` (and ``say`` tells the user), else left out (named in ``left_out``).
     """
     device = repro.get_device(device)
+    shipped_in = paths.shown(weights.weights_root())
     out: dict[str, dict[str, Any]] = {}
     for dataset in ("mnist", "cifar10"):
         s = config.settings(dataset, profile, seed)
@@ -431,8 +432,7 @@ def collect(profile: str, seed: int = 0, device="auto", train_missing: bool = Tr
                 continue
             if weights_ != "train" and weights.has(dataset, name):
                 t = load_shipped(e, s, device)
-                where = paths.shown(weights.weights_root())
-                models[name], sources[name], dirs[name] = t.G, f"shipped ({where})", t.run_dir
+                models[name], sources[name], dirs[name] = t.G, f"shipped ({shipped_in})", t.run_dir
                 continue
             if weights_ == "shipped":
                 raise weights.ShippedWeightsError(f"{dataset}/{name} is not shipped; set WEIGHTS = \"train\" (or "

@@ -259,8 +259,6 @@ def label_offsets(points: Sequence[Mapping], x: str, y: str, near_decades: float
     """Vertical label offsets (points) for a log-x scatter: a point that sits on an earlier one (within
     ``near_decades`` of x and ``near_share`` of the y range) gets its label a line lower, so that twins of one size
     and nearly one score (a KD student and its scratch twin) keep both names readable."""
-    import math
-
     ys = [float(p[y]) for p in points]
     span = (max(ys) - min(ys)) if ys else 0.0
     span = span or 1.0

@@ -198,9 +198,13 @@ def test_a_profile_report_reads_and_writes_its_own_folder(tmp_path, monkeypatch)
 
 def test_a_chapter_that_left_models_out_is_flagged_as_partial(tmp_path):
     _chapter(tmp_path, "06_compare", "full", left_out=["cifar10/cgan_teacher", "cifar10/tinygan_student"])
+    m = json.loads((tmp_path / "06_compare" / "metrics.json").read_text())
+    m["skipped"].append({"what": "cifar10/tinygan_student", "why": "no trained student to compress"})
+    (tmp_path / "06_compare" / "metrics.json").write_text(json.dumps(m))
     _chapter(tmp_path, "03_mnist", "full")
     text = report.write_report(tmp_path).read_text()
     assert "> **Partial: chapters 06**: they leave out models not trained yet" in text
     assert "**Partial:** left out, as not trained yet: cifar10/cgan_teacher, cifar10/tinygan_student." in text
+    assert "Skipped: cifar10/tinygan_student" not in text and "Skipped: Inception FID" in text  # said once, above
     _chapter(tmp_path / "b", "06_compare", "full")
     assert "Partial" not in report.write_report(tmp_path / "b").read_text()
