@@ -22,6 +22,7 @@ import torch
 
 import gankd_utils  # noqa: F401
 from gankd_utils import compress
+from gankd_utils.config import CompressConfig
 from gankd_utils.metrics import speed_table
 from gankd_utils.models import CGAN_PRESETS, CondDCGANGenerator, ResNetGenerator, TinyGANGenerator
 from gankd_utils.models.layers import init_weights
@@ -82,7 +83,7 @@ def main() -> None:
             fp32 = compress.export_onnx(G, d / f"{key}.onnx")
             int8 = compress.quantize_onnx_int8(fp32, d / f"{key}.int8.onnx", compress.calibration_batches(G, 8, 32))
             fp16 = compress.to_fp16_safetensors(G, d / f"{key}.fp16")
-            pruned = compress.prune_channels(G, 0.5)
+            pruned = compress.prune_channels(G, 0.5, min_channels=CompressConfig.min_channels)  # as chapter 07
             pruned_path = compress.export_onnx(pruned, d / f"{key}.pruned.onnx")
             z, y = compress.example_inputs(G, 64, 123, "eval")
             x32 = compress.onnx_generate(compress.ort_session(fp32), z, y)

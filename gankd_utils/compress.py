@@ -18,7 +18,8 @@ was (it works on a copy or builds a new model).
   smallest L1 norm (Li et al., "Pruning Filters for Efficient ConvNets", ICLR
   2017) or the smallest |BN gain| (Liu et al., "Learning Efficient
   Convolutional Networks through Network Slimming", ICCV 2017) are removed,
-  giving a genuinely smaller dense model that a checkpoint rebuilds.
+  giving a genuinely smaller dense model that a checkpoint rebuilds; a floor
+  (``min_channels``) spares a small student's narrowest layers.
 - Unstructured magnitude pruning (:func:`prune_unstructured`, Han et al.,
   "Learning both Weights and Connections for Efficient Neural Networks",
   NeurIPS 2015) only zeroes weights: the dense file and the run time stay the
@@ -392,9 +393,10 @@ def _check_amount(amount: float) -> float:
     return amount
 
 
-def _keep(scores: torch.Tensor, amount: float) -> torch.Tensor:
-    """Indices (ascending, so channel order is kept) of the top round((1 - amount) C) scores, at least one."""
-    n = max(1, round((1.0 - amount) * len(scores)))
+def _keep(scores: torch.Tensor, amount: float, min_channels: int = 1) -> torch.Tensor:
+    """Indices (ascending, so channel order is kept) of the top round((1 - amount) C) scores, at least
+    ``min_channels`` (a layer narrower than that keeps all of its C)."""
+    n = min(len(scores), max(min_channels, round((1.0 - amount) * len(scores))))
     return torch.topk(scores, n, sorted=False).indices.sort().values
 
 
@@ -434,11 +436,12 @@ def _block_plan(prefix: str, block: UpBlock, idx: torch.Tensor) -> dict[str, dic
 
 
 @torch.no_grad()
-def prune_channels(G: nn.Module, amount: float, criterion: str = "l1") -> nn.Module:
+def prune_channels(G: nn.Module, amount: float, criterion: str = "l1", min_channels: int = 1) -> nn.Module:
     """A new, narrower dense copy of ``G`` without the least important ``amount`` of its hidden channels.
 
-    Each pruned layer keeps round((1 - amount) C) of its C output channels (at
-    least one), chosen by ``criterion``: 'l1', the L1 norm of each output
+    Each pruned layer keeps round((1 - amount) C) of its C output channels, but
+    at least ``min_channels`` (a layer of at most that many keeps them all:
+    a small student's narrowest layer is spared), chosen by ``criterion``: 'l1', the L1 norm of each output
     filter, or 'bn', the |gain| of the BatchNorm after it (for conditional BN,
     averaged over the classes). What is pruned:
 
@@ -457,6 +460,9 @@ def prune_channels(G: nn.Module, amount: float, criterion: str = "l1") -> nn.Mod
     Returned on ``G``'s device, in ``G``'s train / eval mode.
     """
     amount = _check_amount(amount)
+    if int(min_channels) != min_channels or min_channels < 1:
+        raise ValueError(f"min_channels is the fewest channels a pruned layer keeps: a whole number >= 1, "
+                         f"got {min_channels!r}")
     if criterion not in ("l1", "bn"):
         raise ValueError(f"criterion must be 'l1' (filter L1 norm) or 'bn' (|BatchNorm gain|), got {criterion!r}")
     spec = models.spec_of(G)
@@ -468,7 +474,7 @@ def prune_channels(G: nn.Module, amount: float, criterion: str = "l1") -> nn.Mod
             conv, bn = G.body[i], G.body[i + 1]
             # a ConvTranspose2d weight is (in, out, k, k): output filter c is weight[:, c]
             score = conv.weight.abs().sum((0, 2, 3)) if criterion == "l1" else bn.weight.abs()
-            idx = _keep(score.cpu(), amount)
+            idx = _keep(score.cpu(), amount, int(min_channels))
             widths.append(len(idx))
             plan.setdefault(f"body.{i}.weight", {})[1] = idx  # its inputs may be pruned already
             for name in ("weight", "bias", "running_mean", "running_var"):
@@ -488,7 +494,7 @@ def prune_channels(G: nn.Module, amount: float, criterion: str = "l1") -> nn.Mod
             conv1 = block.conv1.pointwise if isinstance(block.conv1, DepthwiseSeparableConv2d) else block.conv1
             w1 = conv1.weight
             score = w1.abs().sum((1, 2, 3)) if criterion == "l1" else _cbn_gain(block.bn2, cond)
-            idx = _keep(score.cpu(), amount)
+            idx = _keep(score.cpu(), amount, int(min_channels))
             inner.append(len(idx))
             plan.update(_block_plan(f"blocks.{b}.", block, idx))
         spec["kwargs"]["inner"] = inner

@@ -148,6 +148,9 @@ class CompressConfig:
 
     amounts: tuple[float, ...] = (0.3, 0.5)  # channel-pruning amounts (share of channels removed)
     finetune_steps: int = 3000  # KD fine-tune steps after each pruning
+    # the fewest channels a pruned layer keeps: the c=32 MNIST student's last hidden layer has 4; cut to 3 (30%)
+    # or 2 (50%), its KD fine-tunes collapsed (FID 140 against 33.9 unpruned); kept at 4, 30% fine-tunes to 30.6
+    min_channels: int = 4
     repeats: int = 20  # timed rounds of every CPU speed figure (the median is reported)
 
 

@@ -182,6 +182,11 @@ def _paragraph(folder: Path, metrics: dict[str, Any]) -> str:
                         "real images in this run trained on it too"
                         + (" (the teacher set was cut to its size, so that KD and scratch students trained as many "
                            "steps)." if str(proto["reference"]).startswith("cifar10") else "."))
+    if metrics.get("amounts"):  # chapter 07: what was pruned, and how it was fine-tuned
+        floor = f" (no layer under {metrics['min_channels']} channels)" if metrics.get("min_channels") else ""
+        bits.append(f"Channel pruning by {' / '.join(f'{a:.0%}' for a in metrics['amounts'])}{floor}, each followed "
+                    f"by {metrics.get('finetune_steps', '?')} KD fine-tune steps"
+                    + (f"; CPU timings with {metrics['cpu_threads']} threads." if metrics.get("cpu_threads") else "."))
     if metrics.get("left_out"):
         bits.append(f"**Partial:** left out, as not trained yet: {', '.join(metrics['left_out'])}.")
     for key in ("convergence_note", "collapse_note"):

@@ -81,11 +81,13 @@ def kd_finetune(G: nn.Module, name: str, part: Mapping[str, Any], steps: int, ru
 
 def compression_study(name: str, G: nn.Module, part: Mapping[str, Any], evaluator, out_dir: str | Path,
                       device="auto", amounts: Sequence[float] = (0.3, 0.5), finetune_steps: int = 200,
-                      rounds: int = 5, threads: int | None = None, progress: bool = True) -> dict[str, Any]:
+                      rounds: int = 5, threads: int | None = None, progress: bool = True,
+                      min_channels: int = 1) -> dict[str, Any]:
     """Every compression step of one KD student, each scored by the same ``evaluator`` and timed on the CPU.
 
     Steps: fp32 torch (the baseline); the fp16 file; fp32 ONNX (ONNX Runtime, max |difference| to torch);
-    int8 ONNX (static QDQ); for each pruning ``amount``: channel-pruned, then a KD fine-tune of
+    int8 ONNX (static QDQ); for each pruning ``amount``: channel-pruned (every layer keeping at least
+    ``min_channels``, :func:`compress.prune_channels`), then a KD fine-tune of
     ``finetune_steps`` steps, then that model as int8 ONNX; unstructured 50% zeros (reported with its
     dense bytes, honestly). Every variant is timed in the same interleaved rounds. The files (fp16, ONNX,
     int8, pruned checkpoints) go to ``out_dir/runs/name/``.
@@ -119,12 +121,13 @@ def compression_study(name: str, G: nn.Module, part: Mapping[str, Any], evaluato
     prune_rows = []
     ft_inputs = finetune_inputs(name, part, device, progress) if amounts else None
     for a in amounts:
-        P = compress.prune_channels(G, a)
+        P = compress.prune_channels(G, a, min_channels=min_channels)
         add(f"pruned {a:.0%}", "torch", P, G=P)
         P = kd_finetune(P, name, part, finetune_steps, out / f"finetune_{int(a * 100)}", device, progress,
                         ft_inputs).cpu().eval()
         ft = add(f"pruned {a:.0%} + KD fine-tune", "torch", P, G=P)
-        checkpoint.save_model(out / f"G_pruned{int(a * 100)}_ft", P, amount=a, finetune_steps=finetune_steps)
+        checkpoint.save_model(out / f"G_pruned{int(a * 100)}_ft", P, amount=a, finetune_steps=finetune_steps,
+                              min_channels=min_channels)
         p32 = compress.export_onnx(P, out / f"G_pruned{int(a * 100)}_ft.onnx")
         p8 = compress.quantize_onnx_int8(p32, out / f"G_pruned{int(a * 100)}_ft_int8.onnx", cal)
         add(f"pruned {a:.0%} + KD fine-tune, int8 ONNX", "onnxruntime", compress.OnnxGenerator(p8, P, threads),

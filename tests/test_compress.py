@@ -189,6 +189,20 @@ def test_heavy_pruning_keeps_one_channel_and_residual_width(gens):
     assert R.hparams["inner"] == [20, 20, 20] and R.width == gens["xs"].width == 40
 
 
+def test_min_channels_spares_the_narrowest_layers(gens):
+    G = gens["dc32"]  # widths 32/16/8/4
+    assert compress.prune_channels(G, 0.3).hparams["widths"] == [22, 11, 6, 3]
+    P = compress.prune_channels(G, 0.3, min_channels=4)
+    assert P.hparams["widths"] == [22, 11, 6, 4]  # the 4-channel layer keeps all of its channels
+    assert compress.prune_channels(G, 0.5, min_channels=4).hparams["widths"] == [16, 8, 4, 4]
+    assert compress.prune_channels(G, 0.5, min_channels=6).hparams["widths"] == [16, 8, 6, 4]  # floor, not growth
+    # the spared layer's weights are the original's: only the wider layers' outputs were cut
+    idx = compress.prune_channels(G, 0.3, min_channels=4).out.weight
+    assert idx.shape[1] == 4 and torch.equal(idx, G.out.weight)
+    R = compress.prune_channels(gens["xs"], 0.5, min_channels=30)
+    assert R.hparams["inner"] == [30, 30, 30]
+
+
 def test_prune_bad_inputs(gens):
     for amount in (-0.1, 1.0, 1.5):
         with pytest.raises(ValueError, match=r"\[0, 1\)"):
@@ -197,6 +211,9 @@ def test_prune_bad_inputs(gens):
             compress.prune_unstructured(gens["dc32"], amount)
     with pytest.raises(ValueError, match="criterion"):
         compress.prune_channels(gens["dc32"], 0.5, criterion="l2")
+    for floor in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="min_channels"):
+            compress.prune_channels(gens["dc32"], 0.5, min_channels=floor)
     with pytest.raises(TypeError, match="IITGNGenerator"):
         compress.prune_channels(IITGNGenerator("student"), 0.5)
 

@@ -208,3 +208,16 @@ def test_a_chapter_that_left_models_out_is_flagged_as_partial(tmp_path):
     assert "Skipped: cifar10/tinygan_student" not in text and "Skipped: Inception FID" in text  # said once, above
     _chapter(tmp_path / "b", "06_compare", "full")
     assert "Partial" not in report.write_report(tmp_path / "b").read_text()
+
+
+def test_the_compression_chapter_says_what_it_pruned_and_how_it_fine_tuned(tmp_path):
+    _chapter(tmp_path, "07_compress", "full", amounts=[0.3, 0.5], min_channels=4, finetune_steps=1000, cpu_threads=2)
+    text = report.write_report(tmp_path).read_text()
+    section = text[text.index("## 07 ·"):]
+    assert ("Channel pruning by 30% / 50% (no layer under 4 channels), each followed by 1000 KD fine-tune steps; "
+            "CPU timings with 2 threads.") in section
+    _chapter(tmp_path / "b", "07_compress", "full", amounts=[0.5], finetune_steps=3)  # written before the floor
+    text = report.write_report(tmp_path / "b").read_text()
+    assert "Channel pruning by 50%, each followed by 3 KD fine-tune steps." in text and "no layer under" not in text
+    _chapter(tmp_path / "c", "03_mnist", "full")
+    assert "Channel pruning" not in report.write_report(tmp_path / "c").read_text()

@@ -46,7 +46,7 @@ def test_compression_study_of_a_tiny_student(part, tmp_path, mnist_train):
     threads = torch.get_num_threads()
     ev = tiny_evaluator()
     res = study.compression_study("tiny_kd", G, part, ev, tmp_path / "out", device="cpu", amounts=(0.5,),
-                                  finetune_steps=2, rounds=2, threads=1, progress=False)
+                                  finetune_steps=2, rounds=2, threads=1, progress=False, min_channels=3)
     assert torch.get_num_threads() == threads
     assert all(torch.equal(before[k], v) for k, v in G.state_dict().items())  # the caller's student is untouched
     rows = {r["step"]: r for r in res["rows"]}
@@ -72,7 +72,8 @@ def test_compression_study_of_a_tiny_student(part, tmp_path, mnist_train):
               "G_pruned50_ft_int8.onnx"):
         assert (out / f).exists(), f
     ft = checkpoint.read_sidecar(out / "G_pruned50_ft")
-    assert ft["amount"] == 0.5 and ft["finetune_steps"] == 2
+    assert ft["amount"] == 0.5 and ft["finetune_steps"] == 2 and ft["min_channels"] == 3
+    assert ft["model"]["kwargs"]["widths"] == [16, 8, 4, 3]  # halved, but no layer under 3 channels
     side = checkpoint.read_sidecar(out / "finetune_50" / "G")
     assert side["step"] == 2 and side["config"]["kd"] == "pixel" and side["config"]["name"] == "tiny_kd_finetune"
 

@@ -216,6 +216,7 @@ def test_notebook_07_smoke(tmp_path, mnist_train, cifar_root, _results_root, mon
     res = _results_root / "smoke" / "07_compress"
     m = json.loads((res / "metrics.json").read_text())
     assert m["profile"] == "smoke" and set(m["students"]) == {"mnist/cdcgan_c32_kd", "cifar10/cgan_student_xs_kd"}
+    assert m["min_channels"] == 4  # the profile's floor, recorded with the amounts
     for key, st in m["students"].items():
         rows = {r["step"]: r for r in st["rows"]}
         assert st["onnx_max_abs_diff"] < 1e-3, key  # ONNX Runtime computes what torch computes
