@@ -110,7 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"[gankd]   FAILED after {time.perf_counter() - t0:.0f} s: {e}", file=sys.stderr, flush=True)
             if not args.keep_going:
                 break
-    skipped = runlog.read_skipped()
+    # once each: a chapter of two datasets (06, 07) notes the same skip for both
+    skipped = list(dict.fromkeys(runlog.format_entry(e) for e in runlog.read_skipped()))
     print("\n[gankd] summary")
     print(f"  profile: {profile}; executed notebooks in {out_dir}; tables, figures and REPORT.md in "
           f"{paths.profile_root(profile)}")
@@ -120,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if skipped:
         print(f"  skipped ({len(skipped)}):")
         for e in skipped:
-            print("   - " + runlog.format_entry(e))
+            print("   - " + e)
     else:
         print("  nothing was skipped")
     if failures:

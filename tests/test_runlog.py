@@ -1,7 +1,8 @@
 """What a run skipped and why (gankd_utils.runlog)."""
 import json
+from pathlib import Path
 
-from gankd_utils import config, evaluation, runlog
+from gankd_utils import config, evaluation, nbrun, runlog
 
 
 def test_note_read_and_clear(tmp_path, monkeypatch):
@@ -30,3 +31,20 @@ def test_a_chapter_keeps_the_skips_of_its_own_run(tmp_path, monkeypatch):
     m = json.loads(evaluation.save_chapter_metrics("06_compare", config.settings("mnist", "smoke"), "cpu")
                    .read_text())
     assert [(e["what"], "process" in e) for e in m["skipped"]] == [("cifar10: cgan_teacher", False)]
+
+
+def test_the_run_summary_names_each_skip_once(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GANKD_RESULTS", str(tmp_path))
+    runlog.note_skipped("03_mnist", "left over", "from an earlier run")  # make run starts a fresh log
+
+    def chapter(src, out, parameters=None, **kw):  # a chapter of two datasets notes one skip for each
+        for _ in range(2):
+            runlog.note_skipped("07_compress", "Inception FID / IS", "offline")
+        runlog.note_skipped("07_compress", "cifar10/tinygan_student", "not trained yet")
+
+    monkeypatch.setattr(nbrun, "run_notebook", chapter)
+    monkeypatch.setattr(nbrun, "notebooks", lambda only=None: [Path("07_prune_quantize.ipynb")])
+    assert nbrun.main(["--profile", "smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped (2):" in out and out.count("SKIPPED [07_compress] Inception FID / IS: offline") == 1
+    assert "SKIPPED [07_compress] cifar10/tinygan_student: not trained yet" in out and "left over" not in out
