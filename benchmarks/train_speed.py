@@ -115,7 +115,7 @@ def beyond_training(profile: str, device: torch.device, datasets, step_cost: dic
     Evaluator classifiers: their training steps (batch 128, as metrics.train_classifier) x the profile's
     epochs. Scoring: per model and seed (and per snapshot), its n_samples images generated and scored
     (classifier features, FID, KID, precision/recall), plus the reference statistics once per stage; chapter
-    07 scores each compressed student 5 + 3 x amounts times (ONNX variants priced as torch ones). Exports:
+    07 scores each compressed student 6 + 3 x amounts times (ONNX variants priced as torch ones). Exports:
     the CIFAR-10 teacher set (per_class x 10 images). Fine-tunes: chapter 07's steps x the student's step cost.
     """
     out = dict.fromkeys(("evaluator classifiers", "teacher-set exports", "scoring", "chapter 07 fine-tunes"), 0.0)
@@ -159,12 +159,13 @@ def beyond_training(profile: str, device: torch.device, datasets, step_cost: dic
                 gen = _seconds(lambda: G(zb, yb), device) / ev.batch_size * ev.n_samples
             snaps = max(zoo.train_config(e, s).snapshots - 1, 0)
             key = f"{ds}/{n}"
-            times = len(s.seeds(e.role)) + snaps + (5 + 3 * len(comp.amounts) if key in COMPRESSED else 0)
+            times = len(s.seeds(e.role)) + snaps + (6 + 3 * len(comp.amounts) if key in COMPRESSED else 0)
             out["scoring"] += (gen + score) * times
             if e.role == "teacher" and ds == "cifar10":
                 out["teacher-set exports"] += gen / ev.n_samples * s.export.per_class * 10 * EXPORTS
             if key in COMPRESSED and n in step_cost:
-                out["chapter 07 fine-tunes"] += len(comp.amounts) * comp.finetune_steps * step_cost[n] / 1000
+                # one per amount, and the control's (the unpruned student fine-tuned alike)
+                out["chapter 07 fine-tunes"] += (len(comp.amounts) + 1) * comp.finetune_steps * step_cost[n] / 1000
     return out
 
 

@@ -186,6 +186,8 @@ def _paragraph(folder: Path, metrics: dict[str, Any]) -> str:
         floor = f" (no layer under {metrics['min_channels']} channels)" if metrics.get("min_channels") else ""
         bits.append(f"Channel pruning by {' / '.join(f'{a:.0%}' for a in metrics['amounts'])}{floor}, each followed "
                     f"by {metrics.get('finetune_steps', '?')} KD fine-tune steps"
+                    + (" (distillation alone: no adversarial term)" if metrics.get("finetune_adversarial") is False
+                       else "")
                     + (f"; CPU timings with {metrics['cpu_threads']} threads." if metrics.get("cpu_threads") else "."))
     if metrics.get("left_out"):
         bits.append(f"**Partial:** left out, as not trained yet: {', '.join(metrics['left_out'])}.")

@@ -219,5 +219,8 @@ def test_the_compression_chapter_says_what_it_pruned_and_how_it_fine_tuned(tmp_p
     _chapter(tmp_path / "b", "07_compress", "full", amounts=[0.5], finetune_steps=3)  # written before the floor
     text = report.write_report(tmp_path / "b").read_text()
     assert "Channel pruning by 50%, each followed by 3 KD fine-tune steps." in text and "no layer under" not in text
+    _chapter(tmp_path / "d", "07_compress", "full", amounts=[0.5], finetune_steps=3, finetune_adversarial=False)
+    assert "by 3 KD fine-tune steps (distillation alone: no adversarial term)." in report.write_report(
+        tmp_path / "d").read_text()
     _chapter(tmp_path / "c", "03_mnist", "full")
     assert "Channel pruning" not in report.write_report(tmp_path / "c").read_text()

@@ -16,7 +16,8 @@ TEACHER = Entry("tiny_teacher", "mnist", "tiny", "teacher", lambda s: CondDCGANG
                 lambda s: CondDCGANDiscriminator(4))
 STUDENT = Entry("tiny_kd", "mnist", "tiny", "kd", lambda s: CondDCGANGenerator(32),
                 lambda s: CondDCGANDiscriminator(4), config.COLUMBIA, teacher="tiny_teacher")
-STEPS = ["fp32 torch", "fp16 file", "fp32 ONNX", "int8 ONNX", "pruned 50%", "pruned 50% + KD fine-tune",
+STEPS = ["fp32 torch", "fp16 file", "fp32 ONNX", "int8 ONNX", "unpruned + KD fine-tune", "pruned 50%",
+         "pruned 50% + KD fine-tune",
          "pruned 50% + KD fine-tune, int8 ONNX", "unstructured 50% zeros (dense file)"]
 
 
@@ -65,6 +66,12 @@ def test_compression_study_of_a_tiny_student(part, tmp_path, mnist_train):
     assert zeros["file_bytes"] == base["file_bytes"] and zeros["nonzero_params"] < 0.6 * base["params"]
     (p,) = res["targets"]["pruning"]
     assert p["amount"] == 0.5 and p["macs_removed_pct"] > 30 and isinstance(p["met"], bool)
+    # the target prices the pruning against the student fine-tuned alike (the control), not the one as trained
+    control = rows["unpruned + KD fine-tune"]
+    assert control["params"] == base["params"] and p["control_fid"] == control["fid"]
+    assert p["fid_change_vs_control_pct"] == pytest.approx(100 * (pruned["fid"] / control["fid"] - 1))
+    assert p["met"] == (p["fid_change_vs_control_pct"] <= 10)
+    assert checkpoint.read_sidecar(tmp_path / "out" / "runs" / "tiny_kd" / "finetune_0" / "G")["step"] == 2  # its own
     assert set(res["targets"]["int8"]) == {"speedup_b1", "speedup_b64", "fid_change_pct", "met"}
     out = tmp_path / "out" / "runs" / "tiny_kd"
     assert res["files"] == str(out)
@@ -120,3 +127,23 @@ def test_a_blackbox_finetune_learns_from_the_set_of_the_teacher_it_was_given(tmp
     assert got["teacher"] is None and len(got["teacher_set"]) == s.export.per_class * 10
     folder = runs.export_teacher(teacher_dir / "G.safetensors", s, "cpu", progress=False)["folder"]
     assert shards.read_manifest(folder)["count"] == len(got["teacher_set"])  # the same export, kept
+
+
+def test_a_finetune_without_its_adversarial_term_learns_from_the_teacher_alone(part, tmp_path, mnist_train):
+    import copy
+
+    def finetune(adversarial: bool, d_seed: int, run: str) -> dict[str, torch.Tensor]:
+        checkpoint.save_model(part["run_dirs"]["tiny_kd"] / "D", dcgan_init(CondDCGANDiscriminator(4), d_seed))
+        G = copy.deepcopy(part["models"]["tiny_kd"])
+        study.kd_finetune(G, "tiny_kd", part, 3, tmp_path / run, "cpu", progress=False, adversarial=adversarial)
+        assert checkpoint.read_sidecar(tmp_path / run / "G")["config"]["w_adv"] == (1.0 if adversarial else 0.0)
+        return G.state_dict()
+
+    def same(a, b):
+        return all(torch.equal(a[k], b[k]) for k in a)
+
+    start = part["models"]["tiny_kd"].state_dict()
+    alone_a, alone_b = finetune(False, 2, "a"), finetune(False, 3, "b")
+    assert not same(alone_a, start)  # it trained
+    assert same(alone_a, alone_b)  # and no discriminator reached the generator
+    assert not same(finetune(True, 2, "c"), finetune(True, 3, "d"))  # the recipe's adversarial term does
