@@ -463,6 +463,7 @@ def prune_channels(G: nn.Module, amount: float, criterion: str = "l1", min_chann
     if int(min_channels) != min_channels or min_channels < 1:
         raise ValueError(f"min_channels is the fewest channels a pruned layer keeps: a whole number >= 1, "
                          f"got {min_channels!r}")
+    min_channels = int(min_channels)
     if criterion not in ("l1", "bn"):
         raise ValueError(f"criterion must be 'l1' (filter L1 norm) or 'bn' (|BatchNorm gain|), got {criterion!r}")
     spec = models.spec_of(G)
@@ -474,7 +475,7 @@ def prune_channels(G: nn.Module, amount: float, criterion: str = "l1", min_chann
             conv, bn = G.body[i], G.body[i + 1]
             # a ConvTranspose2d weight is (in, out, k, k): output filter c is weight[:, c]
             score = conv.weight.abs().sum((0, 2, 3)) if criterion == "l1" else bn.weight.abs()
-            idx = _keep(score.cpu(), amount, int(min_channels))
+            idx = _keep(score.cpu(), amount, min_channels)
             widths.append(len(idx))
             plan.setdefault(f"body.{i}.weight", {})[1] = idx  # its inputs may be pruned already
             for name in ("weight", "bias", "running_mean", "running_var"):
@@ -494,7 +495,7 @@ def prune_channels(G: nn.Module, amount: float, criterion: str = "l1", min_chann
             conv1 = block.conv1.pointwise if isinstance(block.conv1, DepthwiseSeparableConv2d) else block.conv1
             w1 = conv1.weight
             score = w1.abs().sum((1, 2, 3)) if criterion == "l1" else _cbn_gain(block.bn2, cond)
-            idx = _keep(score.cpu(), amount, int(min_channels))
+            idx = _keep(score.cpu(), amount, min_channels)
             inner.append(len(idx))
             plan.update(_block_plan(f"blocks.{b}.", block, idx))
         spec["kwargs"]["inner"] = inner

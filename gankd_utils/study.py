@@ -102,9 +102,10 @@ def compression_study(name: str, G: nn.Module, part: Mapping[str, Any], evaluato
     is more training, which alone can change the score); for each pruning ``amount``: channel-pruned
     (every layer keeping at least ``min_channels``, :func:`compress.prune_channels`), then a KD fine-tune of
     ``finetune_steps`` steps (``finetune_adversarial=False``: distillation alone, :func:`kd_finetune`),
-    then that model as int8 ONNX; unstructured 50% zeros (reported with its dense bytes, honestly). The pruning target compares each pruned + fine-tuned student with the
-    control, so that it prices the pruning, not the extra training. Every variant is timed in the same
-    interleaved rounds. The files (fp16, ONNX, int8, pruned checkpoints) go to ``out_dir/runs/name/``.
+    then that model as int8 ONNX; unstructured 50% zeros (reported with its dense bytes, honestly). The
+    pruning target compares each pruned + fine-tuned student with the control, so that it prices the
+    pruning, not the extra training. Every variant is timed in the same interleaved rounds. The files
+    (fp16, ONNX, int8, pruned checkpoints) go to ``out_dir/runs/name/``.
     Returns ``{"rows", "targets", "variants", "onnx_max_abs_diff", "fid", "files"}``.
     """
     out = Path(out_dir) / "runs" / name  # model files and fine-tune runs: kept locally, not committed
@@ -133,17 +134,19 @@ def compression_study(name: str, G: nn.Module, part: Mapping[str, Any], evaluato
     int8 = compress.quantize_onnx_int8(onnx32, out / "G_int8.onnx", cal)
     q8 = add("int8 ONNX", "onnxruntime", compress.OnnxGenerator(int8, G, threads), G=G, onnx_path=int8)
     prune_rows = []
-    ft_inputs = finetune_inputs(name, part, device, progress) if amounts else None
-    control = None
     if amounts:
-        C = kd_finetune(copy.deepcopy(G), name, part, finetune_steps, out / "finetune_0", device, progress,
-                        ft_inputs, adversarial=finetune_adversarial).cpu().eval()
+        ft_inputs = finetune_inputs(name, part, device, progress)
+
+        def tune(model: nn.Module, percent: int) -> nn.Module:  # every fine-tune alike: the pruned ones and the control
+            return kd_finetune(model, name, part, finetune_steps, out / f"finetune_{percent}", device, progress,
+                               ft_inputs, adversarial=finetune_adversarial).cpu().eval()
+
+        C = tune(copy.deepcopy(G), 0)
         control = add(CONTROL, "torch", C, G=C)
     for a in amounts:
         P = compress.prune_channels(G, a, min_channels=min_channels)
         add(f"pruned {a:.0%}", "torch", P, G=P)
-        P = kd_finetune(P, name, part, finetune_steps, out / f"finetune_{int(a * 100)}", device, progress,
-                        ft_inputs, adversarial=finetune_adversarial).cpu().eval()
+        P = tune(P, int(a * 100))
         ft = add(f"pruned {a:.0%} + KD fine-tune", "torch", P, G=P)
         checkpoint.save_model(out / f"G_pruned{int(a * 100)}_ft", P, amount=a, finetune_steps=finetune_steps,
                               min_channels=min_channels, finetune_adversarial=finetune_adversarial)
