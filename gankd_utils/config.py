@@ -38,7 +38,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.5, 0.999)  # DCGAN paper: beta1 = 0.5 steadies training
     loss: str = "bce"  # bce (DCGAN) | hinge (SNGAN / BigGAN)
     n_critic: int = 1  # D steps per G step
-    kd: str = "none"  # none | feature (IITGN) | pixel (Columbia) | blackbox (TinyGAN / GSoC: from a teacher set)
+    kd: str = "none"  # none | feature (IITGN) | pixel (Columbia) | distill (pixel L1 alone) | blackbox (TinyGAN)
     w_adv: float = 1.0  # weight of G's adversarial term
     w_feat: float = 0.0  # weight of the feature-MSE KD term
     w_pixel: float = 0.0  # weight of the pixel-L1 KD term (its value in epoch 0)
@@ -72,6 +72,11 @@ checkerboard after 312 steps of 64 images, where these settings drew digit strok
 after 200."""
 COLUMBIA = dict(kd="pixel", w_adv=1.0, w_pixel=1.0)
 """Columbia project: G loss = adversarial + 1.0 x L1(student(z, y), teacher(z, y))."""
+DISTILL = dict(kd="distill", w_adv=0.0, w_pixel=1.0)
+"""The Columbia recipe without its adversarial term (an ablation of chapter 03): G loss = 1.0 x
+L1(student(z, y), teacher(z, y)) alone; no discriminator takes part (D keeps its initial weights).
+Its student regresses the teacher's images, so it can only be as good as the teacher, and no
+discriminator can overpower it."""
 TINYGAN = dict(kd="blackbox", loss="hinge", w_adv=0.01, w_pixel=0.2, pixel_decay=0.01, w_dfeat=1.0, w_real=0.2,
                n_critic=5, lr_g=2e-4, lr_d=2e-4, betas=(0.0, 0.9))
 """TinyGAN (Chang & Lu, ACCV 2020), values of the authors' code: D hinge on teacher images

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from . import checkpoint, data, metrics, paths, repro, runlog, tables, train, viz, weights
 from .config import Settings
 from .runs import Trained, base_name, planned_steps, train_or_load
-from .zoo import Entry, family_teacher
+from .zoo import Entry, family_teacher, scratch_twin
 
 
 def evaluator_classifier(settings: Settings, device="auto", weights_: str = "auto",
@@ -328,9 +328,7 @@ def kd_gap_closed(rows: Sequence[Mapping[str, Any]], metric: str) -> list[dict[s
     teacher = {r["family"]: r for r in rows if r["role"] == "teacher"}
     out = []
     for r in rows:
-        if r["role"] != "kd" or not r["model"].endswith("_kd"):
-            continue
-        twin = by.get(r["model"][: -len("_kd")] + "_scratch")
+        twin = by.get(scratch_twin(r["model"]) or "") if r["role"] == "kd" else None
         t = teacher.get(r["family"])
         if twin is None or t is None or r.get(metric) is None:
             continue

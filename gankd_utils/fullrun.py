@@ -8,7 +8,7 @@ made into archives of at most 16 MiB, to be carried off a remote machine:
 
 | stage              | trains                                                | notebook |
 |--------------------|-------------------------------------------------------|----------|
-| ``mnist``          | the 8 MNIST models (students with every seed; resumable) | 03     |
+| ``mnist``          | the 9 MNIST models (students with every seed; resumable) | 03     |
 | ``cifar10-teacher``| chapter 04's teacher (resumable over several commands) | -        |
 | ``cifar10-students``| the teacher set export, the four CIFAR-10 students (side by side on a GPU) | 04 |
 | ``tinygan``        | the TinyGAN student (resumable)                        | 05       |
@@ -45,7 +45,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import config, data, evaluation, metrics, nbrun, paths, repro, runs, weights, zoo
+from . import config, data, evaluation, metrics, nbrun, paths, recipes, repro, runs, weights, zoo
 
 STAGES = ("mnist", "cifar10-teacher", "cifar10-students", "tinygan", "compare", "compress")
 PART_BYTES = 16 * 2 ** 20  # the most one carried file may hold
@@ -60,8 +60,8 @@ CLASSIFIER_STAGE = {"mnist": "mnist", "cifar10-students": "cifar10"}  # the stag
 
 
 def _shipped_parts(entry: zoo.Entry) -> tuple[str, ...]:
-    """G for every model; D too for KD students (chapter 07's fine-tunes continue their critic)."""
-    return ("G", "D") if entry.role == "kd" else ("G",)
+    """G for every model; D too for KD students with a critic (chapter 07's fine-tunes continue it)."""
+    return ("G", "D") if entry.role == "kd" and entry.kd != "distill" else ("G",)
 
 
 def restore_shipped(dataset: str, settings: config.Settings, names: Sequence[str] | None = None) -> list[str]:
@@ -169,7 +169,7 @@ def stage_models(stage: str) -> list[str]:
 
 def _pick(entries: dict[str, zoo.Entry], only: Sequence[str]) -> dict[str, zoo.Entry]:
     """``only`` and the teachers its online-KD students learn from (teachers first)."""
-    want = set(only) | {entries[n].teacher for n in only if entries[n].kd in ("feature", "pixel")}
+    want = set(only) | {entries[n].teacher for n in only if entries[n].kd in recipes.ONLINE_KD}
     return {n: e for n, e in entries.items() if n in want}
 
 

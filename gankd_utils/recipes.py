@@ -8,6 +8,7 @@ A recipe is ``TrainConfig.kd``; :func:`step_for` maps it to its step once, and
 | ``none``    | :func:`gan_step`       | adversarial                                            | real images |
 | ``feature`` | :func:`feature_kd_step`| w_adv adversarial + w_feat MSE(adapter(f_s), f_t) (IITGN) | real images, a teacher (online KD) |
 | ``pixel``   | :func:`pixel_kd_step`  | w_adv adversarial + w_pixel L1(G(z, y), T(z, y)) (Columbia) | real images, a teacher (online KD) |
+| ``distill`` | :func:`distill_step`   | w_pixel L1(G(z, y), T(z, y)) alone; D is never updated  | a teacher (online KD) |
 | ``blackbox``| :func:`blackbox_kd_step` | D-feature L1 + pixel L1 (+ adversarial) (TinyGAN)    | a teacher set (z, y, image) |
 
 Online KD calls a frozen teacher on the student's own (z, y) at every step;
@@ -89,6 +90,22 @@ def pixel_kd_step(run: RunState, batch: tuple, update_g: bool) -> dict[str, torc
     return _online(run, batch, update_g, _pixel_term)
 
 
+def distill_step(run: RunState, batch: tuple, update_g: bool) -> dict[str, torch.Tensor]:
+    """Online KD by distillation alone (``config.DISTILL``): ``w_pixel`` x L1 to the teacher's image for the same (z, y).
+
+    No discriminator takes part and no real image is seen (``batch`` only sets the batch size), so
+    the step costs one teacher forward and one student update; the noise stream is the one the
+    Columbia recipe draws, so the two students see the same (z, y) at every step.
+    """
+    z, y = run.sample_zy(len(batch[0]))
+    with run.autocast():
+        fake = run.g(z, y)
+        kd = _pixel_term(run, fake, None, z, y)
+    run.backward_step(kd["weighted"], run.opt_g)
+    run.update_ema()
+    return {"kd_pixel": kd["kd_pixel"], "g_loss": kd["weighted"]}
+
+
 def feature_kd_step(run: RunState, batch: tuple, update_g: bool) -> dict[str, torch.Tensor]:
     """Online KD, IITGN project: G's loss adds ``w_feat`` x MSE to the teacher's intermediate features."""
     return _online(run, batch, update_g, _feature_term)
@@ -158,8 +175,8 @@ def blackbox_kd_step(run: RunState, batch: tuple, update_g: bool) -> dict[str, t
 
 
 RECIPES: dict[str, Step] = {"none": gan_step, "feature": feature_kd_step, "pixel": pixel_kd_step,
-                            "blackbox": blackbox_kd_step}
-ONLINE_KD = ("feature", "pixel")
+                            "distill": distill_step, "blackbox": blackbox_kd_step}
+ONLINE_KD = ("feature", "pixel", "distill")  # the recipes that call a teacher generator at every step
 
 
 def step_for(cfg: TrainConfig) -> Step:

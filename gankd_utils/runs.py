@@ -23,7 +23,7 @@ from typing import Any
 
 import torch.nn as nn
 
-from . import checkpoint, config, data, paths, repro, shards, teachers, weights
+from . import checkpoint, config, data, paths, recipes, repro, shards, teachers, weights
 from .config import Settings, TrainConfig
 from .io import sha256_file
 from .train import fit
@@ -202,7 +202,7 @@ def train_or_load(entry: Entry, settings: Settings, real: data.ImageSet | None =
     G, D = build(entry, settings)
     t0 = time.perf_counter()
     teacher = None
-    if entry.kd in ("feature", "pixel"):
+    if entry.kd in recipes.ONLINE_KD:
         if not teachers_ or entry.teacher not in teachers_:
             raise ValueError(f"{entry.name} learns online from {entry.teacher}: train or load it first and pass it "
                              "in teachers_")
@@ -323,7 +323,7 @@ def train_all(entries: Mapping[str, Entry], settings: Settings, real: data.Image
     if parallel > 1 and settings == default and not retrain:
         todo = [(e, s) for e, s in to_train if finished_sidecar(run_dir(e, s), train_config(e, s)) is None]
         training = {e.name for e, _ in todo}
-        waits = {e.name for e, _ in todo if e.kd in ("feature", "pixel") and e.teacher in training}
+        waits = {e.name for e, _ in todo if e.kd in recipes.ONLINE_KD and e.teacher in training}
         launched = _train_in_processes(todo, waits, settings.seed, teacher_set_dir, str(device), weights_, parallel,
                                        deadline)
     else:

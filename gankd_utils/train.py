@@ -252,10 +252,11 @@ def train_online_kd(G: nn.Module, D: nn.Module, teacher: nn.Module, data: ImageS
 
     ``cfg.kd='feature'``: G loss = w_adv * adversarial + w_feat * MSE(adapter(f_s), f_t) (IITGN).
     ``cfg.kd='pixel'``: G loss = w_adv * adversarial + w_pixel * L1(G(z, y), T(z, y)) (Columbia).
+    ``cfg.kd='distill'``: G loss = w_pixel * L1(G(z, y), T(z, y)) alone; D is never updated.
     Teacher and student see the same (z, y) at every step.
     """
-    _expect(cfg, recipes.ONLINE_KD, "train_online_kd", "see config.IITGN / config.COLUMBIA; for a teacher set use "
-            "train_blackbox")
+    _expect(cfg, recipes.ONLINE_KD, "train_online_kd", "see config.IITGN / config.COLUMBIA / config.DISTILL; for a "
+            "teacher set use train_blackbox")
     return fit(G, D, data, cfg, run_dir, device, teacher=teacher, resume=resume, progress=progress)
 
 

@@ -17,6 +17,7 @@ import torch
 from PIL import Image as PILImage
 
 from .data import to_uint8
+from .zoo import is_kd_name
 
 
 def image_grid(images: torch.Tensor | np.ndarray, nrow: int = 10, pad: int = 2, pad_value: int = 255) -> np.ndarray:
@@ -199,7 +200,7 @@ def metric_curves(curves: Mapping[str, Sequence[Mapping[str, float]]], metrics_:
                   labels: Mapping[str, str] | None = None):
     """One panel per metric, one line per model over training steps (``evaluation.learning_curves``'s result).
 
-    KD students are drawn solid, the others dashed (names ending in ``_kd``), each in its own colour.
+    KD students are drawn solid, the others dashed (:func:`zoo.is_kd_name`), each in its own colour.
     """
     plt = _plt()
     labels = dict(labels or {n: n for n in curves})
@@ -209,7 +210,7 @@ def metric_curves(curves: Mapping[str, Sequence[Mapping[str, float]]], metrics_:
         for name, pts in curves.items():
             xs = [p["step"] for p in pts if p.get(m) is not None]
             ys = [p[m] for p in pts if p.get(m) is not None]
-            kd = name.split("@", 1)[0].endswith("_kd")  # a student's later seed is keyed name@seed
+            kd = is_kd_name(name)  # a student's later seed is keyed name@seed
             ax.plot(xs, ys, "o-" if kd else "o--", color=colors.get(labels[name]),
                     label=labels[name], lw=1.4, ms=4)
         ax.set_title(m, fontsize=11)

@@ -8,7 +8,8 @@ the TinyGAN student included, is built the same way (:func:`build`) and
 trained or loaded the same way (:func:`gankd_utils.runs.train_or_load`).
 
 - :func:`mnist_zoo`: chapter 03, the IITGN family (unconditional, feature-MSE KD) and
-  the Columbia family (conditional DCGAN, pixel-L1 KD).
+  the Columbia family (conditional DCGAN, pixel-L1 KD; the c=32 student also by distillation
+  alone, ``config.DISTILL``: the recipe without its adversarial term).
 - :func:`cifar10_zoo`: chapter 04's ResNet cGAN teacher and two lightweight students
   (scratch and black-box KD), plus chapter 05's TinyGAN student.
 - :func:`tinygan_entry`: a TinyGAN student for any teacher export (e.g. BigGAN at 128 px).
@@ -23,12 +24,14 @@ from typing import Any
 import torch.nn as nn
 
 from . import repro
-from .config import COLUMBIA, IITGN, SNGAN, TINYGAN, DistillConfig, Settings, TrainConfig
+from .config import COLUMBIA, DISTILL, IITGN, SNGAN, TINYGAN, DistillConfig, Settings, TrainConfig
 from .models import (CGAN_PRESETS, CondDCGANDiscriminator, CondDCGANGenerator, IITGNDiscriminator, IITGNGenerator,
                      ProjectionDiscriminator, ResNetGenerator, TinyGANDiscriminator, TinyGANGenerator)
 from .models.layers import dcgan_init, fan_in_init, init_weights
 
 DIFFAUG = "translation,cutout"  # chapter 04's DiffAugment policy on D's inputs
+DISTILL_WIDTHS = (32,)  # the Columbia students that also train by distillation alone (config.DISTILL)
+KD_SUFFIXES = ("_kd", "_distill")  # a KD student's name ends so; its scratch twin's ends in _scratch
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,11 @@ def mnist_zoo() -> dict[str, Entry]:
                   lambda s, c=c: CondDCGANDiscriminator(c // 8), COLUMBIA, teacher="cdcgan_c512_teacher",
                   label=f"cDCGAN c={c} (KD: pixel L1)", init="dcgan_out_fanin"),
         ]
+        if c in DISTILL_WIDTHS:  # the ablation: the same student, data, noise and budget, without the adversarial term
+            entries.append(Entry(f"cdcgan_c{c}_distill", "mnist", "columbia", "kd",
+                                 lambda s, c=c: CondDCGANGenerator(c), lambda s, c=c: CondDCGANDiscriminator(c // 8),
+                                 DISTILL, teacher="cdcgan_c512_teacher", label=f"cDCGAN c={c} (KD: pixel L1 alone)",
+                                 init="dcgan_out_fanin"))
     return {e.name: e for e in entries}
 
 
@@ -159,6 +167,19 @@ def zoo(dataset: str) -> dict[str, Entry]:
     if dataset not in ZOOS:
         raise ValueError(f"no models for dataset {dataset!r}: choose one of {sorted(ZOOS)}")
     return ZOOS[dataset]()
+
+
+def is_kd_name(name: str) -> bool:
+    """Whether ``name`` (or a seed key ``name@seed``) names a KD student (:data:`KD_SUFFIXES`)."""
+    return name.split("@", 1)[0].endswith(KD_SUFFIXES)
+
+
+def scratch_twin(name: str) -> str | None:
+    """The scratch student a KD student ``name`` is compared with (same architecture, data, noise and budget)."""
+    for suffix in KD_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)] + "_scratch"
+    return None
 
 
 def chapter_entries(chapter: str, entries: Mapping[str, Entry]) -> dict[str, Entry]:

@@ -87,11 +87,13 @@ def test_kd_gap_closed():
             {"model": "a_kd", "family": "f", "role": "kd", "fid": 15.0, "compression_x": 12.0},
             {"model": "b_kd", "family": "f", "role": "kd", "fid": 15.0},  # no scratch twin: left out
             {"model": "c_scratch", "family": "f", "role": "scratch", "fid": 10.0},
-            {"model": "c_kd", "family": "f", "role": "kd", "fid": 12.0}]  # twin as good as the teacher: no gap
-    a, c = evaluation.kd_gap_closed(rows, "fid")
+            {"model": "c_kd", "family": "f", "role": "kd", "fid": 12.0},  # twin as good as the teacher: no gap
+            {"model": "a_distill", "family": "f", "role": "kd", "fid": 35.0}]  # the same twin as a_kd; worse
+    a, c, d = evaluation.kd_gap_closed(rows, "fid")
     assert a == {"student": "a_kd", "compression_x": 12.0, "teacher": 10.0, "scratch": 30.0, "kd": 15.0,
                  "gap_closed": pytest.approx(0.75)}
     assert c["student"] == "c_kd" and c["gap_closed"] is None
+    assert d["student"] == "a_distill" and d["scratch"] == 30.0 and d["gap_closed"] == pytest.approx(-0.25)
 
 
 def test_evaluators_and_chapter_metrics(tmp_path, monkeypatch):

@@ -276,3 +276,12 @@ def test_every_seed_ships_and_a_fresh_machine_trains_none_again(results, mnist_t
     assert runs.finished_sidecar(run1) is not None and not (run1 / "history.json").exists()
     restored = checkpoint.load_model(run1 / "G")
     assert all(torch.equal(a, b) for a, b in zip(restored.state_dict().values(), trained1.state_dict().values()))
+
+
+def test_a_distillation_only_student_trains_with_its_teacher_and_ships_no_critic():
+    entries = zoo.mnist_zoo()
+    assert list(fullrun._pick(entries, ["cdcgan_c32_distill"])) == ["cdcgan_c512_teacher", "cdcgan_c32_distill"]
+    assert fullrun._shipped_parts(entries["cdcgan_c32_distill"]) == ("G",)  # its D never learned anything
+    assert fullrun._shipped_parts(entries["cdcgan_c32_kd"]) == ("G", "D")  # chapter 07 continues this critic
+    assert fullrun._shipped_parts(entries["cdcgan_c32_scratch"]) == ("G",)
+    assert "cdcgan_c32_distill" in fullrun.stage_models("mnist")

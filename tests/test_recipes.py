@@ -19,8 +19,10 @@ def test_step_for_maps_every_recipe():
     assert recipes.step_for(cfg()) is recipes.gan_step
     assert recipes.step_for(cfg(**config.IITGN)) is recipes.feature_kd_step
     assert recipes.step_for(cfg(**config.COLUMBIA)) is recipes.pixel_kd_step
+    assert recipes.step_for(cfg(**config.DISTILL)) is recipes.distill_step
     assert recipes.step_for(bb_cfg()) is recipes.blackbox_kd_step
-    assert set(recipes.RECIPES) == {"none", "feature", "pixel", "blackbox"} and recipes.ONLINE_KD == ("feature", "pixel")
+    assert set(recipes.RECIPES) == {"none", "feature", "pixel", "distill", "blackbox"}
+    assert recipes.ONLINE_KD == ("feature", "pixel", "distill")
     with pytest.raises(ValueError, match="unknown kd 'magic'"):
         recipes.step_for(cfg(kd="magic"))
 
@@ -34,6 +36,8 @@ def test_check_says_what_a_recipe_needs():
         recipes.check(cfg(**config.IITGN))
     with pytest.raises(ValueError, match="online KD: it needs a teacher generator"):
         recipes.check(cfg(**config.COLUMBIA), teacher=None)
+    with pytest.raises(ValueError, match="kd='distill' is online KD: it needs a teacher generator"):
+        recipes.check(cfg(**config.DISTILL))
     with pytest.raises(ValueError, match="kd='none' calls no teacher"):
         recipes.check(cfg(), teacher=G)
     with pytest.raises(ValueError, match="kd='blackbox' calls no teacher"):
@@ -78,6 +82,35 @@ def test_pixel_kd_loss_is_l1_to_teacher(tmp_path):
     h = res["history"]
     assert h["g_loss"][0] == pytest.approx(h["g_adv"][0] + 1.0 * h["kd_pixel"][0], rel=1e-5)
     assert res["adapter"] is None and h["kd_pixel"][0] > 0
+
+
+def test_distill_step_is_l1_to_the_teacher_alone_and_leaves_d_untouched(tmp_path):
+    T = dcgan_init(CondDCGANGenerator(64), 5)
+    G, D = cond_pair()
+    d_before = {k: v.clone() for k, v in D.state_dict().items()}
+    res = train_online_kd(G, D, T, tiny_set(), cfg(max_steps=3, **config.DISTILL), tmp_path / "d", "cpu",
+                          progress=False)
+    h = res["history"]
+    assert set(h) >= {"kd_pixel", "g_loss"} and not set(h) & {"d_loss", "g_adv"}  # no discriminator in the loss
+    assert h["g_loss"] == pytest.approx(h["kd_pixel"]) and all(v > 0 for v in h["kd_pixel"])
+    assert all(torch.equal(v, D.state_dict()[k]) for k, v in d_before.items())  # D never updated
+
+
+def test_distill_student_sees_the_noise_of_its_columbia_twin(tmp_path):
+    """Same seed, same data: the distillation-only and the Columbia students draw the same (z, y) at every
+    step, so the two differ by the adversarial term alone. With the adversarial weight at 0, the Columbia
+    recipe's G therefore ends where the distillation-only G does (its D still learns, but reaches G
+    through nothing)."""
+    T = dcgan_init(CondDCGANGenerator(64), 5)
+    out = {}
+    for name, recipe in (("distill", config.DISTILL), ("pixel_no_adv", {**config.COLUMBIA, "w_adv": 0.0})):
+        G, D = cond_pair()
+        res = train_online_kd(G, D, T, tiny_set(), cfg(max_steps=3, **recipe), tmp_path / name, "cpu",
+                              progress=False)
+        out[name] = (G, res["history"]["kd_pixel"])
+    assert out["distill"][1] == pytest.approx(out["pixel_no_adv"][1], rel=1e-5)
+    g1, g2 = out["distill"][0], out["pixel_no_adv"][0]
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(g1.parameters(), g2.parameters()))
 
 
 def test_blackbox_losses_compose_as_tinygan(tmp_path):

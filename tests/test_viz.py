@@ -123,13 +123,15 @@ def test_speed_bars_log_and_linear(tmp_path):
 
 def test_metric_curves_one_panel_per_metric_kd_solid(tmp_path):
     curves = {"a_kd": [{"step": 1, "fid": 3.0}, {"step": 2, "fid": 2.0}],
-              "a_scratch": [{"step": 1, "fid": 3.5, "acc": 0.2}, {"step": 2, "fid": 3.0, "acc": 0.3}]}
+              "a_scratch": [{"step": 1, "fid": 3.5, "acc": 0.2}, {"step": 2, "fid": 3.0, "acc": 0.3}],
+              "a_distill@1": [{"step": 1, "fid": 2.5}]}
     fig = viz.metric_curves(curves, ["fid", "acc"], path_stem=tmp_path / "c")
     axes = fig.axes
     assert [a.get_title() for a in axes] == ["fid", "acc"]
     fid_lines = {ln.get_label(): ln for ln in axes[0].get_lines()}
     assert fid_lines["a_kd"].get_linestyle() == "-" and fid_lines["a_scratch"].get_linestyle() == "--"
-    assert [ln.get_label() for ln in axes[1].get_lines()] == ["a_kd", "a_scratch"] and \
+    assert fid_lines["a_distill@1"].get_linestyle() == "-"  # a KD student too, a later seed
+    assert [ln.get_label() for ln in axes[1].get_lines()] == ["a_kd", "a_scratch", "a_distill@1"] and \
         len(axes[1].get_lines()[0].get_xdata()) == 0  # no accuracy for the KD run: an empty line, not a crash
     assert (tmp_path / "c.png").exists() and (tmp_path / "c.pdf").exists()
 

@@ -11,12 +11,13 @@ from gankd_utils.models import TinyGANDiscriminator, TinyGANGenerator
 
 def test_mnist_zoo_is_consistent():
     entries = zoo.mnist_zoo()
-    assert len(entries) == 8 and zoo.zoo("mnist").keys() == entries.keys()
+    assert len(entries) == 9 and zoo.zoo("mnist").keys() == entries.keys()
     for name, e in entries.items():
         assert e.name == name and e.dataset == "mnist" and e.chapter == "03_mnist" and e.base == "train"
         if e.role == "kd":
             assert e.teacher in entries and entries[e.teacher].role == "teacher"
-            assert e.kd in ("feature", "pixel") and e.recipe.get("kd") == e.kd
+            assert e.kd in ("feature", "pixel", "distill") and e.recipe.get("kd") == e.kd
+            assert zoo.is_kd_name(name) and zoo.scratch_twin(name) in entries  # its twin at equal budget
         else:
             assert e.kd == "none"
         assert zoo.family_teacher(entries, name) is not None
@@ -104,6 +105,23 @@ def test_columbia_students_output_conv_starts_at_its_fan_in_scale():
             assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     teacher, _ = zoo.build(entries["cdcgan_c512_teacher"], s)  # the shipped teacher was trained from DCGAN's init
     assert abs(float(teacher.out.weight.detach().std()) - 0.02) < 0.005
+
+
+def test_the_distillation_only_student_is_its_columbia_twin_without_the_adversarial_term():
+    entries, s = zoo.mnist_zoo(), config.settings("mnist", "full", 0)
+    d, kd = entries["cdcgan_c32_distill"], entries["cdcgan_c32_kd"]
+    assert d.kd == "distill" and d.teacher == kd.teacher and d.family == kd.family and d.init == kd.init
+    cd, ck = zoo.train_config(d, s), zoo.train_config(kd, s)
+    assert cd.w_adv == 0.0 and cd.w_pixel == ck.w_pixel == 1.0
+    # everything else (data, budget, optimizer, seed) is the Columbia twin's
+    assert dataclasses.replace(cd, name="x", kd="pixel", w_adv=1.0) == dataclasses.replace(ck, name="x")
+    gd, _ = zoo.build(d, s)
+    gk, _ = zoo.build(kd, s)
+    assert all(torch.equal(a, b) for a, b in zip(gd.parameters(), gk.parameters()))  # the same start
+    assert zoo.scratch_twin("cdcgan_c32_distill") == zoo.scratch_twin("cdcgan_c32_kd") == "cdcgan_c32_scratch"
+    assert zoo.is_kd_name("cdcgan_c32_distill@1") and not zoo.is_kd_name("cdcgan_c32_scratch@1")
+    assert zoo.scratch_twin("cdcgan_c512_teacher") is None
+    assert [n for n in entries if n.endswith("_distill")] == [f"cdcgan_c{c}_distill" for c in zoo.DISTILL_WIDTHS]
 
 
 def test_kd_property_and_family_teacher():
