@@ -112,11 +112,9 @@ def mnist_zoo() -> dict[str, Entry]:
                   lambda s, c=c: CondDCGANDiscriminator(c // 8), COLUMBIA, teacher="cdcgan_c512_teacher",
                   label=f"cDCGAN c={c} (KD: pixel L1)", init="dcgan_out_fanin"),
         ]
-        if c in DISTILL_WIDTHS:  # the ablation: the same student, data, noise and budget, without the adversarial term
-            entries.append(Entry(f"cdcgan_c{c}_distill", "mnist", "columbia", "kd",
-                                 lambda s, c=c: CondDCGANGenerator(c), lambda s, c=c: CondDCGANDiscriminator(c // 8),
-                                 DISTILL, teacher="cdcgan_c512_teacher", label=f"cDCGAN c={c} (KD: pixel L1 alone)",
-                                 init="dcgan_out_fanin"))
+        if c in DISTILL_WIDTHS:  # the ablation: the KD twin (same student, data, noise, budget), no adversarial term
+            entries.append(dataclasses.replace(entries[-1], name=f"cdcgan_c{c}_distill", recipe=DISTILL,
+                                               label=f"cDCGAN c={c} (KD: pixel L1 alone)"))
     return {e.name: e for e in entries}
 
 
