@@ -210,7 +210,7 @@ MNIST: dict[str, dict[str, dict[str, Any]]] = {
               "compress": dict(amounts=(0.5,), finetune_steps=3, repeats=2)},
     # The laptop walk (every notebook in at most 30 minutes on 2 CPU cores, teachers and classifiers shipped).
     # Measured on 2 cores (fp32): the six MNIST students take 0.79 s per step together, so 312 steps of 64 are
-    # about 4 minutes (a seventh, c=32 by distillation alone, costs about what a Columbia KD student does); one
+    # about 4 minutes (two more, c=64 and c=32 by distillation alone, cost about what a Columbia KD student does); one
     # scoring of 2,000 samples 2 s (the c512 teacher 6 s). Chapter 07 prunes once (50%), fine-tuned 100 steps: the
     # shipped students' table, recomputed small.
     # The Columbia students' G learns at 5x the DCGAN rate here (1e-3, D keeps 2e-4), scratch and KD alike: at 2e-4

@@ -8,7 +8,7 @@ made into archives of at most 16 MiB, to be carried off a remote machine:
 
 | stage              | trains                                                | notebook |
 |--------------------|-------------------------------------------------------|----------|
-| ``mnist``          | the 9 MNIST models (students with every seed; resumable) | 03     |
+| ``mnist``          | the 10 MNIST models (students with every seed; resumable) | 03     |
 | ``cifar10-teacher``| chapter 04's teacher (resumable over several commands) | -        |
 | ``cifar10-students``| the teacher set export, the four CIFAR-10 students (side by side on a GPU) | 04 |
 | ``tinygan``        | the TinyGAN student (resumable)                        | 05       |

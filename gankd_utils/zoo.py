@@ -30,7 +30,7 @@ from .models import (CGAN_PRESETS, CondDCGANDiscriminator, CondDCGANGenerator, I
 from .models.layers import dcgan_init, fan_in_init, init_weights
 
 DIFFAUG = "translation,cutout"  # chapter 04's DiffAugment policy on D's inputs
-DISTILL_WIDTHS = (32,)  # the Columbia students that also train by distillation alone (config.DISTILL)
+DISTILL_WIDTHS = (64, 32)  # the Columbia students that also train by distillation alone (config.DISTILL)
 KD_SUFFIXES = ("_kd", "_distill")  # a KD student's name ends so; its scratch twin's ends in _scratch
 
 

@@ -11,7 +11,7 @@ from gankd_utils.models import TinyGANDiscriminator, TinyGANGenerator
 
 def test_mnist_zoo_is_consistent():
     entries = zoo.mnist_zoo()
-    assert len(entries) == 9 and zoo.zoo("mnist").keys() == entries.keys()
+    assert len(entries) == 10 and zoo.zoo("mnist").keys() == entries.keys()
     for name, e in entries.items():
         assert e.name == name and e.dataset == "mnist" and e.chapter == "03_mnist" and e.base == "train"
         if e.role == "kd":
@@ -107,9 +107,10 @@ def test_columbia_students_output_conv_starts_at_its_fan_in_scale():
     assert abs(float(teacher.out.weight.detach().std()) - 0.02) < 0.005
 
 
-def test_the_distillation_only_student_is_its_columbia_twin_without_the_adversarial_term():
+@pytest.mark.parametrize("c", zoo.DISTILL_WIDTHS)
+def test_the_distillation_only_student_is_its_columbia_twin_without_the_adversarial_term(c):
     entries, s = zoo.mnist_zoo(), config.settings("mnist", "full", 0)
-    d, kd = entries["cdcgan_c32_distill"], entries["cdcgan_c32_kd"]
+    d, kd = entries[f"cdcgan_c{c}_distill"], entries[f"cdcgan_c{c}_kd"]
     assert d.kd == "distill" and d.teacher == kd.teacher and d.family == kd.family and d.init == kd.init
     cd, ck = zoo.train_config(d, s), zoo.train_config(kd, s)
     assert cd.w_adv == 0.0 and cd.w_pixel == ck.w_pixel == 1.0
@@ -118,10 +119,10 @@ def test_the_distillation_only_student_is_its_columbia_twin_without_the_adversar
     gd, _ = zoo.build(d, s)
     gk, _ = zoo.build(kd, s)
     assert all(torch.equal(a, b) for a, b in zip(gd.parameters(), gk.parameters()))  # the same start
-    assert zoo.scratch_twin("cdcgan_c32_distill") == zoo.scratch_twin("cdcgan_c32_kd") == "cdcgan_c32_scratch"
-    assert zoo.is_kd_name("cdcgan_c32_distill@1") and not zoo.is_kd_name("cdcgan_c32_scratch@1")
+    assert zoo.scratch_twin(f"cdcgan_c{c}_distill") == zoo.scratch_twin(f"cdcgan_c{c}_kd") == f"cdcgan_c{c}_scratch"
+    assert zoo.is_kd_name(f"cdcgan_c{c}_distill@1") and not zoo.is_kd_name(f"cdcgan_c{c}_scratch@1")
     assert zoo.scratch_twin("cdcgan_c512_teacher") is None
-    assert [n for n in entries if n.endswith("_distill")] == [f"cdcgan_c{c}_distill" for c in zoo.DISTILL_WIDTHS]
+    assert [n for n in entries if n.endswith("_distill")] == [f"cdcgan_c{w}_distill" for w in zoo.DISTILL_WIDTHS]
 
 
 def test_kd_property_and_family_teacher():

@@ -99,7 +99,7 @@ def test_notebook_03_smoke(tmp_path, mnist_train, _results_root):
     runs_dir = _results_root / "03_mnist" / "runs"  # run folders are shared, named by profile
     assert not (_results_root / "03_mnist" / "metrics.json").exists()
     m = json.loads((res / "metrics.json").read_text())
-    assert m["profile"] == "smoke" and m["seed"] == 1 and len(m["models"]) == 9
+    assert m["profile"] == "smoke" and m["seed"] == 1 and len(m["models"]) == 10
     proto = m["protocols"][0]
     assert proto["extractor"] == "mnistcls" and proto["n_samples"] == 500
     fid = proto["metrics"]["fid"]
@@ -111,10 +111,11 @@ def test_notebook_03_smoke(tmp_path, mnist_train, _results_root):
     assert m["models"]["cdcgan_c64_kd"]["acc500_mnistcls"] is not None
     assert m["models"]["iitgn_student_kd"].get("acc500_mnistcls") is None  # unconditional: no class accuracy
     assert {g["student"] for g in m["kd_gap_closed"]} <= {"iitgn_student_kd", "cdcgan_c64_kd", "cdcgan_c32_kd",
-                                                          "cdcgan_c32_distill"}
-    # the distillation-only student: its own run, scored like the others, with no discriminator in its history
-    assert m["models"]["cdcgan_c32_distill"]["acc500_mnistcls"] is not None
-    assert m["training"]["cdcgan_c32_distill"]["steps"] == m["training"]["cdcgan_c32_kd"]["steps"]
+                                                          "cdcgan_c64_distill", "cdcgan_c32_distill"}
+    # the distillation-only students: their own runs, scored like the others, at their Columbia twins' budgets
+    for c in (64, 32):
+        assert m["models"][f"cdcgan_c{c}_distill"]["acc500_mnistcls"] is not None
+        assert m["training"][f"cdcgan_c{c}_distill"]["steps"] == m["training"][f"cdcgan_c{c}_kd"]["steps"]
     for stem in ("samples_iitgn", "samples_columbia", "curves_columbia", "explorer_default"):
         assert (res / f"{stem}.png").exists() and (res / f"{stem}.pdf").exists(), stem
     for stem in ("table", "table_full"):  # the lead columns, and every column beside them
@@ -124,7 +125,7 @@ def test_notebook_03_smoke(tmp_path, mnist_train, _results_root):
     assert (runs_dir / "smoke-seed1" / "cdcgan_c32_kd" / "G.safetensors").exists()
     # quality over training: smoke keeps one snapshot per run, scored with the finished model
     assert (res / "quality_over_training.png").exists() and (res / "table_convergence.md").exists()
-    assert len(m["convergence"]) == 9 and all(r["from_step"] == 4 and r["to_step"] == 8 for r in m["convergence"])
+    assert len(m["convergence"]) == 10 and all(r["from_step"] == 4 and r["to_step"] == 8 for r in m["convergence"])
     assert m["convergence_note"] == convergence_note(m["convergence"])
     # the executed copy keeps its figures as pictures, not as "<Figure ...>" text
     cells = json.loads(out.read_text())["cells"]
@@ -196,7 +197,7 @@ def test_notebook_06_smoke(tmp_path, mnist_train, cifar_root, _results_root, mon
     assert m["profile"] == "smoke"
     names = set(m["models"])
     assert {"mnist/cdcgan_c32_kd", "mnist/iitgn_teacher", "cifar10/cgan_teacher", "cifar10/tinygan_student"} <= names
-    assert len(names) == 9 + 6 and "mnist/cdcgan_c32_distill" in names
+    assert len(names) == 10 + 6 and {"mnist/cdcgan_c64_distill", "mnist/cdcgan_c32_distill"} <= names
     fids = {p["metrics"]["fid"] for p in m["protocols"]}
     assert fids >= {"fid500_mnistcls", "fid100_cifar10cls"}
     for key, row in m["models"].items():  # one pipeline per dataset: every row has its dataset's protocol columns
@@ -207,6 +208,8 @@ def test_notebook_06_smoke(tmp_path, mnist_train, cifar_root, _results_root, mon
             assert (res / f"{stem}.csv").exists() and (res / f"{stem}.md").exists(), stem
         for stem in (f"pareto_{ds}", f"speed_{ds}"):
             assert (res / f"{stem}.png").exists() and (res / f"{stem}.pdf").exists(), stem
+    for stem in ("grid_mnist_cdcgan_c512_teacher", "grid_mnist_cdcgan_c64_scratch"):  # each panel its own file
+        assert (res / f"{stem}.png").exists(), stem
     report = (_results_root / "smoke" / "REPORT.md").read_text()
     assert "Profiles in this report" in report and "smoke" in report and "06_compare/pareto_mnist.png" in report
 
