@@ -417,7 +417,9 @@ def ship(run_dirs: Mapping[str, str | Path], root: str | Path | None = None, par
     training curves) when the run kept one and ``history`` is True. Models already shipped
     in ``root`` and not named here are kept; a model named here replaces its earlier files.
     Every file is written atomically; ``MANIFEST.json`` last. Shipping the same files again
-    changes nothing but the manifest's ``created`` time.
+    changes nothing but the manifest's ``created`` time: a model whose files are byte for byte
+    those already shipped keeps its entry, so its ``device`` still names the machine that trained
+    it, not the one that ran the stage again (``device`` and ``note`` describe this call's new files).
     """
     root = _root(root)
     parts = tuple(parts)
@@ -469,21 +471,25 @@ def ship(run_dirs: Mapping[str, str | Path], root: str | Path | None = None, par
 
     # 2. copy (bytes read once: the sha256 is that of what is written)
     stale: set[str] = set()
+    changed = False
     for key, item in plan.items():
+        before = {rel: files.get(rel) for rel in models[key]["files"]} if key in models else None
         if key in models:
             stale |= set(models[key]["files"]) - set(item["entry"]["files"])
         for rel, src in item["sources"].items():
             data = src.read_bytes()
             _write_if_changed(root / rel, data)
             files[rel] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-        models[key] = item["entry"]
+        if before != {rel: files[rel] for rel in item["entry"]["files"]}:  # new, or other bytes: this call's entry
+            models[key] = item["entry"]
+            changed = True
     for rel in stale:
         files.pop(rel, None)
 
     # 3. the sums, then the manifest (the commit point)
     sums = "".join(f"{files[rel]['sha256']}  {rel}\n" for rel in sorted(files))
     _write_if_changed(root / SUMS, sums.encode("utf-8"))
-    m = {"format": FORMAT, "profile": profile, "device": device,
+    m = {"format": FORMAT, "profile": profile, "device": device if changed or old is None else old.get("device", ""),
          "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
          "files": {rel: files[rel] for rel in sorted(files)}, "models": {k: models[k] for k in sorted(models)}}
     atomic_write_text(root / MANIFEST, _dump(m))

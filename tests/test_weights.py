@@ -307,6 +307,24 @@ def test_reshipping_the_same_files_changes_nothing_but_created(wroot, tmp_path):
     assert sorted(before) == sorted(after)
 
 
+def test_a_model_shipped_again_from_another_machine_still_names_the_one_that_trained_it(wroot, tmp_path):
+    make_run(tmp_path / "a", seed=0)
+    make_run(tmp_path / "b", seed=1)
+    weights.ship({"mnist/a": tmp_path / "a", "mnist/b": tmp_path / "b"}, device="machine 1", note="first")
+    # a later stage on another machine restores both and ships them again: the same bytes, nothing new
+    weights.ship({"mnist/a": tmp_path / "a", "mnist/b": tmp_path / "b"}, device="machine 2", note="second")
+    m = weights.manifest()
+    assert m["device"] == "machine 1"
+    assert {k: (e["device"], e["note"]) for k, e in m["models"].items()} == {"mnist/a": ("machine 1", "first"),
+                                                                            "mnist/b": ("machine 1", "first")}
+    make_run(tmp_path / "b", seed=2)  # b trained anew there: its entry, and only its, names machine 2
+    weights.ship({"mnist/a": tmp_path / "a", "mnist/b": tmp_path / "b"}, device="machine 2", note="second")
+    m = weights.manifest()
+    assert m["device"] == "machine 2" and m["models"]["mnist/b"]["device"] == "machine 2"
+    assert m["models"]["mnist/b"]["seed"] == 2 and m["models"]["mnist/a"]["device"] == "machine 1"
+    assert len(weights.verify()) == 4  # G.safetensors + G.json of each, their sums as written
+
+
 def test_nothing_is_written_outside_the_weights_folder(wroot, tmp_path):
     make_run(tmp_path / "run", with_d=True)
     age(tmp_path)
