@@ -16,6 +16,8 @@ TEACHER = Entry("tiny_teacher", "mnist", "tiny", "teacher", lambda s: CondDCGANG
                 lambda s: CondDCGANDiscriminator(4))
 STUDENT = Entry("tiny_kd", "mnist", "tiny", "kd", lambda s: CondDCGANGenerator(32),
                 lambda s: CondDCGANDiscriminator(4), config.COLUMBIA, teacher="tiny_teacher")
+DISTILLED = Entry("tiny_distill", "mnist", "tiny", "kd", lambda s: CondDCGANGenerator(32),
+                  lambda s: CondDCGANDiscriminator(4), config.DISTILL, teacher="tiny_teacher")
 STEPS = ["fp32 torch", "fp16 file", "fp32 ONNX", "int8 ONNX", "unpruned + KD fine-tune", "pruned 50%",
          "pruned 50% + KD fine-tune",
          "pruned 50% + KD fine-tune, int8 ONNX", "unstructured 50% zeros (dense file)"]
@@ -147,3 +149,24 @@ def test_a_finetune_without_its_adversarial_term_learns_from_the_teacher_alone(p
     assert not same(alone_a, start)  # it trained
     assert same(alone_a, alone_b)  # and no discriminator reached the generator
     assert not same(finetune(True, 2, "c"), finetune(True, 3, "d"))  # the recipe's adversarial term does
+
+
+def test_a_student_distilled_alone_fine_tunes_without_a_critic_of_its_own(part, tmp_path, mnist_train):
+    import copy
+
+    # as shipped: the generator alone (its run folder on a fresh machine holds no D)
+    part = {**part, "entries": {**part["entries"], "tiny_distill": DISTILLED},
+            "models": {**part["models"], "tiny_distill": copy.deepcopy(part["models"]["tiny_kd"])},
+            "run_dirs": {**part["run_dirs"], "tiny_distill": tmp_path / "runs" / "tiny_distill"}}
+    assert not (part["run_dirs"]["tiny_distill"] / "D.safetensors").exists()
+    G = part["models"]["tiny_distill"]
+    start = {k: v.clone() for k, v in G.state_dict().items()}
+    study.kd_finetune(G, "tiny_distill", part, 3, tmp_path / "ft", "cpu", progress=False)
+    side = checkpoint.read_sidecar(tmp_path / "ft" / "G")
+    assert side["step"] == 3 and side["config"]["kd"] == "distill" and side["config"]["w_adv"] == 0.0
+    assert any(not torch.equal(start[k], v) for k, v in G.state_dict().items())  # it learned from the teacher
+    # a KD student that trained with a critic still needs its own: a missing one is an error, not a new critic
+    (part["run_dirs"]["tiny_kd"] / "D.safetensors").unlink()
+    with pytest.raises(checkpoint.CheckpointError, match="no checkpoint"):
+        study.kd_finetune(copy.deepcopy(part["models"]["tiny_kd"]), "tiny_kd", part, 3, tmp_path / "ft2", "cpu",
+                          progress=False)
