@@ -61,7 +61,7 @@ CLASSIFIER_STAGE = {"mnist": "mnist", "cifar10-students": "cifar10"}  # the stag
 
 def _shipped_parts(entry: zoo.Entry) -> tuple[str, ...]:
     """G for every model; D too for KD students with a critic (chapter 07's fine-tunes continue it)."""
-    return ("G", "D") if entry.role == "kd" and entry.kd != "distill" else ("G",)
+    return ("G", "D") if entry.role == "kd" and entry.kd not in recipes.NO_CRITIC else ("G",)
 
 
 def restore_shipped(dataset: str, settings: config.Settings, names: Sequence[str] | None = None) -> list[str]:

@@ -177,6 +177,7 @@ def blackbox_kd_step(run: RunState, batch: tuple, update_g: bool) -> dict[str, t
 RECIPES: dict[str, Step] = {"none": gan_step, "feature": feature_kd_step, "pixel": pixel_kd_step,
                             "distill": distill_step, "blackbox": blackbox_kd_step}
 ONLINE_KD = ("feature", "pixel", "distill")  # the recipes that call a teacher generator at every step
+NO_CRITIC = ("distill",)  # the recipes whose step never calls the discriminator: nothing of it to ship or continue
 
 
 def step_for(cfg: TrainConfig) -> Step:

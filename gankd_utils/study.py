@@ -17,9 +17,9 @@ from typing import Any
 
 import torch.nn as nn
 
-from . import checkpoint, compress, data, metrics, repro, runs, shards
+from . import checkpoint, compress, data, metrics, recipes, repro, runs, shards
 from .train import fit
-from .zoo import build, family_teacher, train_config
+from .zoo import family_teacher, train_config
 
 
 def finetune_inputs(name: str, part: Mapping[str, Any], device="auto", progress: bool = True) -> dict[str, Any]:
@@ -67,13 +67,13 @@ def kd_finetune(G: nn.Module, name: str, part: Mapping[str, Any], steps: int, ru
     run (``part["run_dirs"][name]/D``). ``adversarial=False`` drops the adversarial term
     from the generator's loss (``w_adv = 0``): distillation alone (the discriminator still
     trains, and TinyGAN's feature term still reads it). A student trained by distillation alone
-    (``kd="distill"``) has no critic to continue, and ships none: its step never calls one, so a
+    (``recipes.NO_CRITIC``) has no critic to continue, and ships none: its step never calls one, so a
     new one only fills the trainer's slot. ``inputs``: :func:`finetune_inputs`'s result.
     """
     device = repro.get_device(device)
     inputs = inputs or finetune_inputs(name, part, device, progress)
-    if inputs["cfg"].kd == "distill":
-        D = build(part["entries"][name], part["settings"])[1].to(device)
+    if inputs["cfg"].kd in recipes.NO_CRITIC:
+        D = part["entries"][name].make_d(part["settings"]).to(device)
     else:
         D = checkpoint.load_model(Path(part["run_dirs"][name]) / "D", device)
     # stop after `steps`; epochs only need to be enough to get there
