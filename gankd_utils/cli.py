@@ -3,6 +3,7 @@
 Commands:
   sample   images from any saved generator to an .npz (uint8 N x H x W x C + labels)
   train    train or resume one model of a chapter in resumable chunks (--max-steps)
+  score    finished models (shipped or trained, any seeds) scored as their chapter scores them
   export   a teacher's (z, y, image) triples to a shard folder (BigGAN or a torch checkpoint)
   distill  TinyGAN-style distillation of a student from a teacher's shard folder (one GPU or many)
   run      execute the numbered notebooks (what ``make run`` calls)
@@ -13,6 +14,8 @@ Commands:
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import sys
 import time
@@ -22,11 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint, config, data, datapack, distill, fullrun, nbrun, repro, runs, shards, teachers, weights
+from . import (checkpoint, config, data, datapack, distill, evaluation, fullrun, nbrun, paths, repro, runs, shards, tables,
+               teachers, weights)
 from .classes import parse_classes
 from .data import to_uint8
 from .dist import from_env
-from .io import atomic_write
+from .io import atomic_write, atomic_write_text
 from .models import generate
 from .report import write_report
 from .teachers.export import check_request
@@ -70,7 +74,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train (or resume) one model of a dataset's zoo, in the folder the notebook reads."""
-    entries = zoo(args.chapter)
+    entries = zoo(args.chapter, ablations=True)
     if args.model not in entries:
         raise ValueError(f"unknown model {args.model!r} for {args.chapter}: choose one of {sorted(entries)}")
     entry = entries[args.model]
@@ -87,7 +91,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         teacher_set = shards.load_shards(args.teacher_set)
     elif entry.teacher is not None:  # online KD: the finished teacher, shipped or from its run folder
         teacher_settings = settings if args.teacher_seed is None else settings.for_seed(args.teacher_seed)
-        teachers_[entry.teacher] = runs.load_teacher(entries[entry.teacher], teacher_settings, device, args.weights).G
+        teachers_[entry.teacher] = runs.load_trained(entries[entry.teacher], teacher_settings, device, args.weights).G
     t0 = time.perf_counter()
     deadline = time.monotonic() + args.budget_s if args.budget_s is not None else None
     t = runs.train_or_load(entry, settings, real, teachers_, teacher_set, device, retrain=args.retrain,
@@ -95,6 +99,51 @@ def cmd_train(args: argparse.Namespace) -> int:
     state = ("loaded (shipped weights)" if t.loaded and runs.weights_choice(entry, settings, args.weights) == "shipped"
              else "loaded (already finished)" if t.loaded else ("finished" if t.finished else "paused"))
     print(f"{args.model}: {state} at step {t.steps} in {time.perf_counter() - t0:.0f} s -> {t.run_dir}")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """``python -m gankd_utils score``: finished models (shipped, or from their run folders) scored as the
+    chapter scores them: the same evaluators, samples, noise and reference set for every model and seed."""
+    entries = zoo(args.chapter, ablations=True)
+    names = [n for n in ",".join(args.model).split(",") if n]
+    unknown = [n for n in names if n not in entries]
+    if unknown or not names:
+        raise ValueError(f"unknown model(s) {unknown} for {args.chapter}: choose from {sorted(entries)}")
+    if any(s < 0 for s in args.seeds):
+        raise ValueError(f"seeds are whole numbers >= 0, got {args.seeds}")
+    device = repro.get_device(args.device)
+    settings = config.settings(args.chapter, args.profile, args.eval_seed)
+    if args.n_samples is not None:
+        if args.n_samples < 2:
+            raise ValueError(f"--n-samples must be at least 2, got {args.n_samples}")
+        settings = dataclasses.replace(settings, eval=dataclasses.replace(settings.eval, n_samples=args.n_samples))
+    models, sources = {}, {}
+    for name in names:  # every model loads (or fails) before the slow scoring starts
+        for seed in args.seeds:
+            t = runs.load_trained(entries[name], settings.for_seed(seed), device, args.weights)
+            key = runs.seed_key(name, seed, args.eval_seed)
+            models[key], sources[key] = t.G.eval(), (t.steps, paths.shown(t.run_dir))
+    real = data.load_dataset(args.chapter, train=True)
+    evs = evaluation.evaluators(settings, real, device, where="score", weights_=args.weights)
+    cols = evaluation.metric_columns(evs)
+    rows = []
+    for key, G in models.items():
+        row = {"model": key, "steps": sources[key][0]}
+        for ev in evs:
+            row.update(ev(G))
+        row["from"] = sources[key][1]
+        rows.append(row)
+    print(f"{args.profile} profile; {settings.eval.n_samples} samples per model, noise and labels from seed "
+          f"{args.eval_seed}; {repro.describe_device(device)}")
+    print(tables.markdown_table(rows, columns=["model", "steps", *cols, "from"]))
+    for gone in evaluation.collapsed_runs(rows, next((c for c in cols if c.startswith("recall")), "")):
+        print(f"{gone['model']}: recall {gone['recall']:.3f}, collapsed")
+    if args.json:
+        atomic_write_text(args.json, json.dumps(
+            {"profile": args.profile, "eval_seed": args.eval_seed, "n_samples": settings.eval.n_samples,
+             "device": repro.describe_device(device), "rows": rows}, indent=1) + "\n")
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -204,6 +253,24 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--restart", action="store_true", help="discard the run folder's resume state and start afresh")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=cmd_distill)
+
+    sc = sub.add_parser("score", help="score finished models (shipped or trained) as their chapter does")
+    sc.add_argument("--dataset", "--chapter", dest="chapter", required=True, choices=["mnist", "cifar10"],
+                    help="the dataset whose models to score")
+    sc.add_argument("--model", required=True, action="append",
+                    help="model name(s) of the dataset's zoo, comma-separated or repeated, e.g. "
+                         "cdcgan_c32_kd,cdcgan_c32_scratch")
+    sc.add_argument("--seeds", type=int, nargs="+", default=[0], help="the runs' seeds (default: 0)")
+    sc.add_argument("--profile", default="full", choices=["smoke", "quick", "full"])
+    sc.add_argument("--weights", default="auto", choices=["auto", "shipped", "train"],
+                    help="auto: the shipped run of each seed where there is one, else its run folder; "
+                         "train: run folders only")
+    sc.add_argument("--eval-seed", type=int, default=0,
+                    help="seed of the evaluation noise and labels, the same for every model (chapter 03: its SEED)")
+    sc.add_argument("--n-samples", type=int, default=None, help="samples per model (default: the profile's)")
+    sc.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    sc.add_argument("--device", default="auto")
+    sc.set_defaults(func=cmd_score)
 
     r = sub.add_parser("report", help="write REPORT.md from the chapters' saved tables and figures")
     r.add_argument("--profile", default=None,

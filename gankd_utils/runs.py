@@ -157,20 +157,21 @@ def load_shipped(entry: Entry, settings: Settings, device="cpu") -> Trained:
     return Trained(G, entry.name, stem.parent, True, int(side.get("step") or 0), True, train_config(entry, settings))
 
 
-def load_teacher(entry: Entry, settings: Settings, device="cpu", weights_: str = "train") -> Trained:
-    """The finished teacher ``entry`` of ``settings``: shipped (see :func:`weights_choice`) or from its run folder.
+def load_trained(entry: Entry, settings: Settings, device="cpu", weights_: str = "train") -> Trained:
+    """The finished generator of ``entry`` in ``settings``: shipped (see :func:`weights_choice`) or from its run
+    folder (a KD student's teacher, a model to score).
 
-    Never trains: a teacher that has not finished gives an error that says how to train it.
+    Never trains: a model that has not finished gives an error that says how to train it.
     """
     if weights_choice(entry, settings, weights_) == "shipped":
         return load_shipped(entry, settings, device)
     folder = run_dir(entry, settings)
     done = load_finished(folder, train_config(entry, settings), device)
     if done is None:
+        other = ", or learn from the shipped teacher (--weights auto)" if entry.role == "teacher" else ""
         raise ValueError(f"{entry.name} has not finished in {folder} ({settings.profile} profile, seed "
                          f"{settings.seed}): train it first (python -m gankd_utils train --dataset {entry.dataset} "
-                         f"--model {entry.name} --profile {settings.profile} --seed {settings.seed}), or learn "
-                         "from the shipped teacher (--weights auto)")
+                         f"--model {entry.name} --profile {settings.profile} --seed {settings.seed}){other}")
     done.name = entry.name
     return done
 

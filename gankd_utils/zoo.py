@@ -8,11 +8,13 @@ the TinyGAN student included, is built the same way (:func:`build`) and
 trained or loaded the same way (:func:`gankd_utils.runs.train_or_load`).
 
 - :func:`mnist_zoo`: chapter 03, the IITGN family (unconditional, feature-MSE KD) and
-  the Columbia family (conditional DCGAN, pixel-L1 KD; the c=32 student also by distillation
+  the Columbia family (conditional DCGAN, pixel-L1 KD; the c=64 and c=32 students also by distillation
   alone, ``config.DISTILL``: the recipe without its adversarial term).
 - :func:`cifar10_zoo`: chapter 04's ResNet cGAN teacher and two lightweight students
   (scratch and black-box KD), plus chapter 05's TinyGAN student.
 - :func:`tinygan_entry`: a TinyGAN student for any teacher export (e.g. BigGAN at 128 px).
+- :func:`mnist_ablations`: variants of chapter 03's students outside the walk (``zoo(dataset,
+  ablations=True)``; the ``train`` and ``score`` commands take them, the chapter and the stages do not).
 """
 from __future__ import annotations
 
@@ -118,6 +120,25 @@ def mnist_zoo() -> dict[str, Entry]:
     return {e.name: e for e in entries}
 
 
+def mnist_ablations() -> dict[str, Entry]:
+    """Variants of chapter 03's students that are not part of the walk: trained one at a time
+    (``python -m gankd_utils train --dataset mnist --model NAME``), each in a run folder of its own.
+
+    ``cdcgan_c32bias_*``: the three c=32 Columbia students (scratch, KD, distillation alone)
+    with a bias on the 1x1 output conv (starting at 0; every other weight starts as the walk's
+    student of the same seed does, and the data order and noise are the same), to test
+    whether the four-channel last layer without a bias is what collapses a c=32 student's seed.
+    """
+    walk = mnist_zoo()
+    out = {}
+    for suffix in ("_scratch", "_kd", "_distill"):
+        base = walk[f"cdcgan_c32{suffix}"]
+        out[f"cdcgan_c32bias{suffix}"] = dataclasses.replace(
+            base, name=f"cdcgan_c32bias{suffix}", make_g=lambda s: CondDCGANGenerator(32, out_bias=True),
+            label=base.label.replace("c=32", "c=32, output bias"))
+    return out
+
+
 def tinygan_entry(resolution: int = 32, z_dim: int = 128, n_classes: int = 10, dataset: str = "cifar10",
                   teacher: str = "cgan_teacher", name: str = "tinygan_student") -> Entry:
     """A TinyGAN student (Chang & Lu 2020) for a teacher export of this resolution, z size and class count."""
@@ -158,13 +179,18 @@ def cifar10_zoo(diffaug: str = DIFFAUG) -> dict[str, Entry]:
 
 
 ZOOS: dict[str, Callable[[], dict[str, Entry]]] = {"mnist": mnist_zoo, "cifar10": cifar10_zoo}
+ABLATIONS: dict[str, Callable[[], dict[str, Entry]]] = {"mnist": mnist_ablations}
 
 
-def zoo(dataset: str) -> dict[str, Entry]:
-    """Every entry of ``dataset`` (``mnist`` or ``cifar10``)."""
+def zoo(dataset: str, ablations: bool = False) -> dict[str, Entry]:
+    """Every entry of ``dataset`` (``mnist`` or ``cifar10``): the walk's models, and with
+    ``ablations`` the variants outside the walk too (:func:`mnist_ablations`)."""
     if dataset not in ZOOS:
         raise ValueError(f"no models for dataset {dataset!r}: choose one of {sorted(ZOOS)}")
-    return ZOOS[dataset]()
+    entries = ZOOS[dataset]()
+    if ablations and dataset in ABLATIONS:
+        entries.update(ABLATIONS[dataset]())
+    return entries
 
 
 def is_kd_name(name: str) -> bool:

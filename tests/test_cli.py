@@ -160,3 +160,36 @@ def test_distill_command_runs_on_a_tiny_shard_set(tmp_path, teacher_set):
 def test_report_command(tmp_path, capsys):
     assert cli.main(["report", "--results", str(tmp_path)]) == 0
     assert "REPORT.md" in capsys.readouterr().out and (tmp_path / "REPORT.md").exists()
+
+
+def test_score_command_scores_finished_runs_alike_and_refuses_unfinished_ones(tmp_path, mnist_train, capsys,
+                                                                             monkeypatch):
+    monkeypatch.setenv("GANKD_RESULTS", str(tmp_path / "results"))
+    base = ["--dataset", "mnist", "--profile", "smoke", "--device", "cpu"]
+    score = ["score", *base, "--n-samples", "40", "--weights", "train"]
+    # nothing trained yet: the error names the run and the command that trains it, and nothing is written
+    assert cli.main(score + ["--model", "cdcgan_c32bias_scratch"]) == 2
+    err = capsys.readouterr().err
+    assert "cdcgan_c32bias_scratch has not finished" in err
+    assert "train --dataset mnist --model cdcgan_c32bias_scratch --profile smoke --seed 0" in err
+    assert "learn from the shipped teacher" not in err  # that remedy is a teacher's
+    assert cli.main(score + ["--model", "cdcgan_c32_nope"]) == 2
+    assert "unknown model(s) ['cdcgan_c32_nope']" in capsys.readouterr().err
+    for seed in ("0", "1"):  # an ablation of chapter 03 trains and scores like the walk's models
+        assert cli.main(["train", *base, "--model", "cdcgan_c32bias_scratch", "--seed", seed, "--quiet"]) == 0
+    capsys.readouterr()
+    out_json = tmp_path / "score.json"
+    assert cli.main(score + ["--model", "cdcgan_c32bias_scratch", "--seeds", "0", "1", "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    assert "40 samples per model, noise and labels from seed 0" in out
+    assert "| cdcgan_c32bias_scratch |" in out and "| cdcgan_c32bias_scratch@1 |" in out
+    got = json.loads(out_json.read_text())
+    assert got["n_samples"] == 40 and [r["model"] for r in got["rows"]] == ["cdcgan_c32bias_scratch",
+                                                                             "cdcgan_c32bias_scratch@1"]
+    acc = [k for k in got["rows"][0] if k.startswith("acc40_")]
+    assert acc and all(0 <= r[acc[0]] <= 1 for r in got["rows"])
+    # the seeds' generators differ, so do their scores; the same run scored again gives the same numbers
+    fid = next(k for k in got["rows"][0] if k.startswith("fid40_"))
+    assert got["rows"][0][fid] != got["rows"][1][fid]
+    assert cli.main(score + ["--model", "cdcgan_c32bias_scratch", "--json", str(out_json)]) == 0
+    assert json.loads(out_json.read_text())["rows"][0][fid] == got["rows"][0][fid]

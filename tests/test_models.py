@@ -3,6 +3,8 @@
 MNIST: the IITGN pair and the Columbia conditional DCGAN; CIFAR-10: the ResNet cGAN; TinyGAN's student and
 discriminator at 32-128 px; the evaluator classifier; layers (spectral norm, conditional BN, DCGAN init).
 """
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -89,6 +91,29 @@ def test_mnist_bad_constructor_arguments():
         CondDCGANGenerator(30)
     with pytest.raises(ValueError, match="role"):
         IITGNGenerator("teaching-assistant")
+
+
+def test_output_bias_option_round_trips_and_survives_pruning(tmp_path):
+    from gankd_utils import checkpoint, compress
+    plain = CondDCGANGenerator(32)
+    assert plain.out.bias is None and "out_bias" not in plain.hparams  # the walk's sidecars stay as they were
+    G = CondDCGANGenerator(32, out_bias=True)
+    assert G.hparams["out_bias"] is True and G.out.bias.shape == (1,)
+    with torch.no_grad():
+        G.out.bias.fill_(-3.0)
+    G.eval()
+    z, y = torch.randn(4, 100), torch.arange(4)
+    # the bias is where a dark background can come from when every channel is off
+    with torch.no_grad():
+        zeroed = G.out.weight.clone()
+        G.out.weight.zero_()
+        assert torch.allclose(G(z, y), torch.full((4, 1, 28, 28), math.tanh(-3.0)))
+        G.out.weight.copy_(zeroed)
+    checkpoint.save_model(tmp_path / "G", G)
+    back = checkpoint.load_model(tmp_path / "G", "cpu")
+    assert back.out.bias.item() == -3.0 and torch.equal(back(z, y), G(z, y))
+    small = compress.prune_channels(G, 0.5, min_channels=1)
+    assert small.hparams["out_bias"] is True and small.out.bias.item() == -3.0
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))

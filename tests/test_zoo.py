@@ -131,3 +131,23 @@ def test_kd_property_and_family_teacher():
     assert zoo.family_teacher(entries, "cdcgan_c64_scratch") == "cdcgan_c512_teacher"
     assert zoo.family_teacher(entries, "cdcgan_c512_teacher") == "cdcgan_c512_teacher"
     assert zoo.family_teacher(zoo.cifar10_zoo(), "tinygan_student") == "cgan_teacher"
+
+
+def test_mnist_ablations_stay_out_of_the_walk_and_start_as_their_walk_twins():
+    walk, abl = zoo.mnist_zoo(), zoo.mnist_ablations()
+    assert set(abl) == {"cdcgan_c32bias_scratch", "cdcgan_c32bias_kd", "cdcgan_c32bias_distill"}
+    assert zoo.zoo("mnist").keys() == walk.keys()  # chapter 03 and the stages train the walk alone
+    assert zoo.zoo("mnist", ablations=True).keys() == walk.keys() | abl.keys()
+    assert zoo.zoo("cifar10", ablations=True).keys() == zoo.cifar10_zoo().keys()
+    s = config.settings("mnist", "full", 2)
+    for name, e in abl.items():
+        twin = walk[name.replace("c32bias", "c32")]
+        assert (e.role, e.kd, e.teacher, e.chapter, e.init) == (twin.role, twin.kd, twin.teacher, twin.chapter, twin.init)
+        assert zoo.is_kd_name(name) == zoo.is_kd_name(twin.name) and (e.role != "kd" or zoo.scratch_twin(name) in abl)
+        assert zoo.train_config(e, s) == dataclasses.replace(zoo.train_config(twin, s), name=name)
+        (G, D), (G0, D0) = zoo.build(e, s), zoo.build(twin, s)
+        g, g0 = G.state_dict(), G0.state_dict()
+        # the same start, weight for weight, plus a bias that starts at 0
+        assert set(g) - set(g0) == {"out.bias"} and torch.equal(g["out.bias"], torch.zeros(1))
+        assert all(torch.equal(g[k], g0[k]) for k in g0)
+        assert all(torch.equal(a, b) for a, b in zip(D.state_dict().values(), D0.state_dict().values()))

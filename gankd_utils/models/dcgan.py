@@ -103,10 +103,15 @@ class CondDCGANGenerator(nn.Module):
     ``widths``: the four hidden widths, when they are not c, c/2, c/4, c/8
     (a channel-pruned model, :func:`gankd_utils.compress.prune_channels`);
     None keeps the layout above.
+
+    ``out_bias``: give the 1x1 output conv a bias (starting at 0). The walk's
+    models have none, as in the seed project; with c=32 that conv reads only four
+    ReLU channels, and a student whose four weights settle mostly positive cannot
+    darken a pixel (``zoo.mnist_ablations`` trains the c=32 students with one).
     """
 
     def __init__(self, c: int = 512, z_dim: int = 100, n_classes: int = 10, out_channels: int = 1,
-                 widths: list[int] | None = None):
+                 widths: list[int] | None = None, out_bias: bool = False):
         super().__init__()
         if c % 8 or c < 8:
             raise ValueError(f"width c must be a multiple of 8 (>= 8), got {c}")
@@ -120,12 +125,14 @@ class CondDCGANGenerator(nn.Module):
                 raise ValueError(f"widths must be 4 positive hidden widths, got {widths}")
             # only a non-default layout is recorded: sidecars of unpruned models stay as they were
             self.hparams["widths"] = widths
+        if out_bias:  # recorded only when set: the sidecars of the walk's models stay as they were
+            self.hparams["out_bias"] = True
         layers: list[nn.Module] = [nn.ConvTranspose2d(z_dim + n_classes, widths[0], 4, 1, 0, bias=False),
                                    nn.BatchNorm2d(widths[0]), nn.ReLU()]
         for cin, cout in zip(widths[:-1], widths[1:]):
             layers += [nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
         self.body = nn.Sequential(*layers)
-        self.out = nn.Conv2d(widths[-1], out_channels, 1, bias=False)
+        self.out = nn.Conv2d(widths[-1], out_channels, 1, bias=bool(out_bias))
         self.feature_channels = widths[-1]
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None, return_features: bool = False):
