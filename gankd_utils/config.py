@@ -77,6 +77,9 @@ DISTILL = dict(kd="distill", w_adv=0.0, w_pixel=1.0)
 L1(student(z, y), teacher(z, y)) alone; no discriminator takes part (D keeps its initial weights).
 Its student regresses the teacher's images, so it can only be as good as the teacher, and no
 discriminator can overpower it."""
+MNIST_MEAN_PIXEL = -0.7387
+"""The mean pixel of MNIST's 60,000 training images in [-1, 1] (0.1307 in [0, 1]; 81% of pixels are -1).
+``zoo.mnist_ablations`` starts a generator's output bias at its atanh, so the image starts at the data's mean."""
 TINYGAN = dict(kd="blackbox", loss="hinge", w_adv=0.01, w_pixel=0.2, pixel_decay=0.01, w_dfeat=1.0, w_real=0.2,
                n_critic=5, lr_g=2e-4, lr_d=2e-4, betas=(0.0, 0.9))
 """TinyGAN (Chang & Lu, ACCV 2020), values of the authors' code: D hinge on teacher images

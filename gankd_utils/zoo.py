@@ -19,14 +19,16 @@ trained or loaded the same way (:func:`gankd_utils.runs.train_or_load`).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 import torch.nn as nn
 
 from . import repro
-from .config import COLUMBIA, DISTILL, IITGN, SNGAN, TINYGAN, DistillConfig, Settings, TrainConfig
+from .config import COLUMBIA, DISTILL, IITGN, MNIST_MEAN_PIXEL, SNGAN, TINYGAN, DistillConfig, Settings, TrainConfig
 from .models import (CGAN_PRESETS, CondDCGANDiscriminator, CondDCGANGenerator, IITGNDiscriminator, IITGNGenerator,
                      ProjectionDiscriminator, ResNetGenerator, TinyGANDiscriminator, TinyGANGenerator)
 from .models.layers import dcgan_init, fan_in_init, init_weights
@@ -59,6 +61,7 @@ class Entry:
     # starts from layers.fan_in_init | xavier: layers.init_weights (SN / cBN models) | tinygan
     chapter: str = "03_mnist"  # results folder of the chapter that trains it
     base: str = "train"  # train | distill
+    out_bias_start: float | None = None  # where G's output-conv bias starts (models with one); None: the init's 0
 
     @property
     def kd(self) -> str:
@@ -86,6 +89,11 @@ def build(entry: Entry, settings: Settings) -> tuple[nn.Module, nn.Module]:
         G, D = dcgan_init(G, seed), dcgan_init(D, seed + 1)
         if entry.init == "dcgan_out_fanin":
             fan_in_init(G.out, repro.generator(seed, "init-out"))
+        if entry.out_bias_start is not None:
+            if getattr(G.out, "bias", None) is None:
+                raise ValueError(f"{entry.name}: out_bias_start is set but its generator's output conv has no bias")
+            with torch.no_grad():
+                G.out.bias.fill_(entry.out_bias_start)
         return G, D
     if entry.init == "tinygan":
         G.reset_parameters(repro.generator(seed, "init"))
@@ -128,14 +136,20 @@ def mnist_ablations() -> dict[str, Entry]:
     with a bias on the 1x1 output conv (starting at 0; every other weight starts as the walk's
     student of the same seed does, and the data order and noise are the same), to test
     whether the four-channel last layer without a bias is what collapses a c=32 student's seed.
+
+    ``cdcgan_c32meanbias_*``: the same, with the bias starting where the image's mean is the
+    training set's mean pixel (``tanh(b) = config.MNIST_MEAN_PIXEL``, b = -0.948) instead of
+    at 0: the background is dark from the first step and the four weights need not make it.
     """
     walk = mnist_zoo()
     out = {}
-    for suffix in ("_scratch", "_kd", "_distill"):
-        base = walk[f"cdcgan_c32{suffix}"]
-        out[f"cdcgan_c32bias{suffix}"] = dataclasses.replace(
-            base, name=f"cdcgan_c32bias{suffix}", make_g=lambda s: CondDCGANGenerator(32, out_bias=True),
-            label=base.label.replace("c=32", "c=32, output bias"))
+    for tag, start, what in (("bias", None, "output bias"),
+                             ("meanbias", math.atanh(MNIST_MEAN_PIXEL), "output bias at the mean pixel")):
+        for suffix in ("_scratch", "_kd", "_distill"):
+            base = walk[f"cdcgan_c32{suffix}"]
+            out[f"cdcgan_c32{tag}{suffix}"] = dataclasses.replace(
+                base, name=f"cdcgan_c32{tag}{suffix}", make_g=lambda s: CondDCGANGenerator(32, out_bias=True),
+                label=base.label.replace("c=32", f"c=32, {what}"), out_bias_start=start)
     return out
 
 

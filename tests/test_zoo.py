@@ -1,10 +1,11 @@
 """Every model of the walk, listed once (gankd_utils.zoo): entries, builds, training configs."""
 import dataclasses
+import math
 
 import pytest
 import torch
 
-from gankd_utils import config, zoo
+from gankd_utils import config, data, zoo
 from gankd_utils.metrics import count_params
 from gankd_utils.models import TinyGANDiscriminator, TinyGANGenerator
 
@@ -135,19 +136,37 @@ def test_kd_property_and_family_teacher():
 
 def test_mnist_ablations_stay_out_of_the_walk_and_start_as_their_walk_twins():
     walk, abl = zoo.mnist_zoo(), zoo.mnist_ablations()
-    assert set(abl) == {"cdcgan_c32bias_scratch", "cdcgan_c32bias_kd", "cdcgan_c32bias_distill"}
+    assert set(abl) == {f"cdcgan_c32{tag}{suffix}" for tag in ("bias", "meanbias")
+                        for suffix in ("_scratch", "_kd", "_distill")}
     assert zoo.zoo("mnist").keys() == walk.keys()  # chapter 03 and the stages train the walk alone
     assert zoo.zoo("mnist", ablations=True).keys() == walk.keys() | abl.keys()
     assert zoo.zoo("cifar10", ablations=True).keys() == zoo.cifar10_zoo().keys()
     s = config.settings("mnist", "full", 2)
     for name, e in abl.items():
-        twin = walk[name.replace("c32bias", "c32")]
+        twin = walk[name.replace("c32meanbias", "c32").replace("c32bias", "c32")]
         assert (e.role, e.kd, e.teacher, e.chapter, e.init) == (twin.role, twin.kd, twin.teacher, twin.chapter, twin.init)
         assert zoo.is_kd_name(name) == zoo.is_kd_name(twin.name) and (e.role != "kd" or zoo.scratch_twin(name) in abl)
         assert zoo.train_config(e, s) == dataclasses.replace(zoo.train_config(twin, s), name=name)
         (G, D), (G0, D0) = zoo.build(e, s), zoo.build(twin, s)
         g, g0 = G.state_dict(), G0.state_dict()
-        # the same start, weight for weight, plus a bias that starts at 0
-        assert set(g) - set(g0) == {"out.bias"} and torch.equal(g["out.bias"], torch.zeros(1))
+        # the same start, weight for weight, plus a bias: at 0, or where tanh gives the data's mean pixel
+        start = 0.0 if "meanbias" not in name else math.atanh(config.MNIST_MEAN_PIXEL)
+        assert set(g) - set(g0) == {"out.bias"} and torch.equal(g["out.bias"], torch.full((1,), start))
         assert all(torch.equal(g[k], g0[k]) for k in g0)
         assert all(torch.equal(a, b) for a, b in zip(D.state_dict().values(), D0.state_dict().values()))
+    G.eval()  # with the output weights at 0, the mean-bias student draws the mean pixel everywhere
+    with torch.no_grad():
+        G.out.weight.zero_()
+        x = G(torch.randn(2, 100), torch.tensor([3, 7]))
+    assert torch.allclose(x, torch.full_like(x, config.MNIST_MEAN_PIXEL), atol=1e-6)
+
+
+def test_out_bias_start_needs_a_bias():
+    e = dataclasses.replace(zoo.mnist_zoo()["cdcgan_c32_scratch"], out_bias_start=-1.0)
+    with pytest.raises(ValueError, match="no bias"):
+        zoo.build(e, config.settings("mnist", "full", 0))
+
+
+def test_mnist_mean_pixel_is_the_training_sets(mnist_train):
+    x = data.to_float(mnist_train.images).double()
+    assert len(x) == 60000 and abs(float(x.mean()) - config.MNIST_MEAN_PIXEL) < 1e-4
