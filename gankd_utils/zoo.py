@@ -89,16 +89,17 @@ def build(entry: Entry, settings: Settings) -> tuple[nn.Module, nn.Module]:
         G, D = dcgan_init(G, seed), dcgan_init(D, seed + 1)
         if entry.init == "dcgan_out_fanin":
             fan_in_init(G.out, repro.generator(seed, "init-out"))
-        if entry.out_bias_start is not None:
-            if getattr(G.out, "bias", None) is None:
-                raise ValueError(f"{entry.name}: out_bias_start is set but its generator's output conv has no bias")
-            with torch.no_grad():
-                G.out.bias.fill_(entry.out_bias_start)
-        return G, D
-    if entry.init == "tinygan":
+    elif entry.init == "tinygan":
         G.reset_parameters(repro.generator(seed, "init"))
-        return G, init_weights(D, repro.generator(seed + 1, "init"))
-    return init_weights(G, repro.generator(seed, "init")), init_weights(D, repro.generator(seed + 1, "init"))
+        D = init_weights(D, repro.generator(seed + 1, "init"))
+    else:
+        G, D = init_weights(G, repro.generator(seed, "init")), init_weights(D, repro.generator(seed + 1, "init"))
+    if entry.out_bias_start is not None:  # after whichever init the entry names
+        if getattr(getattr(G, "out", None), "bias", None) is None:
+            raise ValueError(f"{entry.name}: out_bias_start is set but its generator's output conv has no bias")
+        with torch.no_grad():
+            G.out.bias.fill_(entry.out_bias_start)
+    return G, D
 
 
 def mnist_zoo() -> dict[str, Entry]:

@@ -154,6 +154,7 @@ def test_mnist_ablations_stay_out_of_the_walk_and_start_as_their_walk_twins():
         assert set(g) - set(g0) == {"out.bias"} and torch.equal(g["out.bias"], torch.full((1,), start))
         assert all(torch.equal(g[k], g0[k]) for k in g0)
         assert all(torch.equal(a, b) for a, b in zip(D.state_dict().values(), D0.state_dict().values()))
+    G, _ = zoo.build(abl["cdcgan_c32meanbias_distill"], s)
     G.eval()  # with the output weights at 0, the mean-bias student draws the mean pixel everywhere
     with torch.no_grad():
         G.out.weight.zero_()
