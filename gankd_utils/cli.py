@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from . import (checkpoint, config, data, datapack, distill, evaluation, fullrun, nbrun, paths, repro, runs, shards, tables,
-               teachers, weights)
+               teachers, viz, weights)
 from .classes import parse_classes
 from .data import to_uint8
 from .dist import from_env
@@ -102,6 +102,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+SHEET_N = 40  # images per model on score's sample sheet: four rows of ten, as chapter 03 draws its students
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     """``python -m gankd_utils score``: finished models (shipped, or from their run folders) scored as the
     chapter scores them: the same evaluators, samples, noise and reference set for every model and seed."""
@@ -112,6 +115,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown model(s) {unknown} for {args.chapter}: choose from {sorted(entries)}")
     if any(s < 0 for s in args.seeds):
         raise ValueError(f"seeds are whole numbers >= 0, got {args.seeds}")
+    if args.figure and Path(args.figure).suffix.lower() not in ("", ".png", ".pdf"):
+        raise ValueError(f"--figure takes a path without suffix (it writes .png and .pdf), got {args.figure!r}")
     device = repro.get_device(args.device)
     settings = config.settings(args.chapter, args.profile, args.eval_seed)
     if args.n_samples is not None:
@@ -144,6 +149,15 @@ def cmd_score(args: argparse.Namespace) -> int:
             {"profile": args.profile, "eval_seed": args.eval_seed, "n_samples": settings.eval.n_samples,
              "device": repro.describe_device(device), "rows": rows}, indent=1) + "\n")
         print(f"wrote {args.json}")
+    if args.figure:
+        # the chapter's sample sheet: 40 images per model, one column per class, the same (z, y) for all
+        grids = {}
+        for key, G in models.items():
+            z, y = repro.latents(SHEET_N, G.z_dim, getattr(G, "n_classes", 0), args.eval_seed, "fixed")
+            grids[key] = generate(G, n=SHEET_N, labels=y, z=z)
+        title = f"the same noise and labels (seed {args.eval_seed}) for every model; name@k: the run of seed k"
+        viz.show_grids(grids, nrow=10, title=title, path_stem=args.figure)
+        print(f"wrote {', '.join(paths.shown(Path(args.figure).with_suffix(e)) for e in ('.png', '.pdf'))}")
     return 0
 
 
@@ -269,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seed of the evaluation noise and labels, the same for every model (chapter 03: its SEED)")
     sc.add_argument("--n-samples", type=int, default=None, help="samples per model (default: the profile's)")
     sc.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    sc.add_argument("--figure", default=None, metavar="STEM",
+                    help="also save each model's sample sheet side by side, as chapter 03 draws it (40 images, "
+                         "one column per class, the same noise and labels for every model) to STEM.png and STEM.pdf")
     sc.add_argument("--device", default="auto")
     sc.set_defaults(func=cmd_score)
 

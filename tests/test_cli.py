@@ -191,5 +191,15 @@ def test_score_command_scores_finished_runs_alike_and_refuses_unfinished_ones(tm
     # the seeds' generators differ, so do their scores; the same run scored again gives the same numbers
     fid = next(k for k in got["rows"][0] if k.startswith("fid40_"))
     assert got["rows"][0][fid] != got["rows"][1][fid]
-    assert cli.main(score + ["--model", "cdcgan_c32bias_scratch", "--json", str(out_json)]) == 0
+    sheet = tmp_path / "figs" / "sheet"
+    assert cli.main(score + ["--model", "cdcgan_c32bias_scratch", "--json", str(out_json), "--figure", str(sheet)]) == 0
     assert json.loads(out_json.read_text())["rows"][0][fid] == got["rows"][0][fid]
+    assert "sheet.png" in capsys.readouterr().out
+    from PIL import Image
+    with Image.open(sheet.with_suffix(".png")) as im:  # one panel of 4 rows x 10 digits: wider than tall
+        assert im.width > im.height > 50
+    assert sheet.with_suffix(".pdf").stat().st_size > 1000
+    # a figure path with another suffix is refused before anything loads or is written
+    assert cli.main(score + ["--model", "cdcgan_c32bias_scratch", "--figure", str(tmp_path / "x.jpg")]) == 2
+    assert "--figure takes a path without suffix" in capsys.readouterr().err
+    assert not (tmp_path / "x.jpg").exists() and not (tmp_path / "x.png").exists()
