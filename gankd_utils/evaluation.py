@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ from tqdm import tqdm
 
 from . import checkpoint, data, metrics, paths, repro, runlog, tables, train, viz, weights
 from .config import Settings
+from .io import atomic_write_text
 from .runs import Trained, base_name, planned_steps, train_or_load
 from .zoo import Entry, family_teacher, scratch_twin
 
@@ -176,12 +178,32 @@ def kept_snapshots(t: Trained) -> list[tuple[int, Path]]:
     return [(s, stem) for s, stem in train.snapshots(t.run_dir) if s < t.steps]
 
 
+def saved_curve(t: Trained, evaluator: metrics.Evaluator) -> list[dict[str, Any]] | None:
+    """The curve :func:`snapshot_curves` saved for ``t``'s run (``weights.QUALITY``, shipped with its weights)
+    when it was scored by this very pipeline (:meth:`metrics.Evaluator.protocol_id`) and ends at the run's
+    last step; else None. How a model from the shipped weights, whose snapshots stayed on the machine that
+    trained it, still shows whether it had converged."""
+    f = weights.quality_file(t.run_dir)  # checked against MANIFEST.json in a shipped model's folder
+    if f is None:
+        return None
+    try:
+        saved = json.loads(f.read_text())
+        pts = saved["points"]
+        ok = (saved.get("protocol") == evaluator.protocol_id() and len(pts) >= 2
+              and all(isinstance(p, dict) and isinstance(p.get("step"), int) for p in pts))
+    except (ValueError, KeyError, TypeError):
+        return None  # a damaged file counts as none: the curve is scored again where snapshots exist
+    return pts if ok and pts[-1]["step"] == t.steps else None
+
+
 def snapshot_curves(trained: Mapping[str, Trained], evaluator: metrics.Evaluator,
                     progress: bool = True) -> dict[str, list[dict[str, Any]]]:
     """Quality over the whole training: every generator a run kept (``TrainConfig.snapshots``), then the finished one.
 
-    Returns ``{key: [{"step": ..., <protocol>: ...}, ...]}`` for the runs that kept snapshots
-    (a model loaded from the shipped weights kept none and is left out).
+    Returns ``{key: [{"step": ..., <protocol>: ...}, ...]}``. Each curve scored is saved in its run folder
+    (``weights.QUALITY``, with the pipeline's :meth:`~metrics.Evaluator.protocol_id`), and ships with the
+    weights; a run that kept no snapshots (a model loaded from the shipped weights) gives its saved curve
+    when that came from the same pipeline (:func:`saved_curve`), else it is left out.
     """
     curves: dict[str, list[dict[str, Any]]] = {}
     kept = {k: kept_snapshots(t) for k, t in trained.items()}
@@ -191,7 +213,12 @@ def snapshot_curves(trained: Mapping[str, Trained], evaluator: metrics.Evaluator
         device = next(t.G.parameters()).device
         pts = [{"step": s, **evaluator(checkpoint.load_model(stem, device))} for s, stem in snaps]
         curves[key] = pts + [{"step": t.steps, **evaluator(t.G)}]
-    return curves
+        atomic_write_text(Path(t.run_dir) / weights.QUALITY, json.dumps(
+            {"protocol": evaluator.protocol_id(), "points": curves[key]}, indent=1, default=float) + "\n")
+    for key, t in trained.items():
+        if key not in curves and (saved := saved_curve(t, evaluator)) is not None:
+            curves[key] = saved
+    return {k: curves[k] for k in trained if k in curves}
 
 
 CONVERGED_WITHIN = 0.05
@@ -299,7 +326,7 @@ def quality_over_training(trained: Mapping[str, Trained], evaluator: metrics.Eva
     """
     chosen: dict[str, str] = {}
     for key, t in trained.items():
-        if base_name(key) not in chosen and kept_snapshots(t):
+        if base_name(key) not in chosen and (kept_snapshots(t) or saved_curve(t, evaluator) is not None):
             chosen[base_name(key)] = key
     curves = snapshot_curves({key: trained[key] for key in chosen.values()}, evaluator, progress)
     if not curves:

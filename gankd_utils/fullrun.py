@@ -22,6 +22,10 @@ With ``--student-seeds 1`` such a command trains a student with its first seed o
 stage's full command trains the other seeds beside the notebook. Every finished seed ships (the
 first as ``dataset/model``, the others as ``dataset/model.seedN``, :func:`weights.seed_name`).
 
+A stage's notebook scores its runs' snapshots (quality over training) and saves each curve in its run
+folder; the stage then ships those curves beside the weights (``weights.QUALITY``; chapter 04's include the
+teacher's), so a later run of the chapter from the shipped weights still says which models had converged.
+
 Every stage is resumable: ``--budget-s`` pauses a training at a checkpoint when its
 time is up (the command says "paused"; run it again to go on), and a stage whose
 models are finished loads them. Stages read what earlier stages shipped: on a fresh
@@ -57,6 +61,8 @@ SHIPS = {"mnist": ("mnist/",), "cifar10-teacher": ("cifar10/cgan_teacher",),
          "compare": (), "compress": ()}  # the weights a stage ships (path prefixes under results/weights)
 TRAINS = ("mnist", "cifar10-students", "tinygan")  # stages whose notebook reads the run folders, not the shipped copies
 CLASSIFIER_STAGE = {"mnist": "mnist", "cifar10-students": "cifar10"}  # the stage that ships each evaluator classifier
+CURVES = {"mnist": "mnist", "cifar10-students": "cifar10", "tinygan": "cifar10"}  # notebooks that score snapshots
+CURVE_TEACHER = {"cifar10-students": ("cgan_teacher",)}  # trained by an earlier stage, scored by this one's notebook
 
 
 def _shipped_parts(entry: zoo.Entry) -> tuple[str, ...]:
@@ -251,6 +257,9 @@ def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float 
             "not part of this command)")
     elif notebook and stage in NOTEBOOK:
         _notebook(stage, profile, seed)
+        if stage in CURVES:  # the notebook scored the runs' snapshots: their curves ship with the weights
+            _ship(CURVES[stage], [*CURVE_TEACHER.get(stage, ()), *stage_models(stage)],
+                  config.settings(CURVES[stage], profile, seed), str(device))
     out["seconds"] = time.monotonic() - t0
     return out
 

@@ -15,6 +15,7 @@ Layout::
       <dataset>/<model>/G.safetensors + G.json    the generator, a gankd checkpoint
       <dataset>/<model>/D.safetensors + D.json    the discriminator, when shipped for fine-tunes
       <dataset>/<model>/history.json              its training curves (the run's losses per step), when kept
+      <dataset>/<model>/quality.json              its snapshots' scores, when a chapter scored them (convergence)
       <dataset>/<model>.seedN/G.safetensors + G.json   a student's run with another seed (seed_name), G alone
       <dataset>/classifier/<dataset>cls_<id>.safetensors + .json   the run's evaluator classifier
 
@@ -61,6 +62,7 @@ FORMAT = "gankd-weights/1"
 MANIFEST = "MANIFEST.json"
 SUMS = "SHA256SUMS"
 HISTORY = "history.json"  # a run's losses per step: shipped beside its checkpoints, so its curves travel with it
+QUALITY = "quality.json"  # its snapshots' scores (evaluation.snapshot_curves): the convergence check travels too
 CHOICES = ("auto", "shipped", "train")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -281,6 +283,26 @@ def verify(key: str | None = None, root: str | Path | None = None) -> dict[str, 
     return _check_all(root, m, rels)
 
 
+def quality_file(folder: str | Path, root: str | Path | None = None) -> Path | None:
+    """``folder``'s scored snapshots (``QUALITY``), or None when it has none. In a shipped model's folder the
+    file is first checked against MANIFEST.json (:class:`ShippedWeightsError` when altered or not listed)."""
+    folder = Path(folder)
+    f = folder / QUALITY
+    if not f.is_file():
+        return None
+    r = _root(root)
+    try:
+        key = folder.resolve().relative_to(r.resolve()).as_posix()
+    except ValueError:
+        return f  # a run folder: the project's own file
+    m = _need_manifest(r)
+    if f"{key}/{QUALITY}" not in m["files"]:
+        raise ShippedWeightsError(f"{_show(f)} is not listed in MANIFEST.json: it did not come with the shipped "
+                                  f"weights; delete it, or {_restore_hint(r)}")
+    _check_all(r, m, [f"{key}/{QUALITY}"])
+    return f
+
+
 def path(dataset: str, model: str, part: str = "G", root: str | Path | None = None) -> Path:
     """The verified checkpoint stem ``root/dataset/model/part`` (for :func:`checkpoint.load_model`)."""
     root = _root(root)
@@ -308,7 +330,7 @@ def restore(key: str, run_dir: str | Path, parts: Sequence[str] = ("G",), root: 
     The run folder then holds a finished run, so ``runs.train_or_load`` loads it instead of
     training: how a later stage of the full walk, on a fresh machine, continues from what an
     earlier stage committed. The training curves come back too, where they were shipped (a
-    chapter's loss plots then show the model). Files already there with the same bytes are left alone.
+    chapter's loss plots then show the model), and its scored snapshots (its convergence check). Files already there with the same bytes are left alone.
     """
     dataset, model = _split_key(key)
     run_dir = Path(run_dir)
@@ -319,10 +341,11 @@ def restore(key: str, run_dir: str | Path, parts: Sequence[str] = ("G",), root: 
             _write_if_changed(run_dir / src.name, src.read_bytes())
     r = _root(root)
     m = _need_manifest(r)
-    hist = f"{key}/{HISTORY}"
-    if hist in _model_entry(m, key, r)["files"]:  # its training curves, for the chapter's loss plots
-        _check_all(r, m, [hist])
-        _write_if_changed(run_dir / HISTORY, (r / hist).read_bytes())
+    for name in (HISTORY, QUALITY):  # its training curves (loss plots) and scored snapshots (convergence)
+        rel = f"{key}/{name}"
+        if rel in _model_entry(m, key, r)["files"]:
+            _check_all(r, m, [rel])
+            _write_if_changed(run_dir / name, (r / rel).read_bytes())
     return run_dir
 
 
@@ -408,13 +431,18 @@ def _write_if_changed(p: Path, data: bytes) -> None:
     atomic_write_bytes(p, data)
 
 
+def _trained_files(files: Mapping[str, Any]) -> dict[str, Any]:
+    """``files`` without the scored snapshots (``QUALITY``): what the training itself wrote."""
+    return {rel: v for rel, v in files.items() if not rel.endswith("/" + QUALITY)}
+
+
 def ship(run_dirs: Mapping[str, str | Path], root: str | Path | None = None, parts: Sequence[str] = ("G",),
          profile: str = "full", device: str = "", note: str = "", history: bool = True) -> Path:
     """Copy the final checkpoints of finished runs into the shipped layout; returns the weights folder.
 
     ``run_dirs`` maps ``"dataset/model"`` to a run folder holding ``PART.safetensors`` + ``PART.json``
     (a sidecar saying ``"finished": true``) for every name in ``parts``, and its ``history.json`` (the
-    training curves) when the run kept one and ``history`` is True. Models already shipped
+    training curves) and ``quality.json`` (its scored snapshots) when the run kept them and ``history`` is True. Models already shipped
     in ``root`` and not named here are kept; a model named here replaces its earlier files.
     Every file is written atomically; ``MANIFEST.json`` last. Shipping the same files again
     changes nothing but the manifest's ``created`` time: a model whose files are byte for byte
@@ -456,8 +484,9 @@ def ship(run_dirs: Mapping[str, str | Path], root: str | Path | None = None, par
                 entry.update(seed=cfg.get("seed"), steps=side.get("step"), params=count_params(net))
             for ext in (".safetensors", ".json"):
                 sources[f"{key}/{part}{ext}"] = run / f"{part}{ext}"
-        if history and (run / HISTORY).is_file():  # the curves of the training that made it
-            sources[f"{key}/{HISTORY}"] = run / HISTORY
+        for name in (HISTORY, QUALITY) if history else ():  # the curves of the training that made it
+            if (run / name).is_file():
+                sources[f"{key}/{name}"] = run / name
         entry["files"] = sorted(sources)
         plan[key] = {"entry": entry, "sources": sources}
 
@@ -480,8 +509,12 @@ def ship(run_dirs: Mapping[str, str | Path], root: str | Path | None = None, par
             data = src.read_bytes()
             _write_if_changed(root / rel, data)
             files[rel] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-        if before != {rel: files[rel] for rel in item["entry"]["files"]}:  # new, or other bytes: this call's entry
-            models[key] = item["entry"]
+        now = {rel: files[rel] for rel in item["entry"]["files"]}
+        if before != now:  # new, or other bytes: this call's entry
+            same_model = before is not None and _trained_files(before) == _trained_files(now)
+            # only its scored snapshots are new (a later chapter run scored them): it was still trained where
+            # its entry says
+            models[key] = {**models[key], "files": item["entry"]["files"]} if same_model else item["entry"]
             changed = True
     for rel in stale:
         files.pop(rel, None)

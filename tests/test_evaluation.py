@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import shutil
 
 import pytest
 import torch
@@ -144,6 +145,37 @@ def test_seeds_of_a_model_share_its_entry_and_average_into_one_row(models):
     assert s[f"{fid}_std"] == pytest.approx(abs(by["s_kd"][fid] - by["s_kd@1"][fid]) / 2 ** 0.5)
     assert s["params"] == by["s_kd"]["params"] and s["role"] == "kd" and "params_std" not in s
     assert evaluation.kd_gap_closed(rows, fid) == []  # no scratch twin here
+
+
+def test_scored_snapshots_are_saved_and_stand_for_a_run_that_kept_none(tmp_path, monkeypatch):
+    """A model loaded from the shipped weights kept no snapshots, but its curve, saved where it was trained and
+    shipped with it, still shows whether it had converged; only when the same pipeline scored it."""
+    monkeypatch.setenv("GANKD_RESULTS", str(tmp_path))
+    s = config.settings("mnist", "smoke", train={"n_train": None, "batch_size": 16, "ckpt_every": 2, "n_fixed": 10,
+                                                 "epochs": 2, "snapshots": 4})
+    student = Entry("tiny_scratch", "mnist", "tiny", "scratch", lambda s: CondDCGANGenerator(32),
+                    lambda s: CondDCGANDiscriminator(4))
+    t = runs.train_or_load(student, s, tiny_set(), device="cpu", progress=False)  # 8 steps: kept at 2, 4, 6
+    curves = evaluation.snapshot_curves({"tiny_scratch": t}, tiny_evaluator(), progress=False)
+    saved = json.loads((t.run_dir / "quality.json").read_text())
+    assert saved["points"] == curves["tiny_scratch"] and saved["protocol"] == tiny_evaluator().protocol_id()
+    elsewhere = tmp_path / "elsewhere"  # the finished run without its snapshots, as a fresh machine has it
+    elsewhere.mkdir()
+    shutil.copy(t.run_dir / "quality.json", elsewhere / "quality.json")
+    bare = runs.Trained(t.G, "shipped", elsewhere, True, 8, True)
+    assert evaluation.snapshot_curves({"m": bare}, tiny_evaluator(), progress=False) == {"m": curves["tiny_scratch"]}
+    over = evaluation.quality_over_training({"tiny_scratch": bare}, tiny_evaluator(), tmp_path / "out",
+                                            labels={"tiny_scratch": "tiny"}, progress=False)
+    assert [r["model"] for r in over["convergence"]] == ["tiny_scratch"] and over["convergence"][0]["from_step"] == 6
+    # another pipeline (sample count), another end step or a damaged file: no curve, never a wrong one
+    assert tiny_evaluator(n=16).protocol_id() != tiny_evaluator().protocol_id()
+    assert evaluation.snapshot_curves({"m": bare}, tiny_evaluator(n=16), progress=False) == {}
+    longer = runs.Trained(t.G, "shipped", elsewhere, True, 10, True)
+    assert evaluation.snapshot_curves({"m": longer}, tiny_evaluator(), progress=False) == {}
+    (elsewhere / "quality.json").write_text("{not json")
+    assert evaluation.snapshot_curves({"m": bare}, tiny_evaluator(), progress=False) == {}
+    assert evaluation.quality_over_training({"tiny_scratch": bare}, tiny_evaluator(), tmp_path / "out2",
+                                            labels={"tiny_scratch": "tiny"}, progress=False)["curves"] == {}
 
 
 def test_learning_curves_score_each_student_at_every_chunk_and_leave_it_finished(tmp_path, monkeypatch):

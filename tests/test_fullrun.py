@@ -285,3 +285,25 @@ def test_a_distillation_only_student_trains_with_its_teacher_and_ships_no_critic
     assert fullrun._shipped_parts(entries["cdcgan_c32_kd"]) == ("G", "D")  # chapter 07 continues this critic
     assert fullrun._shipped_parts(entries["cdcgan_c32_scratch"]) == ("G",)
     assert {"cdcgan_c64_distill", "cdcgan_c32_distill"} <= set(fullrun.stage_models("mnist"))
+
+
+def test_the_curves_a_stage_notebook_scored_ship_after_it(results, mnist_train, monkeypatch):
+    # chapter 03 scores each run's snapshots and saves the curve in the run folder; the stage then ships it, so
+    # that a later run of the chapter from the shipped weights still shows whether the model had converged
+    e = zoo.mnist_zoo()["cdcgan_c32_scratch"]
+    monkeypatch.setattr(zoo, "mnist_zoo", lambda: {"cdcgan_c32_scratch": e})
+    monkeypatch.setitem(zoo.ZOOS, "mnist", zoo.mnist_zoo)
+    monkeypatch.setitem(config.MNIST["smoke"], "student_seeds", 1)
+    run = runs.run_dir(e, config.settings("mnist", "smoke"))
+    curve = {"protocol": "p", "points": [{"step": 1}, {"step": 8}]}
+    monkeypatch.setattr(fullrun, "_notebook", lambda stage, profile, seed: (run / "quality.json").write_text(
+        json.dumps(curve)))
+    assert fullrun.run_stage("mnist", "smoke", say=lambda m: None)["finished"]
+    key = "mnist/cdcgan_c32_scratch"
+    assert f"{key}/quality.json" in weights.manifest()["models"][key]["files"]
+    assert json.loads(weights.quality_file(results / "weights" / key).read_text()) == curve
+    # without the notebook nothing was scored, so nothing more ships
+    shutil.rmtree(results / "weights")
+    (run / "quality.json").unlink()
+    fullrun.run_stage("mnist", "smoke", notebook=False, say=lambda m: None)
+    assert f"{key}/quality.json" not in weights.manifest()["models"][key]["files"]

@@ -130,6 +130,38 @@ def test_the_training_curves_travel_with_a_shipped_model(wroot, tmp_path):
     assert not (tmp_path / "bare_back" / "history.json").exists()
 
 
+def test_the_scored_snapshots_travel_with_a_shipped_model_and_keep_where_it_was_trained(wroot, tmp_path):
+    """quality.json (a chapter's scores of the run's snapshots) ships and comes back like history.json; when a later
+    chapter run adds it to a model already shipped, the entry still names the machine that trained the model."""
+    make_run(tmp_path / "run")
+    weights.ship({"mnist/tiny": tmp_path / "run"}, device="trainer")
+    assert weights.quality_file(wroot / "mnist" / "tiny") is None  # none scored yet
+    curve = {"protocol": "p", "points": [{"step": 1, "fid": 9.0}, {"step": 3, "fid": 4.0}]}
+    (tmp_path / "run" / "quality.json").write_text(json.dumps(curve))
+    assert weights.quality_file(tmp_path / "run") == tmp_path / "run" / "quality.json"  # a run folder: no manifest
+    weights.ship({"mnist/tiny": tmp_path / "run"}, device="scorer")
+    m = weights.manifest()
+    assert "mnist/tiny/quality.json" in m["models"]["mnist/tiny"]["files"] and "mnist/tiny/quality.json" in m["files"]
+    assert m["models"]["mnist/tiny"]["device"] == "trainer"  # the same weights: still trained there
+    assert weights.parts_of("mnist", "tiny") == ["G"]
+    weights.restore("mnist/tiny", tmp_path / "fresh")
+    assert json.loads((tmp_path / "fresh" / "quality.json").read_text()) == curve
+    assert json.loads(weights.quality_file(wroot / "mnist" / "tiny").read_text()) == curve  # checked, then read
+    make_run(tmp_path / "run", seed=5)  # other weights: a new entry, this call's machine
+    weights.ship({"mnist/tiny": tmp_path / "run"}, device="retrainer")
+    assert weights.manifest()["models"]["mnist/tiny"]["device"] == "retrainer"
+    (wroot / "mnist" / "tiny" / "quality.json").write_text(json.dumps({"protocol": "p", "points": []}))  # altered
+    with pytest.raises(weights.ShippedWeightsError, match="quality.json"):
+        weights.quality_file(wroot / "mnist" / "tiny")
+    with pytest.raises(weights.ShippedWeightsError, match="quality.json"):
+        weights.restore("mnist/tiny", tmp_path / "other")
+    make_run(tmp_path / "bare")
+    weights.ship({"mnist/bare": tmp_path / "bare"})
+    (wroot / "mnist" / "bare" / "quality.json").write_text(json.dumps(curve))  # put there by hand: not shipped
+    with pytest.raises(weights.ShippedWeightsError, match="not listed in MANIFEST.json"):
+        weights.quality_file(wroot / "mnist" / "bare")
+
+
 def test_available_has_and_summary(wroot, tmp_path):
     Ga = make_run(tmp_path / "a", seed=1)
     make_run(tmp_path / "b", seed=2, step=7)

@@ -81,6 +81,12 @@ class Evaluator:
                 "recall": protocol_name("recall", self.n, ex, ref), "acc": protocol_name("acc", self.n, ex),
                 **({"is": protocol_name("is", self.n, ex)} if ex == "inception" else {})}
 
+    def protocol_id(self) -> str:
+        """What makes two scorings comparable: the features (extractor and its weights), the reference set,
+        the number of samples and the noise seed. Equal ids, equal numbers for the same generator."""
+        return (f"{self.extractor.name}_{self.extractor.weights_id}_{self.real.fingerprint()}"
+                f"_n{self.n}_seed{self.seed}")
+
     def _cache_path(self) -> Path:
         key = f"{self.extractor.name}_{self.extractor.weights_id}_{self.real.fingerprint()}"
         return paths.results_dir("cache", "stats") / f"{key}.npz"
