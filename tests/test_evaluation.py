@@ -147,15 +147,20 @@ def test_seeds_of_a_model_share_its_entry_and_average_into_one_row(models):
     assert evaluation.kd_gap_closed(rows, fid) == []  # no scratch twin here
 
 
-def test_scored_snapshots_are_saved_and_stand_for_a_run_that_kept_none(tmp_path, monkeypatch):
-    """A model loaded from the shipped weights kept no snapshots, but its curve, saved where it was trained and
-    shipped with it, still shows whether it had converged; only when the same pipeline scored it."""
+def _tiny_run_with_snapshots(tmp_path, monkeypatch) -> runs.Trained:
+    """A finished 8-step run of a tiny conditional DCGAN that kept its generator at steps 2, 4 and 6."""
     monkeypatch.setenv("GANKD_RESULTS", str(tmp_path))
     s = config.settings("mnist", "smoke", train={"n_train": None, "batch_size": 16, "ckpt_every": 2, "n_fixed": 10,
                                                  "epochs": 2, "snapshots": 4})
     student = Entry("tiny_scratch", "mnist", "tiny", "scratch", lambda s: CondDCGANGenerator(32),
                     lambda s: CondDCGANDiscriminator(4))
-    t = runs.train_or_load(student, s, tiny_set(), device="cpu", progress=False)  # 8 steps: kept at 2, 4, 6
+    return runs.train_or_load(student, s, tiny_set(), device="cpu", progress=False)
+
+
+def test_scored_snapshots_are_saved_and_stand_for_a_run_that_kept_none(tmp_path, monkeypatch):
+    """A model loaded from the shipped weights kept no snapshots, but its curve, saved where it was trained and
+    shipped with it, still shows whether it had converged; only when the same pipeline scored it."""
+    t = _tiny_run_with_snapshots(tmp_path, monkeypatch)
     curves = evaluation.snapshot_curves({"tiny_scratch": t}, tiny_evaluator(), progress=False)
     saved = json.loads((t.run_dir / "quality.json").read_text())
     assert saved["points"] == curves["tiny_scratch"] and saved["protocol"] == tiny_evaluator().protocol_id()
@@ -198,12 +203,7 @@ def test_learning_curves_score_each_student_at_every_chunk_and_leave_it_finished
 
 
 def test_snapshot_curves_score_every_kept_generator_then_the_finished_one(tmp_path, monkeypatch):
-    monkeypatch.setenv("GANKD_RESULTS", str(tmp_path))
-    s = config.settings("mnist", "smoke", train={"n_train": None, "batch_size": 16, "ckpt_every": 2, "n_fixed": 10,
-                                                 "epochs": 2, "snapshots": 4})
-    student = Entry("tiny_scratch", "mnist", "tiny", "scratch", lambda s: CondDCGANGenerator(32),
-                    lambda s: CondDCGANDiscriminator(4))
-    t = runs.train_or_load(student, s, tiny_set(), device="cpu", progress=False)  # 8 steps: kept at 2, 4, 6
+    t = _tiny_run_with_snapshots(tmp_path, monkeypatch)
     assert [step for step, _ in train.snapshots(t.run_dir)] == [2, 4, 6]
     shipped_like = runs.Trained(t.G, "shipped", tmp_path / "elsewhere", True, 8, True)
     curves = evaluation.snapshot_curves({"tiny_scratch": t, "shipped": shipped_like}, tiny_evaluator(),
