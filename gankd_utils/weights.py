@@ -330,7 +330,8 @@ def restore(key: str, run_dir: str | Path, parts: Sequence[str] = ("G",), root: 
     The run folder then holds a finished run, so ``runs.train_or_load`` loads it instead of
     training: how a later stage of the full walk, on a fresh machine, continues from what an
     earlier stage committed. The training curves come back too, where they were shipped (a
-    chapter's loss plots then show the model), and its scored snapshots (its convergence check). Files already there with the same bytes are left alone.
+    chapter's loss plots then show the model), and so do its scored snapshots (its convergence check).
+    Files already there with the same bytes are left alone.
     """
     dataset, model = _split_key(key)
     run_dir = Path(run_dir)
