@@ -85,6 +85,13 @@ def test_teacher_stage_pauses_resumes_ships_and_a_fresh_folder_continues(results
     done = fullrun.run_stage("cifar10-teacher", "smoke", notebook=False)
     assert done["finished"] and done["trained"] == ["cgan_teacher"]  # resumed, then finished
     assert weights.has("cifar10", "cgan_teacher") and weights.verify("cifar10/cgan_teacher")
+    # its snapshots were scored as chapter 04 scores them, and the curve ships with it
+    curve = json.loads(weights.quality_file(results / "weights" / "cifar10" / "cgan_teacher").read_text())
+    from gankd_utils import data, evaluation
+    ev = evaluation.evaluators(s, data.load_cifar10(train=True), "cpu", where="04_cifar10", say=lambda m: None)[0]
+    assert curve["protocol"] == ev.protocol_id() and curve["points"][-1]["step"] == done_steps(folder)
+    assert len(curve["points"]) == 1 + len(evaluation.kept_snapshots(runs.load_finished(folder, zoo.train_config(
+        entry, s))))
     files = fullrun.pack("cifar10-teacher", packs)
     with tarfile.open(fileobj=__import__("io").BytesIO(b"".join(
             f.read_bytes() for f in sorted(packs.glob("cifar10-teacher.results.tar.gz*")))), mode="r:gz") as tar:
@@ -107,8 +114,13 @@ def test_teacher_stage_pauses_resumes_ships_and_a_fresh_folder_continues(results
     assert fullrun.restore_shipped("cifar10", s) == ["cifar10/cgan_teacher"]
     again = runs.load_finished(runs.run_dir(entry, s), zoo.train_config(entry, s))
     assert again is not None and again.finished
+    assert evaluation.saved_curve(again, ev) == curve["points"]  # chapter 04 there still has the teacher's curve
     shipped = json.loads((fresh / "weights" / "MANIFEST.json").read_text())
     assert shipped["profile"] == "smoke" and "cifar10/cgan_teacher" in shipped["models"]
+
+
+def done_steps(folder) -> int:
+    return checkpoint.read_sidecar(folder / "G")["step"]
 
 
 def test_the_evaluator_classifier_ships_and_every_profile_then_scores_with_it(results, tmp_path):
