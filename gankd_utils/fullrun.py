@@ -62,7 +62,6 @@ SHIPS = {"mnist": ("mnist/",), "cifar10-teacher": ("cifar10/cgan_teacher",),
          "compare": (), "compress": ()}  # the weights a stage ships (path prefixes under results/weights)
 TRAINS = ("mnist", "cifar10-students", "tinygan")  # stages whose notebook reads the run folders, not the shipped copies
 CLASSIFIER_STAGE = {"mnist": "mnist", "cifar10-students": "cifar10"}  # the stage that ships each evaluator classifier
-CURVES = {"mnist": "mnist", "cifar10-students": "cifar10", "tinygan": "cifar10"}  # notebooks that score snapshots
 CURVE_TEACHER = {"cifar10-students": ("cgan_teacher",)}  # trained by an earlier stage, scored by this one's notebook
 
 
@@ -201,7 +200,8 @@ def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float 
         if not only or wrong:
             raise ValueError(f"--only {','.join(wrong) or '(nothing)'}: stage {stage} trains "
                              f"{', '.join(stage_models(stage)) or 'no model'}; name some of those")
-    seeds = config.settings("mnist" if stage == "mnist" else "cifar10", profile, seed).student_seeds
+    dataset = "mnist" if stage == "mnist" else "cifar10"
+    seeds = config.settings(dataset, profile, seed).student_seeds
     if student_seeds is not None and (only is None or not 1 <= student_seeds <= seeds):
         raise ValueError(f"student_seeds={student_seeds}: give it with --only, between 1 and the {profile} "
                          f"profile's {seeds} (the stage's full command trains every seed for its notebook)")
@@ -263,9 +263,9 @@ def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float 
             "not part of this command)")
     elif notebook and stage in NOTEBOOK:
         _notebook(stage, profile, seed)
-        if stage in CURVES:  # the notebook scored the runs' snapshots: their curves ship with the weights
-            _ship(CURVES[stage], [*CURVE_TEACHER.get(stage, ()), *stage_models(stage)],
-                  config.settings(CURVES[stage], profile, seed), str(device))
+        if stage in TRAINS:  # the notebook scored the runs' snapshots: their curves ship with the weights
+            _ship(dataset, [*CURVE_TEACHER.get(stage, ()), *stage_models(stage)],
+                  config.settings(dataset, profile, seed), str(device))
     out["seconds"] = time.monotonic() - t0
     return out
 

@@ -63,6 +63,7 @@ MANIFEST = "MANIFEST.json"
 SUMS = "SHA256SUMS"
 HISTORY = "history.json"  # a run's losses per step: shipped beside its checkpoints, so its curves travel with it
 QUALITY = "quality.json"  # its snapshots' scores (evaluation.snapshot_curves): the convergence check travels too
+CURVE_FILES = (HISTORY, QUALITY)  # a run's files beside its checkpoints that ship and come back with them
 CHOICES = ("auto", "shipped", "train")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -342,7 +343,7 @@ def restore(key: str, run_dir: str | Path, parts: Sequence[str] = ("G",), root: 
             _write_if_changed(run_dir / src.name, src.read_bytes())
     r = _root(root)
     m = _need_manifest(r)
-    for name in (HISTORY, QUALITY):  # its training curves (loss plots) and scored snapshots (convergence)
+    for name in CURVE_FILES:  # its training curves (loss plots) and scored snapshots (convergence)
         rel = f"{key}/{name}"
         if rel in _model_entry(m, key, r)["files"]:
             _check_all(r, m, [rel])
@@ -443,8 +444,8 @@ def ship(run_dirs: Mapping[str, str | Path], root: str | Path | None = None, par
 
     ``run_dirs`` maps ``"dataset/model"`` to a run folder holding ``PART.safetensors`` + ``PART.json``
     (a sidecar saying ``"finished": true``) for every name in ``parts``, and its ``history.json`` (the
-    training curves) and ``quality.json`` (its scored snapshots) when the run kept them and ``history`` is True. Models already shipped
-    in ``root`` and not named here are kept; a model named here replaces its earlier files.
+    training curves) and ``quality.json`` (its scored snapshots) when the run kept them and ``history`` is
+    True. Models already shipped in ``root`` and not named here are kept; a model named here replaces its earlier files.
     Every file is written atomically; ``MANIFEST.json`` last. Shipping the same files again
     changes nothing but the manifest's ``created`` time: a model whose files are byte for byte
     those already shipped keeps its entry, so its ``device`` still names the machine that trained
@@ -485,7 +486,7 @@ def ship(run_dirs: Mapping[str, str | Path], root: str | Path | None = None, par
                 entry.update(seed=cfg.get("seed"), steps=side.get("step"), params=count_params(net))
             for ext in (".safetensors", ".json"):
                 sources[f"{key}/{part}{ext}"] = run / f"{part}{ext}"
-        for name in (HISTORY, QUALITY) if history else ():  # the curves of the training that made it
+        for name in CURVE_FILES if history else ():  # the curves of the training that made it
             if (run / name).is_file():
                 sources[f"{key}/{name}"] = run / name
         entry["files"] = sorted(sources)

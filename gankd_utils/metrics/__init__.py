@@ -81,15 +81,17 @@ class Evaluator:
                 "recall": protocol_name("recall", self.n, ex, ref), "acc": protocol_name("acc", self.n, ex),
                 **({"is": protocol_name("is", self.n, ex)} if ex == "inception" else {})}
 
+    def _reference_key(self) -> str:
+        """The features (extractor and its weights) and the reference set: what the cached statistics depend on."""
+        return f"{self.extractor.name}_{self.extractor.weights_id}_{self.real.fingerprint()}"
+
     def protocol_id(self) -> str:
         """What makes two scorings comparable: the features (extractor and its weights), the reference set,
         the number of samples and the noise seed. Equal ids, equal numbers for the same generator."""
-        return (f"{self.extractor.name}_{self.extractor.weights_id}_{self.real.fingerprint()}"
-                f"_n{self.n}_seed{self.seed}")
+        return f"{self._reference_key()}_n{self.n}_seed{self.seed}"
 
     def _cache_path(self) -> Path:
-        key = f"{self.extractor.name}_{self.extractor.weights_id}_{self.real.fingerprint()}"
-        return paths.results_dir("cache", "stats") / f"{key}.npz"
+        return paths.results_dir("cache", "stats") / f"{self._reference_key()}.npz"
 
     def real_stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(mu, sigma, feature rows for KID) of the reference set, cached on disk."""
