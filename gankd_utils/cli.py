@@ -79,7 +79,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown model {args.model!r} for {args.chapter}: choose one of {sorted(entries)}")
     entry = entries[args.model]
     overrides = {"max_steps": args.max_steps} if args.max_steps is not None else {}
-    settings = config.settings(args.chapter, args.profile, args.seed,
+    settings = config.settings(args.chapter, args.profile, args.seed, speed=config.speed_of(args),
                                **({"distill": {"train": overrides}} if entry.base == "distill" else {"train": overrides}))
     device = repro.get_device(args.device)
     real = data.load_dataset(args.chapter, train=True)
@@ -255,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="as the notebooks' WEIGHTS: auto takes the shipped teacher (and, in the full profile, the "
                         "shipped model of this seed) where results/weights has it; train never reads them")
     t.add_argument("--device", default="auto")
+    config.speed_arguments(t)
     t.add_argument("--retrain", action="store_true", help="discard an existing run of this model and start afresh")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)

@@ -23,6 +23,11 @@ from .io import atomic_write_text
 
 PROFILE_NAMES = ("smoke", "quick", "full")
 
+# How a training computes, never what it learns: the values each TrainConfig setting takes (``Settings.speed``,
+# the command lines' --fast / --compile / --channels-last). A run resumes whatever they are.
+SPEED: dict[str, tuple[Any, ...]] = {"fast": ("auto", "on", "off"), "compile": ("on", "off"),
+                                     "channels_last": (True, False)}
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -170,6 +175,9 @@ class Settings:
     widths and ``train`` settings over :data:`TINYGAN`); ``view``: figure sizes of notebook 01;
     ``students``: per model family, settings over ``train`` for its students only (the scratch
     and the KD twin get the same, so the comparison stays fair; teachers keep ``train``).
+    ``speed``: :data:`SPEED` settings over every model's training config, the TinyGAN student's
+    included (:func:`zoo.train_config` applies them last). They say how a run computes, never what it
+    learns, so a run resumes and a finished one is reused whatever they are (``checkpoint.BOOKKEEPING``).
     """
 
     dataset: str
@@ -183,6 +191,7 @@ class Settings:
     view: dict = field(default_factory=dict)
     student_seeds: int = 1  # students train with this many seeds (seed, seed + 1, ...): KD vs scratch with a spread
     students: dict = field(default_factory=dict)  # {family: TrainConfig settings of its students, scratch and KD alike}
+    speed: dict = field(default_factory=dict)  # {SPEED key: value} over every model's training config (how fast, not what)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -300,7 +309,7 @@ def settings(dataset: str, profile: str, seed: int = 0, **overrides: dict[str, A
         raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILE_NAMES)}")
     table = DATASETS[dataset][profile]
     parts = {"train": TrainConfig, "eval": EvalConfig, "export": ExportConfig, "compress": CompressConfig}
-    takes = {*parts, "distill", "view", "student_seeds", "students"}
+    takes = {*parts, "distill", "view", "student_seeds", "students", "speed"}
     unknown = set(overrides) - takes
     if unknown:
         raise TypeError(f"settings() takes overrides for {sorted(takes)}, not {sorted(unknown)}")
@@ -335,8 +344,39 @@ def settings(dataset: str, profile: str, seed: int = 0, **overrides: dict[str, A
         if bad:
             raise TypeError(f"students[{fam!r}] sets {sorted(bad)}, which are not TrainConfig settings of a student; "
                             f"known: {sorted(known)}")
+    speed = dict(overrides.get("speed") or {})
+    for key, value in speed.items():
+        if key not in SPEED or value not in SPEED[key] or type(value) is not type(SPEED[key][0]):
+            raise ValueError(f"speed setting {key}={value!r}: choose {key} from {SPEED[key]}" if key in SPEED else
+                             f"speed setting {key!r}: the speed settings are {', '.join(SPEED)}")
     return Settings(dataset, profile, seed, distill=distill, view=view, student_seeds=seeds, students=students,
-                    **built)
+                    speed=speed, **built)
+
+
+def speed_arguments(ap: Any) -> None:
+    """Add --fast, --compile and --channels-last (each default: the profile's) to an argparse parser."""
+    ap.add_argument("--fast", default=None, choices=SPEED["fast"],
+                    help="bf16 autocast, TF32, fused Adam, noise on the device (default auto: on on CUDA only; on "
+                         "a CPU with bf16 instructions, on can pay: benchmarks/train_speed.py --device cpu)")
+    ap.add_argument("--compile", default=None, choices=SPEED["compile"], help="torch.compile G and D")
+    ap.add_argument("--channels-last", default=None, choices=("on", "off"),
+                    help="G, D and a teacher in channels_last memory format")
+
+
+def speed_of(args: Any) -> dict[str, Any]:
+    """The ``speed`` settings the command line of :func:`speed_arguments` asked for (the rest: the profile's)."""
+    speed = {k: getattr(args, k) for k in ("fast", "compile") if getattr(args, k, None) is not None}
+    if getattr(args, "channels_last", None) is not None:
+        speed["channels_last"] = args.channels_last == "on"
+    return speed
+
+
+def speed_flags(speed: dict[str, Any]) -> list[str]:
+    """The command-line flags that give ``speed`` to another process (:func:`speed_arguments`)."""
+    flags: list[str] = []
+    for key, value in speed.items():
+        flags += [f"--{key.replace('_', '-')}", ("on" if value else "off") if key == "channels_last" else value]
+    return flags
 
 
 def save_json(cfg: Any, path: str | Path) -> None:

@@ -181,7 +181,8 @@ def _pick(entries: dict[str, zoo.Entry], only: Sequence[str]) -> dict[str, zoo.E
 
 def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float | None = None, device="auto",
               notebook: bool = True, say=print, only: Sequence[str] | None = None,
-              student_seeds: int | None = None, parallel: int | None = None) -> dict[str, Any]:
+              student_seeds: int | None = None, parallel: int | None = None,
+              speed: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run one stage; returns ``{"stage", "finished", "paused", "seconds", "trained"}``.
 
     ``budget_s``: seconds after which a training pauses at a checkpoint (None: no limit).
@@ -191,6 +192,8 @@ def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float 
     shipped seed alone); None: the profile's.
     ``parallel``: how many runs of the ``mnist`` and ``cifar10-students`` stages train at once, each in a
     process of its own with its share of the cores (:func:`runs.train_all`); None: 4 on CUDA, else 1.
+    ``speed``: :data:`config.SPEED` settings over every training of the stage (``Settings.speed``; e.g.
+    ``{"fast": "on", "channels_last": True}`` on a CPU with bf16 instructions); None: the profile's.
     """
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}: choose one of {', '.join(STAGES)}")
@@ -205,7 +208,7 @@ def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float 
     if student_seeds is not None and (only is None or not 1 <= student_seeds <= seeds):
         raise ValueError(f"student_seeds={student_seeds}: give it with --only, between 1 and the {profile} "
                          f"profile's {seeds} (the stage's full command trains every seed for its notebook)")
-    over = {} if student_seeds is None else {"student_seeds": student_seeds}
+    over = {"speed": speed or {}, **({} if student_seeds is None else {"student_seeds": student_seeds})}
     if parallel is not None and parallel < 1:
         raise ValueError(f"parallel={parallel}: give how many runs train at once, 1 or more")
     t0 = time.monotonic()
@@ -386,6 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--budget-s", type=float, default=None, help="pause a training at a checkpoint after this long")
     ap.add_argument("--device", default="auto")
+    config.speed_arguments(ap)
     ap.add_argument("--no-notebook", action="store_true", help="train and ship only; do not execute the notebook")
     ap.add_argument("--only", default=None, metavar="NAME[,NAME]",
                     help="train and ship only these models of the stage (no notebook)")
@@ -403,7 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args.unpack else ap.error("give --stage (or --unpack DIR)")
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only is not None else None
     res = run_stage(args.stage, args.profile, args.seed, args.budget_s, args.device, not args.no_notebook, only=only,
-                    student_seeds=args.student_seeds, parallel=args.parallel)
+                    student_seeds=args.student_seeds, parallel=args.parallel, speed=config.speed_of(args))
     state = "finished" if res["finished"] else "paused"
     print(f"stage {args.stage}: {state} in {res['seconds']:.0f} s; trained now: {', '.join(res['trained']) or 'none'}")
     if args.pack:

@@ -255,7 +255,7 @@ def _launch(entry: Entry, settings: Settings, teacher_seed: int, teacher_set_dir
             weights_: str, budget_s: float | None, threads: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "gankd_utils", "train", "--dataset", entry.dataset, "--model", entry.name,
            "--profile", settings.profile, "--seed", str(settings.seed), "--teacher-seed", str(teacher_seed),
-           "--weights", weights_, "--device", device, "--quiet"]
+           "--weights", weights_, "--device", device, "--quiet", *config.speed_flags(settings.speed)]
     if teacher_set_dir is not None:
         cmd += ["--teacher-set", str(teacher_set_dir)]
     if budget_s is not None:
@@ -310,14 +310,15 @@ def train_all(entries: Mapping[str, Entry], settings: Settings, real: data.Image
     behind Python; default 4 on CUDA, 1 (all in this process) elsewhere. The online KD students
     whose teacher trains too start after the other runs; black-box KD students (they learn from
     an exported set) start with the rest. Parallel runs need the profile's own settings (what the
-    command line rebuilds) and, for black-box KD, the teacher set's folder (``teacher_set_dir``);
-    otherwise they train here. ``deadline`` (a ``time.monotonic()`` time): every run pauses,
+    command line rebuilds; ``settings.speed`` goes along) and, for black-box KD, the teacher set's
+    folder (``teacher_set_dir``); otherwise they train here. ``deadline`` (a ``time.monotonic()`` time): every run pauses,
     saved, when it comes; what is not finished then has ``finished`` False (run again to go on).
     """
     device = repro.get_device(device)
     if parallel is None:
         parallel = 4 if device.type == "cuda" else 1
-    default = config.settings(settings.dataset, settings.profile, settings.seed)
+    # what the command line rebuilds: the profile's settings, with the speed settings it forwards
+    default = config.settings(settings.dataset, settings.profile, settings.seed, speed=settings.speed)
     jobs = [(n, e, k) for n, e in entries.items() for k in settings.seeds(e.role)]
     to_train = [(e, settings.for_seed(k)) for n, e, k in jobs
                 if weights_choice(e, settings.for_seed(k), weights_) == "train"]

@@ -143,7 +143,8 @@ class RunState:
                 self.amp_dtype = torch.bfloat16
                 warnings.warn("fast='on' on the CPU runs bf16 autocast, which pays only on a CPU with bf16 "
                               "instructions: on one 2-core machine it was 4-25x slower than fp32, on a 2-core AMD "
-                              "EPYC with AVX512-BF16 1.3-2.2x faster; fast='auto' keeps fp32 off CUDA, and "
+                              "EPYC with AVX512-BF16 1.3-2.2x faster, on a 2-core Intel Xeon with AMX 2.2x; "
+                              "fast='auto' keeps fp32 off CUDA, and "
                               "benchmarks/train_speed.py --device cpu shows both on yours", stacklevel=2)
         self.step, self.epoch, self.batch = 0, 0, 0
         self.history: dict[str, list[float]] = {}

@@ -70,15 +70,16 @@ class Entry:
 
 def train_config(entry: Entry, settings: Settings) -> TrainConfig:
     """The full training config of ``entry`` in ``settings``: the base settings, its recipe, then (students
-    only) its family's settings of the profile (``settings.students``)."""
+    only) its family's settings of the profile (``settings.students``), then ``settings.speed``."""
     if entry.base == "distill":
         cfg = DistillConfig(name=entry.name, **{k: v for k, v in settings.distill.items()
                                                 if k in ("generator", "discriminator", "train")}).train_config()
-        return dataclasses.replace(cfg, **{k: v for k, v in entry.recipe.items() if k not in TINYGAN})
+        return dataclasses.replace(cfg, **{k: v for k, v in entry.recipe.items() if k not in TINYGAN},
+                                   **settings.speed)
     if settings.train is None:
         raise ValueError(f"settings of {settings.dataset!r} have no training part")
     own = settings.students.get(entry.family, {}) if entry.role != "teacher" else {}
-    return dataclasses.replace(settings.train, name=entry.name, **{**entry.recipe, **own})
+    return dataclasses.replace(settings.train, name=entry.name, **{**entry.recipe, **own, **settings.speed})
 
 
 def build(entry: Entry, settings: Settings) -> tuple[nn.Module, nn.Module]:

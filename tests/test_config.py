@@ -217,3 +217,36 @@ def test_quick_columbia_students_learn_at_their_own_rate():
         config.settings("mnist", "quick", students={"columbia": {"kd": "none"}})
     with pytest.raises(TypeError, match="lr_gen"):
         config.settings("mnist", "quick", students={"columbia": {"lr_gen": 1.0}})
+
+
+def test_speed_settings_reach_every_training_and_never_change_what_it_learns():
+    """--fast / --compile / --channels-last: over every model's training config, the TinyGAN student's too; a
+    run trained with them resumes (and a finished one is reused) without them, and bad values are refused."""
+    import argparse
+
+    from gankd_utils import checkpoint
+
+    speed = {"fast": "on", "channels_last": True, "compile": "on"}
+    for dataset in ("mnist", "cifar10"):
+        plain, fast = config.settings(dataset, "full"), config.settings(dataset, "full", speed=speed)
+        assert plain.speed == {} and fast.for_seed(2).speed == speed and fast.paused_at(5).speed == speed
+        for name, e in zoo.zoo(dataset).items():
+            a, b = zoo.train_config(e, plain), zoo.train_config(e, fast)
+            assert (b.fast, b.channels_last, b.compile) == ("on", True, "on"), name
+            assert (a.fast, a.channels_last, a.compile) == ("auto", False, "off"), name  # the full profile's
+            assert checkpoint.resume_key(a) == checkpoint.resume_key(b), name
+    quick = config.settings("cifar10", "quick", speed={"channels_last": False})  # quick trains CIFAR-10 channels-last
+    assert not zoo.train_config(zoo.cifar10_zoo()["tinygan_student"], quick).channels_last
+    for bad, match in (({"fast": "yes"}, r"fast='yes': choose fast from \('auto', 'on', 'off'\)"),
+                       ({"channels_last": "on"}, "channels_last='on': choose"),
+                       ({"channels_last": 1}, "channels_last=1: choose"),
+                       ({"epochs": 3}, "'epochs': the speed settings are fast, compile, channels_last")):
+        with pytest.raises(ValueError, match=match):
+            config.settings("cifar10", "full", speed=bad)
+    # the command line: flags -> speed -> flags (what runs._launch gives a train process) -> the same speed
+    ap = argparse.ArgumentParser()
+    config.speed_arguments(ap)
+    assert config.speed_of(ap.parse_args([])) == {}
+    got = config.speed_of(ap.parse_args(["--fast", "on", "--channels-last", "on", "--compile", "on"]))
+    assert got == speed and config.speed_of(ap.parse_args(config.speed_flags(got))) == speed
+    assert config.speed_of(ap.parse_args(["--channels-last", "off"])) == {"channels_last": False}

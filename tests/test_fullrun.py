@@ -238,6 +238,20 @@ def test_only_trains_and_ships_the_named_models(results, mnist_train, capsys):
     assert "mnist/cdcgan_c32_kd/history.json" in shipped  # its curves travel with it
 
 
+def test_the_speed_flags_reach_every_training_of_a_stage(results, monkeypatch, capsys):
+    # e.g. the CIFAR-10 teacher on a CPU with bf16 instructions: --fast on --channels-last on
+    got = []
+    monkeypatch.setattr(fullrun.runs, "train_all", lambda entries, settings, real=None, **kw: got.append(settings) or {})
+    assert fullrun.main(["--stage", "mnist", "--profile", "smoke", "--fast", "on", "--channels-last", "on",
+                         "--no-notebook"]) == 0
+    assert got[-1].speed == {"fast": "on", "channels_last": True}
+    fullrun.run_stage("mnist", "smoke", notebook=False)
+    assert got[-1].speed == {}  # the profile's own
+    with pytest.raises(SystemExit):
+        fullrun.main(["--stage", "mnist", "--fast", "bf16"])
+    assert "invalid choice: 'bf16'" in capsys.readouterr().err
+
+
 def test_parallel_reaches_the_runs_and_a_bad_count_is_refused(results, mnist_train, monkeypatch, capsys):
     # --parallel 2 on a 2-core CPU: the stage's runs train two at a time, one thread each (runs.train_all)
     got = {}

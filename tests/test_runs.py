@@ -330,3 +330,33 @@ def test_planned_steps():
     s = settings()
     assert runs.planned_steps(SCRATCH, s, 32) == 2  # 1 epoch of 32 images at batch 16
     assert runs.planned_steps(SCRATCH, s.paused_at(1), 32) == 1
+
+
+def test_parallel_runs_are_given_the_speed_settings(tmp_path, monkeypatch):
+    # runs trained side by side rebuild their settings from a command line: --fast / --channels-last go along
+    # (else a CPU walk with fast="on" would train its parallel runs in fp32)
+    from types import SimpleNamespace
+
+    from gankd_utils import cli
+
+    monkeypatch.setenv("GANKD_RESULTS", str(tmp_path))
+    s = config.settings("mnist", "smoke", 0, speed={"fast": "on", "channels_last": True})
+    cmds = []
+
+    class Launched:
+        def __init__(self, cmd, env):
+            cmds.append(cmd)
+
+        def poll(self):
+            return 0
+
+        def wait(self):
+            return 0
+    monkeypatch.setattr(runs.subprocess, "Popen", Launched)
+    monkeypatch.setattr(runs, "train_or_load", lambda *a, **k: SimpleNamespace(finished=False, loaded=True, G=None))
+    names = ("cdcgan_c64_scratch", "cdcgan_c32_scratch")
+    runs.train_all({n: zoo.mnist_zoo()[n] for n in names}, s, device="cpu", progress=False, parallel=2)
+    assert sorted(c[c.index("--model") + 1] for c in cmds) == sorted(names)  # in processes, not here
+    for cmd in cmds:
+        args = cli.build_parser().parse_args(cmd[cmd.index("train"):])
+        assert config.speed_of(args) == s.speed
