@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/train_speed.py [--device auto] [--steps 20] [--profile full] [--only mnist]
                                                [--models NAME ...] [--switches compile channels_last]
-                                               [--concurrent 1 2 4]
+                                               [--base default|fp32|fast] [--concurrent 1 2 4]
 
 For each model of chapters 03-05 (the zoo), in one process: milliseconds per
 training step (one D update, plus the G update every ``n_critic``-th step, as the
@@ -10,10 +10,12 @@ recipe runs it) and images per second, with ``fast="off"`` (fp32, eager, noise
 from a CPU generator) and ``fast="on"`` (bf16 autocast, TF32, fused Adam, noise
 on the device, no host sync per step); the ratio is the figure. ``--switches``
 adds, per switch, the device's default path (the fast path on CUDA, fp32 eager
-elsewhere) with ``compile="on"`` (torch.compile of G and D) or
-``channels_last=True``, its ratio to that path in the default layout and its
-warm-up time (compiling included): they are on in a profile only where this shows
-they pay (channels_last: CIFAR-10 in the laptop profiles, from its CPU figures). Batches are
+elsewhere; ``--base fp32`` or ``--base fast`` picks another) with ``compile="on"``
+(torch.compile of G and D) or ``channels_last=True``, its ratio to that path in the
+default layout and its warm-up time (compiling included): they are on in a profile
+only where this shows they pay (channels_last: CIFAR-10 in the laptop profiles, from
+its CPU figures); on a CPU with bf16 instructions ``--base fast`` shows what
+``--fast on --channels-last on`` buys there. Batches are
 random images of the right shape: a step's cost does not depend on what the
 images show. The last table multiplies each model's step cost by the steps the
 profile plans for it (seeds included) and estimates the training time of the walk, on the path
@@ -221,6 +223,11 @@ def main() -> None:
     ap.add_argument("--switches", nargs="*", default=[], choices=list(SWITCHES),
                     help="also time the device's default path with each of these switched on (its own columns: "
                          "ms, ratio to that path, warm-up seconds, which include compiling)")
+    ap.add_argument("--base", default="default", choices=["default", "fp32", "fast"],
+                    help="the path the --switches columns switch on and compare with: the device's default (the "
+                         "fast path on CUDA, fp32 eager elsewhere), fp32 eager, or the fast path (e.g. bf16 + "
+                         "channels_last on a CPU with bf16 instructions: --device cpu --base fast --switches "
+                         "channels_last)")
     ap.add_argument("--concurrent", nargs="*", type=int, default=[],
                     help="also time n processes side by side training one model each, e.g. --concurrent 1 2 4 "
                          "(the --models given, else one MNIST and one CIFAR-10 KD student)")
@@ -233,7 +240,7 @@ def main() -> None:
         return worker(args.worker, args.profile, device, args.steps)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device={device} ({name}) torch={torch.__version__} profile={args.profile} steps={args.steps}")
-    extra = "".join(f" {sw + ' ms':>{len(sw) + 3}s} {'vs dflt':>7s} {'warm s':>6s}" for sw in args.switches)
+    extra = "".join(f" {sw + ' ms':>{len(sw) + 3}s} {'vs base':>7s} {'warm s':>6s}" for sw in args.switches)
     print(f"{'model':26s} {'batch':>5s} {'fp32 eager ms':>13s} {'fast ms':>8s} {'ratio':>6s} "
           f"{'fast img/s':>10s} {'planned steps':>13s} {'runs':>4s} {'est. s':>7s}{extra}")
     total = 0.0
@@ -254,7 +261,8 @@ def main() -> None:
             slow, _ = step_ms(e, s, device, "off", args.steps, teacher)
             fast, _ = step_ms(e, s, device, "on", args.steps, teacher)
             cols = ""
-            base, base_ms = ("on", fast) if default_fast else ("off", slow)  # the path a run takes here
+            on = default_fast if args.base == "default" else args.base == "fast"  # default: the path a run takes here
+            base, base_ms = ("on", fast) if on else ("off", slow)
             for sw in args.switches:
                 ms, warm = step_ms(e, s, device, base, args.steps, teacher, **SWITCHES[sw])
                 cols += f" {ms:>{len(sw) + 3}.2f} {base_ms / ms:>6.2f}x {warm:>6.1f}"
