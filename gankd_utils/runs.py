@@ -311,8 +311,9 @@ def train_all(entries: Mapping[str, Entry], settings: Settings, real: data.Image
     whose teacher trains too start after the other runs; black-box KD students (they learn from
     an exported set) start with the rest. Parallel runs need the profile's own settings (what the
     command line rebuilds; ``settings.speed`` goes along) and, for black-box KD, the teacher set's
-    folder (``teacher_set_dir``); otherwise they train here. ``deadline`` (a ``time.monotonic()`` time): every run pauses,
-    saved, when it comes; what is not finished then has ``finished`` False (run again to go on).
+    folder (``teacher_set_dir``); otherwise they train here. ``deadline`` (a ``time.monotonic()``
+    time): every run pauses, saved, when it comes; what is not finished then has ``finished`` False
+    (run again to go on).
     """
     device = repro.get_device(device)
     if parallel is None:

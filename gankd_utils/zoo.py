@@ -74,8 +74,8 @@ def train_config(entry: Entry, settings: Settings) -> TrainConfig:
     if entry.base == "distill":
         cfg = DistillConfig(name=entry.name, **{k: v for k, v in settings.distill.items()
                                                 if k in ("generator", "discriminator", "train")}).train_config()
-        return dataclasses.replace(cfg, **{k: v for k, v in entry.recipe.items() if k not in TINYGAN},
-                                   **settings.speed)
+        return dataclasses.replace(cfg, **{**{k: v for k, v in entry.recipe.items() if k not in TINYGAN},
+                                           **settings.speed})
     if settings.train is None:
         raise ValueError(f"settings of {settings.dataset!r} have no training part")
     own = settings.students.get(entry.family, {}) if entry.role != "teacher" else {}
