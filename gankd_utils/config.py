@@ -353,21 +353,27 @@ def settings(dataset: str, profile: str, seed: int = 0, **overrides: dict[str, A
                     speed=speed, **built)
 
 
+_SWITCH = {"on": True, "off": False}
+"""The words that spell a boolean speed setting (channels_last) on the command line."""
+
+
 def speed_arguments(ap: Any) -> None:
     """Add --fast, --compile and --channels-last (each default: the profile's) to an argparse parser."""
     ap.add_argument("--fast", default=None, choices=SPEED["fast"],
                     help="bf16 autocast, TF32, fused Adam, noise on the device (default auto: on on CUDA only; on "
                          "a CPU with bf16 instructions, on can pay: benchmarks/train_speed.py --device cpu)")
     ap.add_argument("--compile", default=None, choices=SPEED["compile"], help="torch.compile G and D")
-    ap.add_argument("--channels-last", default=None, choices=("on", "off"),
+    ap.add_argument("--channels-last", default=None, choices=tuple(_SWITCH),
                     help="G, D and a teacher in channels_last memory format")
 
 
 def speed_of(args: Any) -> dict[str, Any]:
     """The ``speed`` settings the command line of :func:`speed_arguments` asked for (the rest: the profile's)."""
-    speed = {k: getattr(args, k) for k in ("fast", "compile") if getattr(args, k, None) is not None}
-    if getattr(args, "channels_last", None) is not None:
-        speed["channels_last"] = args.channels_last == "on"
+    speed: dict[str, Any] = {}
+    for key, choices in SPEED.items():
+        word = getattr(args, key, None)
+        if word is not None:
+            speed[key] = _SWITCH[word] if isinstance(choices[0], bool) else word
     return speed
 
 
@@ -375,7 +381,8 @@ def speed_flags(speed: dict[str, Any]) -> list[str]:
     """The command-line flags that give ``speed`` to another process (:func:`speed_arguments`)."""
     flags: list[str] = []
     for key, value in speed.items():
-        flags += [f"--{key.replace('_', '-')}", ("on" if value else "off") if key == "channels_last" else value]
+        word = next(w for w, v in _SWITCH.items() if v is value) if isinstance(value, bool) else value
+        flags += [f"--{key.replace('_', '-')}", word]
     return flags
 
 
