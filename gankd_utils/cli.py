@@ -3,7 +3,8 @@
 Commands:
   sample   images from any saved generator to an .npz (uint8 N x H x W x C + labels)
   train    train or resume one model of a chapter in resumable chunks (--max-steps)
-  score    finished models (shipped or trained, any seeds) scored as their chapter scores them
+  score    finished models (shipped or trained, any seeds) scored as their chapter scores them (--paused: and
+           runs still training, at their last checkpoint)
   export   a teacher's (z, y, image) triples to a shard folder (BigGAN or a torch checkpoint)
   distill  TinyGAN-style distillation of a student from a teacher's shard folder (one GPU or many)
   run      execute the numbered notebooks (what ``make run`` calls)
@@ -123,25 +124,36 @@ def cmd_score(args: argparse.Namespace) -> int:
         if args.n_samples < 2:
             raise ValueError(f"--n-samples must be at least 2, got {args.n_samples}")
         settings = dataclasses.replace(settings, eval=dataclasses.replace(settings.eval, n_samples=args.n_samples))
-    models, sources = {}, {}
+    models, sources, paused = {}, {}, set()
     for name in names:  # every model loads (or fails) before the slow scoring starts
         for seed in args.seeds:
-            t = runs.load_trained(entries[name], settings.for_seed(seed), device, args.weights)
+            entry, s = entries[name], settings.for_seed(seed)
+            own = runs.weights_choice(entry, s, args.weights) == "train"  # its run folder, not the shipped files
+            if args.paused and own and not runs.has_finished(entry, s):
+                t = runs.load_paused(entry, s, device)
+            else:
+                t = runs.load_trained(entry, s, device, args.weights)
             key = runs.seed_key(name, seed, args.eval_seed)
             models[key], sources[key] = t.G.eval(), (t.steps, paths.shown(t.run_dir))
+            if not t.finished:
+                paused.add(key)
     real = data.load_dataset(args.chapter, train=True)
     evs = evaluation.evaluators(settings, real, device, where="score", weights_=args.weights)
     cols = evaluation.metric_columns(evs)
     rows = []
     for key, G in models.items():
-        row = {"model": key, "steps": sources[key][0]}
+        row = {"model": key, "steps": sources[key][0], "finished": key not in paused}
         for ev in evs:
             row.update(ev(G))
         row["from"] = sources[key][1]
         rows.append(row)
     print(f"{args.profile} profile; {settings.eval.n_samples} samples per model, noise and labels from seed "
           f"{args.eval_seed}; {repro.describe_device(device)}")
-    print(tables.markdown_table(rows, columns=["model", "steps", *cols, "from"]))
+    shown = [{**r, "steps": f"{r['steps']} (paused)" if not r["finished"] else r["steps"]} for r in rows]
+    print(tables.markdown_table(shown, columns=["model", "steps", *cols, "from"]))
+    if paused:
+        print(f"paused: {', '.join(sorted(paused))}, scored at the last checkpoint (the weight average where the "
+              "recipe keeps one); not a result until the run finishes")
     for gone in evaluation.collapsed_runs(rows, next((c for c in cols if c.startswith("recall")), "")):
         print(f"{gone['model']}: recall {gone['recall']:.3f}, collapsed")
     if args.json:
@@ -280,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--weights", default="auto", choices=["auto", "shipped", "train"],
                     help="auto: the shipped run of each seed where there is one, else its run folder; "
                          "train: run folders only")
+    sc.add_argument("--paused", action="store_true",
+                    help="also score runs that have not finished, at their last checkpoint (a long run, while it "
+                         "trains); the steps column says where each stands")
     sc.add_argument("--eval-seed", type=int, default=0,
                     help="seed of the evaluation noise and labels, the same for every model (chapter 03: its SEED)")
     sc.add_argument("--n-samples", type=int, default=None, help="samples per model (default: the profile's)")

@@ -86,6 +86,11 @@ def finished_sidecar(folder: str | Path, cfg: TrainConfig | None = None) -> dict
     return side
 
 
+def has_finished(entry: Entry, settings: Settings) -> bool:
+    """True when ``entry``'s run folder in ``settings`` holds its finished generator (reads the sidecar only)."""
+    return finished_sidecar(run_dir(entry, settings), train_config(entry, settings)) is not None
+
+
 def load_finished(folder: str | Path, cfg: TrainConfig | None = None, device="cpu") -> Trained | None:
     """The finished generator of ``folder`` (with ``cfg``: only when trained with the same settings), else None."""
     folder = Path(folder)
@@ -170,10 +175,39 @@ def load_trained(entry: Entry, settings: Settings, device="cpu", weights_: str =
     if done is None:
         other = ", or learn from the shipped teacher (--weights auto)" if entry.role == "teacher" else ""
         raise ValueError(f"{entry.name} has not finished in {folder} ({settings.profile} profile, seed "
-                         f"{settings.seed}): train it first (python -m gankd_utils train --dataset {entry.dataset} "
-                         f"--model {entry.name} --profile {settings.profile} --seed {settings.seed}){other}")
+                         f"{settings.seed}): train it first ({_train_command(entry, settings)}){other}")
     done.name = entry.name
     return done
+
+
+def _train_command(entry: Entry, settings: Settings) -> str:
+    return (f"python -m gankd_utils train --dataset {entry.dataset} --model {entry.name} --profile {settings.profile} "
+            f"--seed {settings.seed}")
+
+
+def load_paused(entry: Entry, settings: Settings, device="cpu") -> Trained:
+    """The generator of the last checkpoint of ``entry``'s run in ``settings`` that has not finished: a long run
+    looked at while it trains (``score --paused``).
+
+    The weight average where the recipe keeps one (what the run saves as its model), else the
+    live generator; ``steps`` is the step of that checkpoint, ``finished`` False. Only a run
+    folder whose training settings agree with ``settings`` (:func:`checkpoint.resume_key`) is
+    taken; a finished run is :func:`load_trained`'s.
+    """
+    cfg = train_config(entry, settings)
+    folder = run_dir(entry, settings)
+    state = folder / "state"
+    if not (state / "progress.json").exists():
+        raise ValueError(f"{entry.name} has no checkpoint in {folder} ({settings.profile} profile, seed "
+                         f"{settings.seed}): start it first ({_train_command(entry, settings)})")
+    progress = json.loads((state / "progress.json").read_text())
+    if checkpoint.resume_key(progress.get("config", {})) != checkpoint.resume_key(cfg):
+        raise ValueError(f"the checkpoint in {folder} was trained with other settings than {entry.name} of the "
+                         f"{settings.profile} profile has now: the run continues (and can be scored) only with the "
+                         "settings it began with")
+    stem = state / ("G_ema" if (state / "G_ema.safetensors").exists() else "G")
+    G = checkpoint.load_model(stem, repro.get_device(device)).eval()
+    return Trained(G, entry.name, folder, True, int(progress["step"]), False, cfg, _history(folder))
 
 
 def train_or_load(entry: Entry, settings: Settings, real: data.ImageSet | None = None,

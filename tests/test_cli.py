@@ -162,8 +162,8 @@ def test_report_command(tmp_path, capsys):
     assert "REPORT.md" in capsys.readouterr().out and (tmp_path / "REPORT.md").exists()
 
 
-def test_score_command_scores_finished_runs_alike_and_refuses_unfinished_ones(tmp_path, mnist_train, capsys,
-                                                                             monkeypatch):
+def test_score_command_scores_finished_runs_alike_and_paused_ones_only_when_asked(tmp_path, mnist_train, capsys,
+                                                                                 monkeypatch):
     monkeypatch.setenv("GANKD_RESULTS", str(tmp_path / "results"))
     base = ["--dataset", "mnist", "--profile", "smoke", "--device", "cpu"]
     score = ["score", *base, "--n-samples", "40", "--weights", "train"]
@@ -175,6 +175,18 @@ def test_score_command_scores_finished_runs_alike_and_refuses_unfinished_ones(tm
     assert "learn from the shipped teacher" not in err  # that remedy is a teacher's
     assert cli.main(score + ["--model", "cdcgan_c32_nope"]) == 2
     assert "unknown model(s) ['cdcgan_c32_nope']" in capsys.readouterr().err
+    # --paused: a run still training is scored at its last checkpoint, and says so; without it, refused
+    assert cli.main(score + ["--model", "cdcgan_c32bias_scratch", "--paused"]) == 2
+    assert "has no checkpoint" in capsys.readouterr().err
+    assert cli.main(["train", *base, "--model", "cdcgan_c32bias_scratch", "--max-steps", "3", "--quiet"]) == 0
+    assert cli.main(score + ["--model", "cdcgan_c32bias_scratch"]) == 2
+    assert "has not finished" in capsys.readouterr().err
+    paused_json = tmp_path / "paused.json"
+    assert cli.main(score + ["--model", "cdcgan_c32bias_scratch", "--paused", "--json", str(paused_json)]) == 0
+    out = capsys.readouterr().out
+    assert "| 3 (paused) |" in out and "paused: cdcgan_c32bias_scratch, scored at the last checkpoint" in out
+    row = json.loads(paused_json.read_text())["rows"][0]
+    assert row["steps"] == 3 and row["finished"] is False
     for seed in ("0", "1"):  # an ablation of chapter 03 trains and scores like the walk's models
         assert cli.main(["train", *base, "--model", "cdcgan_c32bias_scratch", "--seed", seed, "--quiet"]) == 0
     capsys.readouterr()
@@ -186,11 +198,13 @@ def test_score_command_scores_finished_runs_alike_and_refuses_unfinished_ones(tm
     got = json.loads(out_json.read_text())
     assert got["n_samples"] == 40 and [r["model"] for r in got["rows"]] == ["cdcgan_c32bias_scratch",
                                                                              "cdcgan_c32bias_scratch@1"]
+    assert all(r["finished"] for r in got["rows"]) and "(paused)" not in out
     acc = [k for k in got["rows"][0] if k.startswith("acc40_")]
     assert acc and all(0 <= r[acc[0]] <= 1 for r in got["rows"])
     # the seeds' generators differ, so do their scores; the same run scored again gives the same numbers
     fid = next(k for k in got["rows"][0] if k.startswith("fid40_"))
     assert got["rows"][0][fid] != got["rows"][1][fid]
+    assert got["rows"][0][fid] != row[fid]  # the finished run of seed 0 is not its checkpoint at step 3
     sheet = tmp_path / "figs" / "sheet"
     assert cli.main(score + ["--model", "cdcgan_c32bias_scratch", "--json", str(out_json), "--figure", str(sheet)]) == 0
     assert json.loads(out_json.read_text())["rows"][0][fid] == got["rows"][0][fid]
