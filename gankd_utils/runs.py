@@ -26,6 +26,7 @@ import torch.nn as nn
 from . import checkpoint, config, data, paths, recipes, repro, shards, teachers, weights
 from .config import Settings, TrainConfig
 from .io import sha256_file
+from .runstate import standing_model
 from .train import fit
 from .zoo import Entry, build, family_teacher, train_config, zoo
 
@@ -189,8 +190,8 @@ def load_paused(entry: Entry, settings: Settings, device="cpu") -> Trained:
     """The generator of the last checkpoint of ``entry``'s run in ``settings`` that has not finished: a long run
     looked at while it trains (``score --paused``).
 
-    The weight average where the recipe keeps one (what the run saves as its model), else the
-    live generator; ``steps`` is the step of that checkpoint, ``finished`` False. Only a run
+    The weight average where the recipe keeps one, with BatchNorm statistics of its own (what
+    the run saves as its model: :func:`runstate.standing_model`), else the live generator; ``steps`` is the step of that checkpoint, ``finished`` False. Only a run
     folder whose training settings agree with ``settings`` (:func:`checkpoint.resume_key`) is
     taken; a finished run is :func:`load_trained`'s.
     """
@@ -205,8 +206,11 @@ def load_paused(entry: Entry, settings: Settings, device="cpu") -> Trained:
         raise ValueError(f"the checkpoint in {folder} was trained with other settings than {entry.name} of the "
                          f"{settings.profile} profile has now: the run continues (and can be scored) only with the "
                          "settings it began with")
-    stem = state / ("G_ema" if (state / "G_ema.safetensors").exists() else "G")
-    G = checkpoint.load_model(stem, repro.get_device(device)).eval()
+    device = repro.get_device(device)
+    if (state / "G_ema.safetensors").exists():  # with BatchNorm statistics of its own, as the run will save it
+        G = standing_model(checkpoint.load_model(state / "G_ema", device), cfg, device)
+    else:
+        G = checkpoint.load_model(state / "G", device).eval()
     return Trained(G, entry.name, folder, True, int(progress["step"]), False, cfg, _history(folder))
 
 

@@ -42,7 +42,29 @@ from .augment import diff_augment
 from .config import TrainConfig
 from .data import ImageSet
 from .dist import Dist
+from .models import standing_stats
 from .models.layers import dcgan_init, spectral_norm_modules
+
+STANDING_BATCHES = 8
+"""Training batches of fixed inputs over which a weight average's BatchNorm statistics are re-estimated
+(:meth:`RunState.model`): 1,024 images for the CIFAR-10 models at batch 128."""
+
+
+def standing_model(average: nn.Module, cfg: TrainConfig, device: torch.device | str = "cpu",
+                   precision: contextlib.AbstractContextManager | None = None) -> nn.Module:
+    """A copy of the weight average of a run of ``cfg``, its BatchNorm statistics re-estimated on its own
+    activations (:func:`models.standing_stats`), in eval mode: the model such a run samples and saves.
+
+    The average's running statistics are the live G's (:meth:`RunState.update_ema` copies them),
+    which do not fit its weights. The inputs are fixed, ``STANDING_BATCHES`` batches of noise and
+    cycled classes from the run's seed (not its noise stream, which this leaves untouched), so two
+    calls on the same weights give the same model. ``precision``: the autocast to run in (None: fp32).
+    """
+    G = copy.deepcopy(average)
+    z, y = repro.latents(STANDING_BATCHES * cfg.batch_size, G.z_dim, getattr(G, "n_classes", 0), cfg.seed,
+                         "standing", device=device)
+    with precision or contextlib.nullcontext():
+        return standing_stats(G, z, y, cfg.batch_size)
 
 
 class FeatureAdapter(nn.Module):
@@ -213,8 +235,16 @@ class RunState:
 
     @property
     def sampler(self) -> nn.Module:
-        """The generator to sample and save: the weight average when EMA is on."""
+        """The generator the run keeps for sampling: the weight average when EMA is on (as it trains:
+        :meth:`model` is what to sample and save)."""
         return self.G_ema if self.G_ema is not None else self.G
+
+    def model(self) -> nn.Module:
+        """The generator as the run samples and saves it: the live G; with EMA, a copy of the weight average
+        with BatchNorm statistics of its own (:func:`standing_model`), under the run's autocast."""
+        if self.G_ema is None:
+            return self.G
+        return standing_model(self.G_ema, self.cfg, self.device, self.autocast())
 
     def pixel_weight(self) -> float:
         """w_pixel for the current epoch: decayed per epoch (TinyGAN), never per step."""

@@ -155,12 +155,12 @@ def fit(G: nn.Module, D: nn.Module, data, cfg: TrainConfig, run_dir: str | Path,
     def sample_sheet(name: str) -> None:
         if not main:
             return
-        sampler = run.sampler
-        was = sampler.training
-        sampler.eval()
+        model = run.model()  # the live G, or the weight average with its own BatchNorm statistics
+        was = model.training
+        model.eval()
         with torch.no_grad():
-            save_sample_sheet(sampler(fixed_z, fixed_y), run_dir / "samples" / name, nrow=nrow)
-        sampler.train(was)
+            save_sample_sheet(model(fixed_z, fixed_y), run_dir / "samples" / name, nrow=nrow)
+        model.train(was)
 
     def save() -> None:  # collective: every rank calls it, rank 0 writes
         flush()
@@ -201,7 +201,7 @@ def fit(G: nn.Module, D: nn.Module, data, cfg: TrainConfig, run_dir: str | Path,
             if cfg.sample_every and run.step % cfg.sample_every == 0:
                 sample_sheet(f"step_{run.step:07d}.png")
             if run.step in snap_at and main:
-                checkpoint.save_model(snapshot_path(run_dir, run.step), run.sampler, step=run.step, snapshot=True)
+                checkpoint.save_model(snapshot_path(run_dir, run.step), run.model(), step=run.step, snapshot=True)
             if run.step % cfg.ckpt_every == 0:
                 save()
             stopped = deadline is not None and time.monotonic() >= deadline
@@ -223,7 +223,8 @@ def fit(G: nn.Module, D: nn.Module, data, cfg: TrainConfig, run_dir: str | Path,
     meta = {"config": cfg.to_dict(), "step": run.step, "finished": finished, "ema": run.G_ema is not None,
             "world_size": dist.world}
     if run.G_ema is not None:
-        G.load_state_dict(run.G_ema.state_dict())  # the average is the model (BigGAN's habit)
+        # the average is the model (BigGAN's habit), with BatchNorm statistics of its own
+        G.load_state_dict(run.model().state_dict())
     if main:
         checkpoint.save_model(run_dir / "G", G, **meta)
         checkpoint.save_model(run_dir / "D", D, **meta)

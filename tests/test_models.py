@@ -3,6 +3,7 @@
 MNIST: the IITGN pair and the Columbia conditional DCGAN; CIFAR-10: the ResNet cGAN; TinyGAN's student and
 discriminator at 32-128 px; the evaluator classifier; layers (spectral norm, conditional BN, DCGAN init).
 """
+import copy
 import math
 
 import pytest
@@ -13,7 +14,8 @@ from gankd_utils import losses, repro
 from gankd_utils.augment import diff_augment
 from gankd_utils.metrics import count_keras_style, count_macs, count_params
 from gankd_utils.models import (REGISTRY, CondDCGANDiscriminator, CondDCGANGenerator, ConvClassifier,
-                                IITGNDiscriminator, IITGNGenerator, build, generate, register, spec_of)
+                                IITGNDiscriminator, IITGNGenerator, build, generate, register, spec_of,
+                                standing_stats)
 from gankd_utils.models.cgan import CGAN_PRESETS, ProjectionDiscriminator, ResNetGenerator
 from gankd_utils.models.layers import (ConditionalBatchNorm2d, DepthwiseSeparableConv2d, UpBlock, dcgan_init,
                                        init_weights, is_spectral_normed, spectral_norm_modules, weight_matrix)
@@ -418,3 +420,33 @@ def test_generate_draws_the_same_noise_for_every_model():
         generate(a, n=3)
     with pytest.raises(ValueError, match="needs n"):
         generate(IITGNGenerator("student"))
+
+
+def test_standing_stats_fit_the_weights_they_describe():
+    """A weight average samples in eval mode with running statistics; copied from another G they do not fit its
+    weights. Re-estimated on one batch, eval mode draws what train mode (that batch's statistics) draws."""
+    torch.manual_seed(0)
+    G = ResNetGenerator(ch=4, z_dim=16, n_classes=10)
+    live = copy.deepcopy(G)
+    with torch.no_grad():
+        for p in live.parameters():
+            p.mul_(1.5).add_(0.1)  # the live G has moved on from the average
+        live.train()
+        live(torch.randn(64, 16), torch.arange(64) % 10)  # and its running statistics with it
+    for b, lb in zip(G.buffers(), live.buffers()):
+        b.copy_(lb)  # what an EMA update does with buffers
+    z, y = torch.randn(64, 16), torch.arange(64) % 10
+    with torch.no_grad():
+        want = G.train()(z, y)
+        stale = G.eval()(z, y)
+    off = (stale - want).abs().max()
+    assert off > 0.05  # the copied statistics draw other images
+    momenta = [m.momentum for m in G.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert standing_stats(G, z, y, batch_size=64) is G and not G.training
+    with torch.no_grad():
+        got = G(z, y)
+    err = (got - want).abs().max()
+    assert err < 1e-2 and err < off / 20, (err, off)  # biased vs unbiased variance: a hair apart
+    assert [m.momentum for m in G.modules() if isinstance(m, torch.nn.BatchNorm2d)] == momenta
+    with pytest.raises(ValueError, match="z and y must be as long"):
+        standing_stats(G, z, y[:10])

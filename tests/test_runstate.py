@@ -108,3 +108,25 @@ def test_ema_follows_the_generator():
         assert torch.allclose(e, 0.5 * b + 0.5 * g)
     plain = cond_run()
     assert plain.G_ema is None and plain.sampler is plain.G
+
+
+def test_the_saved_model_of_an_ema_run_has_batchnorm_statistics_of_its_own():
+    run = cond_run(ema_decay=0.5)
+    with torch.no_grad():
+        for p in run.G.parameters():
+            p.add_(0.05)
+        run.G(*run.sample_zy(8))  # the live G's running statistics move on
+    run.update_ema()
+    noise = run.noise.get_state()
+    ema = {k: v.clone() for k, v in run.G_ema.state_dict().items()}
+    a, b = run.model(), run.model()
+    assert a is not run.G_ema and not a.training
+    assert torch.equal(run.noise.get_state(), noise)  # the noise stream is untouched: resume stays exact
+    assert all(torch.equal(v, run.G_ema.state_dict()[k]) for k, v in ema.items())  # the average itself too
+    bn = next(k for k in ema if k.endswith("running_mean"))
+    assert not torch.equal(a.state_dict()[bn], ema[bn])  # not the copied statistics
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())  # the same at every call
+    w = next(k for k in ema if k.endswith("weight"))
+    assert torch.equal(a.state_dict()[w], ema[w])  # the weights are the average's
+    plain = cond_run()
+    assert plain.model() is plain.G

@@ -222,6 +222,9 @@ def test_ema_is_saved_and_differs_from_raw_weights(tmp_path):
     raw = checkpoint.load_weights(tmp_path / "g" / "state" / "G")
     k = next(k for k in saved if k.endswith("weight") and saved[k].ndim > 1)
     assert torch.equal(saved[k], ema[k]) and not torch.equal(saved[k], raw[k])
+    # the saved average has BatchNorm statistics of its own, not the live G's that the average copies
+    bn = [k for k in saved if k.endswith("running_mean")]
+    assert bn and all(torch.equal(ema[k], raw[k]) for k in bn) and any(not torch.equal(saved[k], ema[k]) for k in bn)
 
 
 def test_snapshots_are_kept_evenly_survive_a_resume_and_go_with_a_fresh_run(tmp_path):

@@ -54,6 +54,35 @@ __all__ = ["REGISTRY", "register", "spec_of", "build", "IITGNGenerator", "IITGND
            "ResNetGenerator", "ProjectionDiscriminator", "CGAN_PRESETS", "TinyGANGenerator", "TinyGANDiscriminator"]
 
 
+def standing_stats(G: nn.Module, z: torch.Tensor, y: torch.Tensor | None = None, batch_size: int = 128) -> nn.Module:
+    """Re-estimate ``G``'s BatchNorm running statistics on its own activations for the inputs (z, y), in place;
+    returns ``G`` in eval mode.
+
+    A weight average (EMA) samples in eval mode with running statistics, and those it copies from
+    the live generator describe the live weights' activations, not its own: its images come out
+    washed out (the CIFAR-10 teacher's drew grey mush while the average itself, given batch
+    statistics, drew the best images of the run). BigGAN re-estimates them so ("standing
+    statistics"). Every batch of (z, y) (on G's device) weighs alike: momentum None, a cumulative
+    average, restored afterwards. Run it under the autocast the caller samples with, or none.
+    """
+    bns = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if y is not None and len(y) != len(z):
+        raise ValueError(f"z and y must be as long: got {len(z)} noise vectors and {len(y)} labels")
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    G.train()
+    try:
+        with torch.no_grad():
+            for i in range(0, len(z), batch_size):
+                G(z[i:i + batch_size], None if y is None else y[i:i + batch_size])
+    finally:
+        for m, momentum in zip(bns, momenta):
+            m.momentum = momentum
+    return G.eval()
+
+
 @contextlib.contextmanager
 def inference_layout(G: nn.Module) -> Iterator[nn.Module]:
     """``G`` in channels-last memory format while sampling on the CPU, as it was afterwards.
