@@ -93,7 +93,8 @@ starts at 0.2 and drops by 0.01 after every epoch, and every 5th step 0.01 x the
 terms (teacher branch + 0.2 x real branch); Adam(2e-4, betas (0, 0.9))."""
 SNGAN = dict(loss="hinge", n_critic=1, lr_g=2e-4, lr_d=2e-4, betas=(0.0, 0.999), ema_decay=0.999)
 """Class-conditional CIFAR-10 teacher: hinge loss, Adam(2e-4, (0, 0.999)) as BigGAN-PyTorch's
-CIFAR script, and an exponential moving average of G's weights."""
+CIFAR script, and an exponential moving average of G's weights, which is the model the run samples and saves,
+with BatchNorm statistics re-estimated for its own weights (``runstate.standing_model``)."""
 
 
 @dataclass(frozen=True)
