@@ -124,7 +124,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         if args.n_samples < 2:
             raise ValueError(f"--n-samples must be at least 2, got {args.n_samples}")
         settings = dataclasses.replace(settings, eval=dataclasses.replace(settings.eval, n_samples=args.n_samples))
-    models, sources, paused = {}, {}, set()
+    models, sources = {}, {}
     for name in names:  # every model loads (or fails) before the slow scoring starts
         for seed in args.seeds:
             entry, s = entries[name], settings.for_seed(seed)
@@ -134,25 +134,24 @@ def cmd_score(args: argparse.Namespace) -> int:
             else:
                 t = runs.load_trained(entry, s, device, args.weights)
             key = runs.seed_key(name, seed, args.eval_seed)
-            models[key], sources[key] = t.G.eval(), (t.steps, paths.shown(t.run_dir))
-            if not t.finished:
-                paused.add(key)
+            models[key], sources[key] = t.G.eval(), (t.steps, t.finished, paths.shown(t.run_dir))
     real = data.load_dataset(args.chapter, train=True)
     evs = evaluation.evaluators(settings, real, device, where="score", weights_=args.weights)
     cols = evaluation.metric_columns(evs)
     rows = []
     for key, G in models.items():
-        row = {"model": key, "steps": sources[key][0], "finished": key not in paused}
+        row = {"model": key, "steps": sources[key][0], "finished": sources[key][1]}
         for ev in evs:
             row.update(ev(G))
-        row["from"] = sources[key][1]
+        row["from"] = sources[key][2]
         rows.append(row)
     print(f"{args.profile} profile; {settings.eval.n_samples} samples per model, noise and labels from seed "
           f"{args.eval_seed}; {repro.describe_device(device)}")
     shown = [{**r, "steps": f"{r['steps']} (paused)" if not r["finished"] else r["steps"]} for r in rows]
     print(tables.markdown_table(shown, columns=["model", "steps", *cols, "from"]))
+    paused = sorted(r["model"] for r in rows if not r["finished"])
     if paused:
-        print(f"paused: {', '.join(sorted(paused))}, scored at the last checkpoint (the weight average where the "
+        print(f"paused: {', '.join(paused)}, scored at the last checkpoint (the weight average where the "
               "recipe keeps one); not a result until the run finishes")
     for gone in evaluation.collapsed_runs(rows, next((c for c in cols if c.startswith("recall")), "")):
         print(f"{gone['model']}: recall {gone['recall']:.3f}, collapsed")

@@ -191,9 +191,10 @@ def load_paused(entry: Entry, settings: Settings, device="cpu") -> Trained:
     looked at while it trains (``score --paused``).
 
     The weight average where the recipe keeps one, with BatchNorm statistics of its own (what
-    the run saves as its model: :func:`runstate.standing_model`), else the live generator; ``steps`` is the step of that checkpoint, ``finished`` False. Only a run
-    folder whose training settings agree with ``settings`` (:func:`checkpoint.resume_key`) is
-    taken; a finished run is :func:`load_trained`'s.
+    the run saves as its model: :func:`runstate.standing_model`), else the live generator;
+    ``steps`` is the step of that checkpoint, ``finished`` False. Only a run folder whose
+    training settings agree with ``settings`` (:func:`checkpoint.resume_key`) is taken; a
+    finished run is :func:`load_trained`'s.
     """
     cfg = train_config(entry, settings)
     folder = run_dir(entry, settings)
