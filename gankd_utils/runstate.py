@@ -233,12 +233,6 @@ class RunState:
             for be, b in zip(self.G_ema.buffers(), self.G.buffers()):
                 be.copy_(b)
 
-    @property
-    def sampler(self) -> nn.Module:
-        """The generator the run keeps for sampling: the weight average when EMA is on (as it trains:
-        :meth:`model` is what to sample and save)."""
-        return self.G_ema if self.G_ema is not None else self.G
-
     def model(self) -> nn.Module:
         """The generator as the run samples and saves it: the live G; with EMA, a copy of the weight average
         with BatchNorm statistics of its own (:func:`standing_model`), under the run's autocast."""
