@@ -1,7 +1,7 @@
 """Training speed of every model of the walk: the plain fp32 eager path and the fast path side by side.
 
     .venv/bin/python benchmarks/train_speed.py [--device auto] [--steps 20] [--profile full] [--only mnist]
-                                               [--models NAME ...] [--switches compile channels_last]
+                                               [--models NAME ...] [--switches compile channels_last[+compile]]
                                                [--base default|fp32|fast] [--concurrent 1 2 4]
 
 For each model of chapters 03-05 (the zoo), in one process: milliseconds per
@@ -52,6 +52,17 @@ COMPRESSED = ("mnist/cdcgan_c32_kd", "cifar10/cgan_student_s_kd", "cifar10/tinyg
 SCORING_STAGES = {"mnist": ("mnist", "compress"), "cifar10": ("cifar10-students", "tinygan", "compress")}
 EXPORTS = 3  # the CIFAR-10 teacher set is exported by the cifar10-students, tinygan and compress stages
 SWITCHES = {"compile": {"compile": "on"}, "channels_last": {"channels_last": True}}  # TrainConfig settings
+
+
+def switch_settings(name: str) -> dict:
+    """The TrainConfig settings of a ``--switches`` entry: one switch, or several joined by ``+``
+    (``channels_last+compile``: both at once, as a run given both flags trains)."""
+    parts = name.split("+")
+    wrong = [p for p in parts if p not in SWITCHES]
+    if wrong:
+        raise argparse.ArgumentTypeError(f"unknown switch {'+'.join(wrong)!r} in {name!r}: choose from "
+                                         f"{', '.join(SWITCHES)}, or several joined by '+'")
+    return {k: v for p in parts for k, v in SWITCHES[p].items()}
 
 
 def _sync(device: torch.device) -> None:
@@ -220,9 +231,10 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=["mnist", "cifar10"], help="datasets")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--models", nargs="*", default=None, help="only these zoo names (default: every model)")
-    ap.add_argument("--switches", nargs="*", default=[], choices=list(SWITCHES),
-                    help="also time the device's default path with each of these switched on (its own columns: "
-                         "ms, ratio to that path, warm-up seconds, which include compiling)")
+    ap.add_argument("--switches", nargs="*", default=[], metavar="SWITCH",
+                    help=f"also time the device's default path with each of these switched on ({', '.join(SWITCHES)}, "
+                         "or several joined by '+', e.g. channels_last+compile; its own columns: ms, ratio to that "
+                         "path, warm-up seconds, which include compiling)")
     ap.add_argument("--base", default="default", choices=["default", "fp32", "fast"],
                     help="the path the --switches columns switch on and compare with: the device's default (the "
                          "fast path on CUDA, fp32 eager elsewhere), fp32 eager, or the fast path (e.g. bf16 + "
@@ -233,6 +245,10 @@ def main() -> None:
                          "(the --models given, else one MNIST and one CIFAR-10 KD student)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    try:
+        switches = {sw: switch_settings(sw) for sw in args.switches}
+    except argparse.ArgumentTypeError as err:
+        ap.error(str(err))
     if args.threads:
         torch.set_num_threads(args.threads)
     device = repro.get_device(args.device)
@@ -264,7 +280,7 @@ def main() -> None:
             on = default_fast if args.base == "default" else args.base == "fast"  # default: the path a run takes here
             base, base_ms = ("on", fast) if on else ("off", slow)
             for sw in args.switches:
-                ms, warm = step_ms(e, s, device, base, args.steps, teacher, **SWITCHES[sw])
+                ms, warm = step_ms(e, s, device, base, args.steps, teacher, **switches[sw])
                 cols += f" {ms:>{len(sw) + 3}.2f} {base_ms / ms:>6.2f}x {warm:>6.1f}"
             bs = zoo.train_config(e, s).batch_size
             n_items = s.export.per_class * 10 if e.kd == "blackbox" else DATASET_SIZE[ds]  # teacher set or real
