@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ import torch.nn as nn
 from . import checkpoint, config, data, paths, recipes, repro, shards, teachers, weights
 from .config import Settings, TrainConfig
 from .io import sha256_file
-from .runstate import standing_model
+from .runstate import precision, standing_model
 from .train import fit
 from .zoo import Entry, build, family_teacher, train_config, zoo
 
@@ -191,7 +191,7 @@ def load_paused(entry: Entry, settings: Settings, device="cpu") -> Trained:
     looked at while it trains (``score --paused``).
 
     The weight average where the recipe keeps one, with BatchNorm statistics of its own (what
-    the run saves as its model: :func:`runstate.standing_model`), else the live generator;
+    the run saves as its model: :func:`runstate.standing_model`, in the run's precision), else the live generator;
     ``steps`` is the step of that checkpoint, ``finished`` False. Only a run folder whose
     training settings agree with ``settings`` (:func:`checkpoint.resume_key`) is taken; a
     finished run is :func:`load_trained`'s.
@@ -208,8 +208,11 @@ def load_paused(entry: Entry, settings: Settings, device="cpu") -> Trained:
                          f"{settings.profile} profile has now: the run continues (and can be scored) only with the "
                          "settings it began with")
     device = repro.get_device(device)
-    if (state / "G_ema.safetensors").exists():  # with BatchNorm statistics of its own, as the run will save it
-        G = standing_model(checkpoint.load_model(state / "G_ema", device), cfg, device)
+    if (state / "G_ema.safetensors").exists():
+        # with BatchNorm statistics of its own, in the precision the run last trained in (its fast setting is
+        # bookkeeping, not in the key above): the model the run saves at that checkpoint, on a device of its kind
+        ran = replace(cfg, fast=progress["config"].get("fast", cfg.fast))
+        G = standing_model(checkpoint.load_model(state / "G_ema", device), cfg, device, precision(ran, device))
     else:
         G = checkpoint.load_model(state / "G", device).eval()
     return Trained(G, entry.name, folder, True, int(progress["step"]), False, cfg, _history(folder))

@@ -86,6 +86,22 @@ def fast_enabled(cfg: TrainConfig, device: torch.device) -> bool:
     return cfg.fast == "on" or (cfg.fast == "auto" and device.type == "cuda")
 
 
+def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of a run of ``cfg`` on ``device``: None (fp32) off the fast path; on it bf16, or
+    fp16 on a CUDA device without bf16 (with a gradient scaler, :class:`RunState`)."""
+    if not fast_enabled(cfg, device):
+        return None
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
+def precision(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    """The forward passes' precision context of a run of ``cfg`` on ``device`` (a no-op in fp32)."""
+    dtype = amp_dtype(cfg, device)
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
 class Compiled:
     """``module``'s forward through ``torch.compile``; eager from the first call whose compiling fails.
 
@@ -152,17 +168,13 @@ class RunState:
         # what draws from the global RNG (dropout in a critic) starts from the seed too, not from the process's
         # random initial seed, so that two fresh runs of one seed agree; a resume restores it (set_rng_state)
         torch.manual_seed(repro.purpose_seed(cfg.seed, f"global:rank{self.dist.rank}"))
-        self.amp_dtype = None
-        self.scaler = None
+        self.amp_dtype = amp_dtype(cfg, device)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         if self.fast:
             if device.type == "cuda":
                 torch.backends.cuda.matmul.allow_tf32 = True
                 torch.backends.cudnn.allow_tf32 = True
-                self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-                if self.amp_dtype == torch.float16:
-                    self.scaler = torch.amp.GradScaler("cuda")
             else:
-                self.amp_dtype = torch.bfloat16
                 warnings.warn("fast='on' on the CPU runs bf16 autocast, which pays only on a CPU with bf16 "
                               "instructions: on one 2-core machine it was 4-25x slower than fp32, on a 2-core AMD "
                               "EPYC with AVX512-BF16 1.3-2.2x faster, on a 2-core Intel Xeon with AMX 2.2x; "
@@ -188,9 +200,7 @@ class RunState:
     # ------------------------------------------------------------- per step
     def autocast(self):
         """The forward passes' precision context (a no-op off the fast path)."""
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+        return precision(self.cfg, self.device)
 
     def backward_step(self, loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:
         """zero_grad, backward, average gradients over ranks, step (through the scaler with fp16)."""

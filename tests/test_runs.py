@@ -360,3 +360,22 @@ def test_parallel_runs_are_given_the_speed_settings(tmp_path, monkeypatch):
     for cmd in cmds:
         args = cli.build_parser().parse_args(cmd[cmd.index("train"):])
         assert config.speed_of(args) == s.speed
+
+
+@pytest.mark.filterwarnings("ignore:fast='on' on the CPU")
+def test_a_paused_fast_run_is_scored_as_the_model_it_saved(tmp_path, monkeypatch):
+    """The average's BatchNorm statistics are re-estimated in the precision the run trained in (bf16 autocast with
+    fast='on' on the CPU), whatever fast the scoring settings ask for (bookkeeping, not the training's key)."""
+    monkeypatch.setenv("GANKD_RESULTS", str(tmp_path))
+    trained = settings(ema_decay=0.5, fast="on", max_steps=1)
+    paused = runs.train_or_load(SCRATCH, trained, tiny_set(), device="cpu", progress=False)
+    assert not paused.finished and paused.steps == 1
+    saved = checkpoint.load_model(runs.run_dir(SCRATCH, trained) / "G")  # the model the run saved at its pause
+    looked = runs.load_paused(SCRATCH, settings(ema_decay=0.5, max_steps=1), "cpu")
+    assert looked.steps == 1 and not looked.finished and not looked.G.training
+    assert _equal(_weights(saved), _weights(looked.G))  # running means and variances included
+    # in fp32 the statistics differ: the precision is what makes them equal
+    fp32 = runs.standing_model(checkpoint.load_model(runs.run_dir(SCRATCH, trained) / "state" / "G_ema"),
+                               zoo.train_config(SCRATCH, trained))
+    stats = [k for k in fp32.state_dict() if k.endswith("running_mean")]
+    assert stats and not all(torch.equal(fp32.state_dict()[k], looked.G.state_dict()[k]) for k in stats)

@@ -7,7 +7,7 @@ import torch
 from gankd_utils import config
 from gankd_utils.models import CondDCGANDiscriminator, CondDCGANGenerator, IITGNDiscriminator, IITGNGenerator
 from gankd_utils.models.layers import dcgan_init
-from gankd_utils.runstate import FeatureAdapter, RunState, fast_enabled
+from gankd_utils.runstate import FeatureAdapter, RunState, amp_dtype, fast_enabled, precision
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -27,6 +27,15 @@ def test_fast_enabled():
     assert not fast_enabled(cfg(fast="off"), CUDA) and not fast_enabled(cfg(fast="off"), CPU)
     with pytest.raises(ValueError, match="fast must be 'auto', 'on' or 'off', got 'true'"):
         fast_enabled(cfg(fast="true"), CPU)
+
+
+def test_the_precision_of_a_run():
+    assert amp_dtype(cfg(fast="auto"), CPU) is None and amp_dtype(cfg(fast="on"), CPU) == torch.bfloat16
+    assert amp_dtype(cfg(fast="off"), CUDA) is None
+    with precision(cfg(fast="off"), CPU):
+        assert not torch.is_autocast_enabled("cpu")
+    with precision(cfg(fast="on"), CPU):
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
 
 
 def test_cpu_runs_off_and_on_the_fast_path():
