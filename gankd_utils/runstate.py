@@ -192,6 +192,7 @@ class RunState:
         self.g = Compiled(G, "G") if compile_enabled(cfg) and not spectral_norm_modules(G) else G
         self.d = Compiled(D, "D") if compile_enabled(cfg) and not spectral_norm_modules(D) else D
         self.G_ema = None
+        self._standing: tuple[int, nn.Module] | None = None  # (step, model()): the average as of that step
         if cfg.ema_decay:
             self.G_ema = copy.deepcopy(G).eval()
             for p in self.G_ema.parameters():
@@ -237,6 +238,7 @@ class RunState:
     def update_ema(self) -> None:
         if self.G_ema is None:
             return
+        self._standing = None
         with torch.no_grad():
             ema, live = list(self.G_ema.parameters()), list(self.G.parameters())
             torch._foreach_lerp_(ema, live, 1.0 - self.cfg.ema_decay)
@@ -245,10 +247,16 @@ class RunState:
 
     def model(self) -> nn.Module:
         """The generator as the run samples and saves it: the live G; with EMA, a copy of the weight average
-        with BatchNorm statistics of its own (:func:`standing_model`), under the run's autocast."""
+        with BatchNorm statistics of its own (:func:`standing_model`), under the run's autocast.
+
+        The copy is made once per update of the average: the calls of one step (the last step's snapshot,
+        sample sheet and saved G) share it, so read it, never change it.
+        """
         if self.G_ema is None:
             return self.G
-        return standing_model(self.G_ema, self.cfg, self.device, self.autocast())
+        if self._standing is None or self._standing[0] != self.step:
+            self._standing = (self.step, standing_model(self.G_ema, self.cfg, self.device, self.autocast()))
+        return self._standing[1]
 
     def pixel_weight(self) -> float:
         """w_pixel for the current epoch: decayed per epoch (TinyGAN), never per step."""

@@ -7,7 +7,7 @@ import torch
 from gankd_utils import config
 from gankd_utils.models import CondDCGANDiscriminator, CondDCGANGenerator, IITGNDiscriminator, IITGNGenerator
 from gankd_utils.models.layers import dcgan_init
-from gankd_utils.runstate import FeatureAdapter, RunState, amp_dtype, fast_enabled, precision
+from gankd_utils.runstate import FeatureAdapter, RunState, amp_dtype, fast_enabled, precision, standing_model
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -134,8 +134,18 @@ def test_the_saved_model_of_an_ema_run_has_batchnorm_statistics_of_its_own():
     assert all(torch.equal(v, run.G_ema.state_dict()[k]) for k, v in ema.items())  # the average itself too
     bn = next(k for k in ema if k.endswith("running_mean"))
     assert not torch.equal(a.state_dict()[bn], ema[bn])  # not the copied statistics
-    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())  # the same at every call
+    assert a is b  # made once per update of the average: a step's snapshot, sheet and saved G share it
+    again = standing_model(run.G_ema, run.cfg, run.device, run.autocast())
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in a.state_dict().items())  # and remade alike
     w = next(k for k in ema if k.endswith("weight"))
     assert torch.equal(a.state_dict()[w], ema[w])  # the weights are the average's
+    with torch.no_grad():
+        for p in run.G.parameters():
+            p.add_(0.05)
+    run.update_ema()
+    run.step += 1
+    c = run.model()  # a new average: a new model, with the new weights
+    assert c is not a and not torch.equal(c.state_dict()[w], a.state_dict()[w])
+    assert torch.equal(c.state_dict()[w], run.G_ema.state_dict()[w])
     plain = cond_run()
     assert plain.model() is plain.G
