@@ -27,6 +27,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -98,6 +101,55 @@ def snapshots(run_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+class StopRequest:
+    """While a run trains in one process: SIGINT (Ctrl-C, a notebook's interrupt) and SIGTERM (``terminate()``,
+    a scheduler's stop) let the run finish its step and save as at a pause, then take effect as they would have.
+
+    A second signal takes effect at once, without saving. Inside ``with``, :attr:`signum` is the signal caught
+    (None: none); :meth:`deliver` hands it on once the run has saved (with the handlers the process had before:
+    KeyboardInterrupt by default, the process's end for SIGTERM). Off the main thread, where Python cannot catch
+    signals, and for data-parallel runs, whose ranks would have to agree on the step, it does nothing.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, name: str, enabled: bool = True):
+        self.name = name
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopRequest:
+        if self.enabled:
+            for s in self.SIGNALS:
+                # a signal the process ignores stays ignored; None: a handler set outside Python (not restorable)
+                if signal.getsignal(s) not in (None, signal.SIG_IGN):
+                    self._previous[s] = signal.signal(s, self._catch)
+        return self
+
+    def _catch(self, signum: int, frame) -> None:
+        self.signum = signum
+        self._restore()  # a second signal is not caught: it stops the run at once
+        print(f"\n{self.name}: {signal.Signals(signum).name}: saving at the end of this step, then stopping "
+              "(send it again to stop at once, unsaved)", file=sys.stderr, flush=True)
+
+    def _restore(self) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}
+
+    def __exit__(self, *exc) -> None:
+        self._restore()
+
+    def deliver(self, saved: str = "") -> None:
+        """The caught signal, handed on to the handlers the process had before (call it after saving);
+        ``saved`` says where the run stands, for the message."""
+        if self.signum is not None:
+            self._restore()
+            print(f"{self.name}: {saved or 'saved'}; run it again to go on", file=sys.stderr, flush=True)
+            signal.raise_signal(self.signum)
+
+
 def fit(G: nn.Module, D: nn.Module, data, cfg: TrainConfig, run_dir: str | Path, device: str | torch.device = "auto",
         teacher: nn.Module | None = None, real: ImageSet | None = None, resume: bool = True, progress: bool = True,
         dist: Dist | None = None, deadline: float | None = None) -> dict[str, Any]:
@@ -109,7 +161,8 @@ def fit(G: nn.Module, D: nn.Module, data, cfg: TrainConfig, run_dir: str | Path,
     ``real``: real images for black-box KD's real branch. Resumes from ``run_dir/state``
     when a checkpoint of the same settings is there (``resume=False`` starts afresh).
     ``deadline``: a ``time.monotonic()`` time after which the run saves and pauses (a time
-    budget for short GPU windows); run it again to go on.
+    budget for short GPU windows); run it again to go on. An interrupt (Ctrl-C, a notebook's
+    stop button) or SIGTERM saves the same way at the end of the step, then stops (:class:`StopRequest`).
     """
     dist = dist or Dist()
     main = dist.is_main
@@ -188,48 +241,51 @@ def fit(G: nn.Module, D: nn.Module, data, cfg: TrainConfig, run_dir: str | Path,
     snap_at = snapshot_steps(total, cfg.snapshots)
     bar = tqdm(total=limit, initial=min(run.step, limit), desc=cfg.name, disable=not (progress and main), leave=False)
     flush_every = max(1, cfg.log_every or 50)
-    done_early = stopped = False
-    while run.epoch < cfg.epochs and run.step < limit and not stopped:
-        for i, batch in enumerate(batches.epoch(run.epoch, skip=run.batch), start=run.batch):
-            vals = step(run, batch, i % cfg.n_critic == 0)
-            run.batch = i + 1
-            run.step += 1
-            run.log(vals)
-            bar.update(1)
-            if run.step % flush_every == 0:
-                flush()
-            if cfg.sample_every and run.step % cfg.sample_every == 0:
-                sample_sheet(f"step_{run.step:07d}.png")
-            if run.step in snap_at and main:
-                checkpoint.save_model(snapshot_path(run_dir, run.step), run.model(), step=run.step, snapshot=True)
-            if run.step % cfg.ckpt_every == 0:
+    stop = StopRequest(cfg.name, enabled=not dist.enabled)
+    with stop:
+        done_early = stopped = False
+        while run.epoch < cfg.epochs and run.step < limit and not stopped:
+            for i, batch in enumerate(batches.epoch(run.epoch, skip=run.batch), start=run.batch):
+                vals = step(run, batch, i % cfg.n_critic == 0)
+                run.batch = i + 1
+                run.step += 1
+                run.log(vals)
+                bar.update(1)
+                if run.step % flush_every == 0:
+                    flush()
+                if cfg.sample_every and run.step % cfg.sample_every == 0:
+                    sample_sheet(f"step_{run.step:07d}.png")
+                if run.step in snap_at and main:
+                    checkpoint.save_model(snapshot_path(run_dir, run.step), run.model(), step=run.step, snapshot=True)
+                if run.step % cfg.ckpt_every == 0:
+                    save()
+                stopped = (deadline is not None and time.monotonic() >= deadline) or stop.signum is not None
+                if run.step >= limit or stopped:
+                    done_early = run.batch < len(batches)
+                    break
+            if not done_early:
+                sample_sheet(f"epoch_{run.epoch:03d}.png")
+                run.epoch += 1
+                run.batch = 0
                 save()
-            stopped = deadline is not None and time.monotonic() >= deadline
-            if run.step >= limit or stopped:
-                done_early = run.batch < len(batches)
-                break
-        if not done_early:
-            sample_sheet(f"epoch_{run.epoch:03d}.png")
-            run.epoch += 1
-            run.batch = 0
-            save()
-    bar.close()
-    save()
-    if dist.enabled:  # averaged gradients keep the ranks' weights identical; check before saving rank 0's
-        sums = dist.gather([float(p.detach().double().sum()) for p in G.parameters()])
-        if any(s != sums[0] for s in sums[1:]):
-            raise RuntimeError("the ranks' generators diverged; report this with the launch command used")
-    finished = run.step >= total
-    meta = {"config": cfg.to_dict(), "step": run.step, "finished": finished, "ema": run.G_ema is not None,
-            "world_size": dist.world}
-    if run.G_ema is not None:
-        # the average is the model (BigGAN's habit), with BatchNorm statistics of its own
-        G.load_state_dict(run.model().state_dict())
-    if main:
-        checkpoint.save_model(run_dir / "G", G, **meta)
-        checkpoint.save_model(run_dir / "D", D, **meta)
-    dist.barrier()
+        bar.close()
+        save()
+        if dist.enabled:  # averaged gradients keep the ranks' weights identical; check before saving rank 0's
+            sums = dist.gather([float(p.detach().double().sum()) for p in G.parameters()])
+            if any(s != sums[0] for s in sums[1:]):
+                raise RuntimeError("the ranks' generators diverged; report this with the launch command used")
+        finished = run.step >= total
+        meta = {"config": cfg.to_dict(), "step": run.step, "finished": finished, "ema": run.G_ema is not None,
+                "world_size": dist.world}
+        if run.G_ema is not None:
+            # the average is the model (BigGAN's habit), with BatchNorm statistics of its own
+            G.load_state_dict(run.model().state_dict())
+        if main:
+            checkpoint.save_model(run_dir / "G", G, **meta)
+            checkpoint.save_model(run_dir / "D", D, **meta)
+        dist.barrier()
     G.eval()
+    stop.deliver(f"saved at step {run.step} in {run_dir}")  # a signal caught above takes effect now
     return {"history": run.history, "run_dir": str(run_dir), "steps": run.step, "resumed": resumed,
             "finished": finished, "seconds": time.perf_counter() - t0, "adapter": run.adapter, "fast": run.fast}
 

@@ -1,17 +1,19 @@
 """The training loop (gankd_utils.train): fit, its wrappers, checkpoints, resume, EMA, the fast path on the CPU."""
 import json
 import math
+import signal
+import threading
 
 import pytest
 import torch
 from builders import bb_cfg, bb_pair, cfg, cond_pair, teacher_set, tiny_set
 
-from gankd_utils import checkpoint, config, data
+from gankd_utils import checkpoint, config, data, recipes
 from gankd_utils.checkpoint import is_finished
 from gankd_utils.models import (
     CondDCGANGenerator,
 )
-from gankd_utils.train import fit, train_blackbox, train_gan, train_online_kd
+from gankd_utils.train import StopRequest, fit, train_blackbox, train_gan, train_online_kd
 
 
 def _same_weights(a, b):
@@ -57,6 +59,74 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     assert res["resumed"] and res["steps"] == 7
     assert _same_weights(G1, G3)
     assert full["history"]["d_loss"] == res["history"]["d_loss"]
+
+
+class Stopped(Exception):
+    pass
+
+
+def _stop(signum, frame):
+    raise Stopped(signal.Signals(signum).name)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_run_saves_its_step_then_stops_and_resumes_exactly(tmp_path, monkeypatch, signum):
+    """Ctrl-C / a notebook's stop (SIGINT) or SIGTERM mid-run: the step ends, the run saves as at a pause, and the
+    signal then takes effect with the handler the process had (here one raising Stopped); nothing is lost."""
+    G1, D1 = cond_pair()
+    full = train_gan(G1, D1, tiny_set(), cfg(max_steps=7, epochs=2, ckpt_every=100), tmp_path / "a", "cpu",
+                     progress=False)
+    step_for = recipes.step_for
+    seen = []
+
+    def interrupted(c):
+        step = step_for(c)
+
+        def one(run, batch, update_g):
+            out = step(run, batch, update_g)
+            if run.step == 2:  # the third step: signal in the middle of the run, before any checkpoint
+                seen.append(signal.getsignal(signum))
+                signal.raise_signal(signum)
+                seen.append(signal.getsignal(signum))
+            return out
+        return one
+
+    monkeypatch.setattr(recipes, "step_for", interrupted)
+    previous = signal.signal(signum, _stop)
+    try:
+        G2, D2 = cond_pair()
+        with pytest.raises(Stopped, match=signal.Signals(signum).name):
+            train_gan(G2, D2, tiny_set(), cfg(max_steps=7, epochs=2, ckpt_every=100), tmp_path / "b", "cpu",
+                      progress=False)
+        assert signal.getsignal(signum) is _stop  # the process's handler is back
+    finally:
+        signal.signal(signum, previous)
+    assert seen[0] is not _stop and seen[1] is _stop  # caught while training; a second one would not be
+    progress = json.loads((tmp_path / "b" / "state" / "progress.json").read_text())
+    assert progress["step"] == 3  # the step it was in finished, and was saved
+    assert json.loads((tmp_path / "b" / "G.json").read_text())["finished"] is False
+    monkeypatch.setattr(recipes, "step_for", step_for)
+    G3, D3 = cond_pair(99)
+    res = train_gan(G3, D3, tiny_set(), cfg(max_steps=7, epochs=2, ckpt_every=100), tmp_path / "b", "cpu",
+                    progress=False)
+    assert res["resumed"] and res["steps"] == 7
+    assert _same_weights(G1, G3) and full["history"]["d_loss"] == res["history"]["d_loss"]
+
+
+def test_a_signal_the_process_ignores_stays_ignored_and_other_threads_catch_none():
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # e.g. a job started in the background by a shell
+    try:
+        with StopRequest("x") as stop:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            signal.raise_signal(signal.SIGINT)
+        assert stop.signum is None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    got = []
+    t = threading.Thread(target=lambda: got.append(StopRequest("x").enabled))
+    t.start()
+    t.join()
+    assert got == [False] and StopRequest("x").enabled and not StopRequest("x", enabled=False).enabled
 
 
 def test_fast_auto_is_off_on_the_cpu_and_resume_stays_bit_exact(tmp_path):
