@@ -9,11 +9,15 @@ state for resuming go to a ``.pt`` file that is only ever read with
 Resume I/O of a training run lives here too (:func:`save_resume` /
 :func:`load_resume`, layout ``RUN/state/``), with :func:`resume_key`: the
 settings that must agree for a run, or a finished checkpoint, to count as the
-same training.
+same training. A resume state is written whole or not at all: into
+``RUN/state.new/``, which then takes the place of ``RUN/state/`` (:func:`state_dir`
+puts the older one back where a save was cut off between the two renames).
 """
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -154,10 +158,30 @@ def is_finished(run_dir: str | Path) -> bool:
     return p.exists() and bool(json.loads(p.read_text()).get("finished"))
 
 
+def state_dir(run_dir: str | Path) -> Path:
+    """``run_dir/state``, the last whole resume state of a run (it may not exist: nothing saved yet).
+
+    A save that was cut off (a crash, a second Ctrl-C) leaves the state before it whole: either
+    still in place, or as ``state.old`` when it came between the two renames, which this puts back.
+    """
+    sd, old = Path(run_dir) / "state", Path(run_dir) / "state.old"
+    if not sd.exists() and old.exists():
+        os.replace(old, sd)
+    return sd
+
+
+def clear_state(run_dir: str | Path) -> None:
+    """Remove a run's resume state, with what a cut-off save left beside it."""
+    for name in ("state", "state.new", "state.old"):
+        shutil.rmtree(Path(run_dir) / name, ignore_errors=True)
+
+
 def save_resume(run_dir: str | Path, run: RunState, rngs: list[dict[str, Any]]) -> None:
-    """Write ``run``'s resume state under ``run_dir/state`` (``rngs``: every rank's RNG state, rank 0 first)."""
+    """Write ``run``'s resume state to ``run_dir/state`` as a whole (``rngs``: every rank's RNG state, rank 0
+    first): into ``state.new``, which then replaces ``state``; a save cut off anywhere leaves the last whole one."""
     run_dir = Path(run_dir)
-    sd = run_dir / "state"
+    sd = run_dir / "state.new"
+    shutil.rmtree(sd, ignore_errors=True)  # what a cut-off save left
     save_model(sd / "G", run.G, step=run.step)
     save_model(sd / "D", run.D, step=run.step)
     if run.G_ema is not None:
@@ -171,7 +195,14 @@ def save_resume(run_dir: str | Path, run: RunState, rngs: list[dict[str, Any]]) 
     atomic_write_text(sd / "progress.json", json.dumps(
         {"step": run.step, "epoch": run.epoch, "batch": run.batch, "config": run.cfg.to_dict()}, indent=2,
         default=_jsonable))
+    # the history first: one longer than the state it goes with is cut back to it on resume (trim_history)
     atomic_write_text(run_dir / "history.json", json.dumps(run.history))
+    current, old = state_dir(run_dir), run_dir / "state.old"
+    if current.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(current, old)
+    os.replace(sd, current)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def load_resume(run_dir: str | Path, run: RunState) -> bool:
@@ -180,7 +211,7 @@ def load_resume(run_dir: str | Path, run: RunState) -> bool:
     Refuses (ValueError, saying what to do) a run of other settings or of another number of processes.
     """
     run_dir = Path(run_dir)
-    sd = run_dir / "state"
+    sd = state_dir(run_dir)
     if not (sd / "state.pt").exists():
         return False
     prog = json.loads((sd / "progress.json").read_text())

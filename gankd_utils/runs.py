@@ -105,7 +105,7 @@ def load_finished(folder: str | Path, cfg: TrainConfig | None = None, device="cp
 def load_run(folder: str | Path, device="cpu") -> Trained:
     """The generator of any run folder, finished or paused (its last checkpoint, ``state/G``)."""
     folder = Path(folder)
-    for stem, finished in ((folder / "G", None), (folder / "state" / "G", False)):
+    for stem, finished in ((folder / "G", None), (checkpoint.state_dir(folder) / "G", False)):
         if stem.with_suffix(".safetensors").exists():
             side = checkpoint.read_sidecar(stem)
             G = checkpoint.load_model(stem, repro.get_device(device))
@@ -198,7 +198,7 @@ def load_paused(entry: Entry, settings: Settings, device="cpu") -> Trained:
     """
     cfg = train_config(entry, settings)
     folder = run_dir(entry, settings)
-    state = folder / "state"
+    state = checkpoint.state_dir(folder)
     if not (state / "progress.json").exists():
         raise ValueError(f"{entry.name} has no checkpoint in {folder} ({settings.profile} profile, seed "
                          f"{settings.seed}): start it first ({_train_command(entry, settings)})")
@@ -286,7 +286,7 @@ def base_name(key: str) -> str:
 def _left_as_is(entry: Entry, settings: Settings, device) -> Trained:
     """A run that the deadline leaves unfinished: its last checkpoint if it has one, else an untrained G."""
     folder, cfg = run_dir(entry, settings), train_config(entry, settings)
-    if (folder / "state" / "G.safetensors").exists():
+    if (checkpoint.state_dir(folder) / "G.safetensors").exists():
         paused = load_run(folder, device)
         paused.name, paused.config = entry.name, cfg
         return paused

@@ -183,10 +183,10 @@ def fit(G: nn.Module, D: nn.Module, data, cfg: TrainConfig, run_dir: str | Path,
         for p in teacher.parameters():
             p.requires_grad_(False)
     run = RunState(G, D, cfg, device, teacher, real, dist, adapter=cfg.kd == "feature")
-    if not resume and (run_dir / "state").exists():
+    if not resume and checkpoint.state_dir(run_dir).exists():
         dist.barrier()
         if main:
-            shutil.rmtree(run_dir / "state")
+            checkpoint.clear_state(run_dir)
             for f in ("history.json", "metrics.jsonl"):
                 (run_dir / f).unlink(missing_ok=True)
         dist.barrier()

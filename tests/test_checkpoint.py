@@ -118,3 +118,39 @@ def test_is_finished_and_the_resume_layout(tmp_path):
     assert (prog["step"], prog["epoch"], prog["batch"], prog["config"]["max_steps"]) == (1, 0, 1, 1)
     train_gan(G, D, tiny_set(32), cfg(epochs=1), tmp_path / "r", "cpu", progress=False)
     assert checkpoint.is_finished(tmp_path / "r")
+
+
+def _same(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_a_cut_off_save_leaves_the_last_whole_resume_state(tmp_path, monkeypatch):
+    """A resume state is written whole or not at all: a save that fails part way (a crash, a second Ctrl-C) leaves
+    the one before it, from which the run resumes exactly, and so does one cut off between its two renames."""
+    G1, D1 = cond_pair()
+    train_gan(G1, D1, tiny_set(), cfg(max_steps=7, epochs=2, ckpt_every=2), tmp_path / "a", "cpu", progress=False)
+    G2, D2 = cond_pair()
+    train_gan(G2, D2, tiny_set(), cfg(max_steps=2, epochs=2, ckpt_every=2), tmp_path / "b", "cpu", progress=False)
+    assert sorted(p.name for p in (tmp_path / "b").glob("state*")) == ["state"]  # nothing left beside it
+
+    save_state = checkpoint.save_state
+
+    def cut_off(path, state):  # G, D written, the optimizers' file not: as if killed there
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "save_state", cut_off)
+    with pytest.raises(KeyboardInterrupt):
+        train_gan(*cond_pair(), tiny_set(), cfg(max_steps=7, epochs=2, ckpt_every=2), tmp_path / "b", "cpu",
+                  progress=False)
+    monkeypatch.setattr(checkpoint, "save_state", save_state)
+    assert (tmp_path / "b" / "state.new" / "G.safetensors").exists()  # the half-written one
+    assert json.loads((tmp_path / "b" / "state" / "progress.json").read_text())["step"] == 2
+    assert checkpoint.read_sidecar(tmp_path / "b" / "state" / "G")["step"] == 2  # its G is still step 2's
+
+    # cut off between the renames: only the older state, as state.old
+    (tmp_path / "b" / "state").rename(tmp_path / "b" / "state.old")
+    G3, D3 = cond_pair(99)
+    res = train_gan(G3, D3, tiny_set(), cfg(max_steps=7, epochs=2, ckpt_every=2), tmp_path / "b", "cpu",
+                    progress=False)
+    assert res["resumed"] and res["steps"] == 7 and _same(G1, G3)
+    assert sorted(p.name for p in (tmp_path / "b").glob("state*")) == ["state"]
