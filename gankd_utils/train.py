@@ -105,10 +105,12 @@ class StopRequest:
     """While a run trains in one process: SIGINT (Ctrl-C, a notebook's interrupt) and SIGTERM (``terminate()``,
     a scheduler's stop) let the run finish its step and save as at a pause, then take effect as they would have.
 
-    A second signal takes effect at once, without saving. Inside ``with``, :attr:`signum` is the signal caught
-    (None: none); :meth:`deliver` hands it on once the run has saved (with the handlers the process had before:
-    KeyboardInterrupt by default, the process's end for SIGTERM). Off the main thread, where Python cannot catch
-    signals, and for data-parallel runs, whose ranks would have to agree on the step, it does nothing.
+    The same signal again takes effect at once, without saving; the other one, while it saves, is ignored (a
+    Ctrl-C reaches a whole process group, and a parent then sends its runs SIGTERM). Inside ``with``,
+    :attr:`signum` is the signal caught (None: none); :meth:`deliver` hands it on once the run has saved (with
+    the handlers the process had before: KeyboardInterrupt by default, the process's end for SIGTERM). Off the
+    main thread, where Python cannot catch signals, and for data-parallel runs, whose ranks would have to agree
+    on the step, it does nothing.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -128,8 +130,10 @@ class StopRequest:
         return self
 
     def _catch(self, signum: int, frame) -> None:
+        if self.signum is not None:  # the other kind while saving (Ctrl-C reached a process group, whose parent
+            return                   # then sends SIGTERM): it is stopping already
         self.signum = signum
-        self._restore()  # a second signal is not caught: it stops the run at once
+        signal.signal(signum, self._previous.pop(signum))  # the same signal again stops the run at once
         print(f"\n{self.name}: {signal.Signals(signum).name}: saving at the end of this step, then stopping "
               "(send it again to stop at once, unsaved)", file=sys.stderr, flush=True)
 

@@ -113,6 +113,23 @@ def test_an_interrupted_run_saves_its_step_then_stops_and_resumes_exactly(tmp_pa
     assert _same_weights(G1, G3) and full["history"]["d_loss"] == res["history"]["d_loss"]
 
 
+def test_ctrl_c_then_the_parents_sigterm_still_saves_and_the_same_signal_twice_stops_at_once(tmp_path):
+    previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with StopRequest("x") as stop:
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C reached the process group: this run and its parent
+            signal.raise_signal(signal.SIGTERM)  # the parent then terminates its runs: ignored, it is saving
+            assert stop.signum == signal.SIGINT
+            with pytest.raises(Stopped, match="SIGINT"):
+                signal.raise_signal(signal.SIGINT)  # the same one again: at once
+        with pytest.raises(Stopped, match="SIGINT"):
+            stop.deliver("saved at step 3")  # the first one, handed on after the save
+        assert all(signal.getsignal(s) is _stop for s in previous)
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
 def test_a_signal_the_process_ignores_stays_ignored_and_other_threads_catch_none():
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # e.g. a job started in the background by a shell
     try:
