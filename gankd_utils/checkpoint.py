@@ -11,7 +11,7 @@ Resume I/O of a training run lives here too (:func:`save_resume` /
 settings that must agree for a run, or a finished checkpoint, to count as the
 same training. A resume state is written whole or not at all: into
 ``RUN/state.new/``, which then takes the place of ``RUN/state/`` (:func:`state_dir`
-puts the older one back where a save was cut off between the two renames).
+finds the older one where a save was cut off between the two renames).
 """
 from __future__ import annotations
 
@@ -159,15 +159,15 @@ def is_finished(run_dir: str | Path) -> bool:
 
 
 def state_dir(run_dir: str | Path) -> Path:
-    """``run_dir/state``, the last whole resume state of a run (it may not exist: nothing saved yet).
+    """The folder of the last whole resume state of a run: ``run_dir/state`` (which may not exist: nothing
+    saved yet), or ``state.old`` where a save was cut off between its two renames.
 
-    A save that was cut off (a crash, a second Ctrl-C) leaves the state before it whole: either
-    still in place, or as ``state.old`` when it came between the two renames, which this puts back.
+    A save cut off anywhere (a crash, a second Ctrl-C) leaves the state before it whole. Reading
+    only: the run's own resume (:func:`load_resume`) puts ``state.old`` back, so that a reader
+    (``score --paused``) never renames what a training is writing.
     """
     sd, old = Path(run_dir) / "state", Path(run_dir) / "state.old"
-    if not sd.exists() and old.exists():
-        os.replace(old, sd)
-    return sd
+    return old if not sd.exists() and old.exists() else sd
 
 
 def clear_state(run_dir: str | Path) -> None:
@@ -197,7 +197,7 @@ def save_resume(run_dir: str | Path, run: RunState, rngs: list[dict[str, Any]]) 
         default=_jsonable))
     # the history first: one longer than the state it goes with is cut back to it on resume (trim_history)
     atomic_write_text(run_dir / "history.json", json.dumps(run.history))
-    current, old = state_dir(run_dir), run_dir / "state.old"
+    current, old = run_dir / "state", run_dir / "state.old"
     if current.exists():
         shutil.rmtree(old, ignore_errors=True)
         os.replace(current, old)
@@ -212,6 +212,9 @@ def load_resume(run_dir: str | Path, run: RunState) -> bool:
     """
     run_dir = Path(run_dir)
     sd = state_dir(run_dir)
+    if sd.name == "state.old":  # a save cut off between its renames: its older state is the run's again
+        os.replace(sd, run_dir / "state")
+        sd = run_dir / "state"
     if not (sd / "state.pt").exists():
         return False
     prog = json.loads((sd / "progress.json").read_text())

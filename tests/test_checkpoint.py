@@ -149,6 +149,8 @@ def test_a_cut_off_save_leaves_the_last_whole_resume_state(tmp_path, monkeypatch
 
     # cut off between the renames: only the older state, as state.old
     (tmp_path / "b" / "state").rename(tmp_path / "b" / "state.old")
+    assert checkpoint.state_dir(tmp_path / "b") == tmp_path / "b" / "state.old"  # found, and left where it is
+    assert (tmp_path / "b" / "state.old").exists() and not (tmp_path / "b" / "state").exists()
     G3, D3 = cond_pair(99)
     res = train_gan(G3, D3, tiny_set(), cfg(max_steps=7, epochs=2, ckpt_every=2), tmp_path / "b", "cpu",
                     progress=False)
