@@ -13,7 +13,8 @@ Run folder layout::
     RUN/config.json          settings of the run
     RUN/G.safetensors/.json  final generator (+ D.*)
     RUN/samples/epoch_000.png  fixed-z sample sheets
-    RUN/state/               resume state: G, D, optimizers, RNG, step counters
+    RUN/state/               resume state: G, D, optimizers, RNG, step counters (written whole:
+                             into state.new/, which then replaces it; see checkpoint.save_resume)
     RUN/history.json         per-step losses
     RUN/metrics.jsonl        one JSON line every ``log_every`` steps (losses, step, epoch, seconds)
 
