@@ -172,7 +172,7 @@ def state_dir(run_dir: str | Path) -> Path:
 
 def clear_state(run_dir: str | Path) -> None:
     """Remove a run's resume state, with what a cut-off save left beside it."""
-    for name in ("state", "state.new", "state.old"):
+    for name in ("state.old", "state.new", "state"):  # "state" last: a state.old is never left alone
         shutil.rmtree(Path(run_dir) / name, ignore_errors=True)
 
 
@@ -192,14 +192,17 @@ def save_resume(run_dir: str | Path, run: RunState, rngs: list[dict[str, Any]]) 
         "opt_g": run.opt_g.state_dict(), "opt_d": run.opt_d.state_dict(),
         "rng": rngs[0], "rng_ranks": rngs[1:], "world": run.dist.world, "adapter": adapter,
     })
+    # "autocast": the precision the run computes in (its BatchNorm statistics of the average too), "" for fp32
     atomic_write_text(sd / "progress.json", json.dumps(
-        {"step": run.step, "epoch": run.epoch, "batch": run.batch, "config": run.cfg.to_dict()}, indent=2,
+        {"step": run.step, "epoch": run.epoch, "batch": run.batch, "config": run.cfg.to_dict(),
+         "autocast": str(run.amp_dtype).removeprefix("torch.") if run.amp_dtype is not None else ""}, indent=2,
         default=_jsonable))
     # the history first: one longer than the state it goes with is cut back to it on resume (trim_history)
     atomic_write_text(run_dir / "history.json", json.dumps(run.history))
     current, old = run_dir / "state", run_dir / "state.old"
     if current.exists():
-        shutil.rmtree(old, ignore_errors=True)
+        if old.exists():  # what an earlier save could not remove (raises if it still cannot: nothing lost)
+            shutil.rmtree(old)
         os.replace(current, old)
     os.replace(sd, current)
     shutil.rmtree(old, ignore_errors=True)
@@ -213,7 +216,10 @@ def load_resume(run_dir: str | Path, run: RunState) -> bool:
     run_dir = Path(run_dir)
     sd = state_dir(run_dir)
     if sd.name == "state.old":  # a save cut off between its renames: its older state is the run's again
-        os.replace(sd, run_dir / "state")
+        try:
+            os.replace(sd, run_dir / "state")
+        except FileNotFoundError:  # another rank of a data-parallel run put it back first
+            pass
         sd = run_dir / "state"
     if not (sd / "state.pt").exists():
         return False
@@ -232,6 +238,7 @@ def load_resume(run_dir: str | Path, run: RunState) -> bool:
     load_into(run.D, sd / "D")
     if run.G_ema is not None:
         load_into(run.G_ema, sd / "G_ema")
+        run.forget_model()
     run.opt_g.load_state_dict(st["opt_g"])
     run.opt_d.load_state_dict(st["opt_d"])
     if run.adapter is not None:

@@ -11,22 +11,26 @@ gathers every model of a profile for the comparison and compression chapters.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.nn as nn
 
 from . import checkpoint, config, data, paths, recipes, repro, shards, teachers, weights
 from .config import Settings, TrainConfig
 from .io import sha256_file
-from .runstate import precision, standing_model
+from .runstate import amp_dtype, autocast_in, history_upto, standing_model
 from .train import fit
 from .zoo import Entry, build, family_teacher, train_config, zoo
 
@@ -66,9 +70,12 @@ def run_dir(entry: Entry, settings: Settings) -> Path:
     return run_root(entry.chapter, settings.profile, settings.seed) / entry.name
 
 
-def _history(folder: Path) -> dict[str, list[float]]:
+def _history(folder: Path, upto: int | None = None) -> dict[str, list[float]]:
+    """The run's logged history; ``upto``: only its steps up to this one (a paused run's checkpoint:
+    :func:`runstate.history_upto`)."""
     hist = folder / "history.json"
-    return json.loads(hist.read_text()) if hist.exists() else {}
+    h = json.loads(hist.read_text()) if hist.exists() else {}
+    return h if upto is None else history_upto(h, upto)
 
 
 def finished_sidecar(folder: str | Path, cfg: TrainConfig | None = None) -> dict[str, Any] | None:
@@ -110,8 +117,8 @@ def load_run(folder: str | Path, device="cpu") -> Trained:
             side = checkpoint.read_sidecar(stem)
             G = checkpoint.load_model(stem, repro.get_device(device))
             done = bool(side.get("finished")) if finished is None else False
-            return Trained(G.eval(), folder.name, folder, True, int(side.get("step") or 0), done, None,
-                           _history(folder))
+            step = int(side.get("step") or 0)
+            return Trained(G.eval(), folder.name, folder, True, step, done, None, _history(folder, step))
     raise FileNotFoundError(f"{folder} holds no generator checkpoint (G.safetensors or state/G.safetensors): "
                             "give a run folder that a notebook, `train` or `distill` wrote")
 
@@ -209,13 +216,17 @@ def load_paused(entry: Entry, settings: Settings, device="cpu") -> Trained:
                          "settings it began with")
     device = repro.get_device(device)
     if (state / "G_ema.safetensors").exists():
-        # with BatchNorm statistics of its own, in the precision the run last trained in (its fast setting is
-        # bookkeeping, not in the key above): the model the run saves at that checkpoint, on a device of its kind
-        ran = replace(cfg, fast=progress["config"].get("fast", cfg.fast))
-        G = standing_model(checkpoint.load_model(state / "G_ema", device), cfg, device, precision(ran, device))
+        # with BatchNorm statistics of its own, in the precision the run last trained in (the checkpoint says;
+        # one from before it did: its fast setting, bookkeeping and not in the key above): the model it saves
+        if "autocast" in progress:
+            dtype = getattr(torch, progress["autocast"]) if progress["autocast"] else None
+        else:
+            dtype = amp_dtype(replace(cfg, fast=progress["config"].get("fast", cfg.fast)), device)
+        G = standing_model(checkpoint.load_model(state / "G_ema", device), cfg, device, autocast_in(dtype, device))
     else:
         G = checkpoint.load_model(state / "G", device).eval()
-    return Trained(G, entry.name, folder, True, int(progress["step"]), False, cfg, _history(folder))
+    step = int(progress["step"])
+    return Trained(G, entry.name, folder, True, step, False, cfg, _history(folder, step))
 
 
 def train_or_load(entry: Entry, settings: Settings, real: data.ImageSet | None = None,
@@ -307,6 +318,48 @@ def _launch(entry: Entry, settings: Settings, teacher_seed: int, teacher_set_dir
     return subprocess.Popen(cmd, env=env)
 
 
+class _Terminated(Exception):
+    """SIGTERM reached a process that has runs of its own to stop first."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """SIGTERM to this process (``kill``, a scheduler's stop) raises :class:`_Terminated` inside, so that the runs it
+    started are stopped (and save) first; then the signal takes effect as it would have. Only where Python
+    handles it (the main thread, a signal not ignored)."""
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or previous in (None, signal.SIG_IGN):
+        yield
+        return
+
+    def raise_(signum, frame):
+        raise _Terminated()
+
+    signal.signal(signal.SIGTERM, raise_)
+    try:
+        yield
+    except _Terminated:
+        signal.signal(signal.SIGTERM, previous)
+        signal.raise_signal(signal.SIGTERM)
+        raise  # a handler of the process's own that returned
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _stopping(running: list[subprocess.Popen]):
+    """However the caller ends (a stopped notebook, Ctrl-C, SIGTERM), the runs still going get SIGTERM, save at the
+    end of their step, and are waited for: no training is left behind on the GPU."""
+    try:
+        yield
+    finally:
+        for p in running:
+            if p.poll() is None:
+                p.terminate()
+        for p in running:
+            p.wait()
+
+
 def _train_in_processes(jobs: list[tuple[Entry, Settings]], waits_for_teacher: set[str], teacher_seed: int,
                         teacher_set_dir: str | Path | None, device: str, weights_: str, parallel: int,
                         deadline: float | None) -> set[tuple[str, int]]:
@@ -316,13 +369,13 @@ def _train_in_processes(jobs: list[tuple[Entry, Settings]], waits_for_teacher: s
     running: list[subprocess.Popen] = []
     started: set[tuple[str, int]] = set()
     threads = max(1, (os.cpu_count() or 1) // parallel)
-    try:
+    with _sigterm_raises(), _stopping(running):
         for wave in ([j for j in jobs if j[0].name not in waits_for_teacher],
                      [j for j in jobs if j[0].name in waits_for_teacher]):
             for e, s in wave:
                 while len(running) >= parallel:
                     time.sleep(0.2)
-                    running = [p for p in running if p.poll() is None]
+                    running[:] = [p for p in running if p.poll() is None]  # in place: _stopping holds it
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     break
@@ -331,13 +384,7 @@ def _train_in_processes(jobs: list[tuple[Entry, Settings]], waits_for_teacher: s
                 started.add((e.name, s.seed))
             for p in running:  # a run that failed there trains again in the caller, here, and raises its error
                 p.wait()
-            running = []
-    finally:  # an interrupted caller (a stopped notebook) leaves no training behind on the GPU
-        for p in running:
-            if p.poll() is None:
-                p.terminate()
-        for p in running:
-            p.wait()
+            running.clear()
     return started
 
 

@@ -67,6 +67,15 @@ def standing_model(average: nn.Module, cfg: TrainConfig, device: torch.device | 
         return standing_stats(G, z, y, cfg.batch_size)
 
 
+def history_upto(history: dict[str, list[float]], step: int) -> dict[str, list[float]]:
+    """A run's logged history up to ``step``: the history is saved just before the resume state it goes with
+    is swapped in, so a save cut off between the two leaves it ahead of its checkpoint."""
+    if "step" not in history:
+        return history
+    keep = sum(1 for s in history["step"] if s <= step)
+    return {k: v[:keep] for k, v in history.items()}
+
+
 class FeatureAdapter(nn.Module):
     """A learned 1x1 conv from the student's feature width to the teacher's (trained with G)."""
 
@@ -96,9 +105,8 @@ def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16
 
 
-def precision(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
-    """The forward passes' precision context of a run of ``cfg`` on ``device`` (a no-op in fp32)."""
-    dtype = amp_dtype(cfg, device)
+def autocast_in(dtype: torch.dtype | None, device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast to ``dtype`` on ``device``'s kind (a no-op for None: fp32)."""
     return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
@@ -201,7 +209,7 @@ class RunState:
     # ------------------------------------------------------------- per step
     def autocast(self):
         """The forward passes' precision context (a no-op off the fast path)."""
-        return precision(self.cfg, self.device)
+        return autocast_in(self.amp_dtype, self.device)
 
     def backward_step(self, loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:
         """zero_grad, backward, average gradients over ranks, step (through the scaler with fp16)."""
@@ -235,10 +243,14 @@ class RunState:
         z = self.randn(n, self.G.z_dim)
         return z, (self.randint(self.G.n_classes, n) if self.cond else None)
 
+    def forget_model(self) -> None:
+        """The average changed outside a step (a resume loaded it): :meth:`model` makes its copy afresh."""
+        self._standing = None
+
     def update_ema(self) -> None:
         if self.G_ema is None:
             return
-        self._standing = None
+        self.forget_model()
         with torch.no_grad():
             ema, live = list(self.G_ema.parameters()), list(self.G.parameters())
             torch._foreach_lerp_(ema, live, 1.0 - self.cfg.ema_decay)
@@ -254,7 +266,7 @@ class RunState:
         """
         if self.G_ema is None:
             return self.G
-        if self._standing is None or self._standing[0] != self.step:
+        if self._standing is None or self._standing[0] != self.step:  # reset by update_ema and a resume
             self._standing = (self.step, standing_model(self.G_ema, self.cfg, self.device, self.autocast()))
         return self._standing[1]
 
@@ -302,7 +314,5 @@ class RunState:
             torch.cuda.set_rng_state(s["cuda"], self.device)
 
     def trim_history(self) -> None:
-        """Drop history logged after the step being resumed (a crash between checkpoint and history)."""
-        if "step" in self.history:
-            keep = sum(1 for s in self.history["step"] if s <= self.step)
-            self.history = {k: v[:keep] for k, v in self.history.items()}
+        """Drop history logged after the step being resumed (:func:`history_upto`)."""
+        self.history = history_upto(self.history, self.step)

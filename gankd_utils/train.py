@@ -121,22 +121,32 @@ class StopRequest:
         self.enabled = enabled and threading.current_thread() is threading.main_thread()
         self.signum: int | None = None
         self._previous: dict[int, Any] = {}
+        self._said = False
 
     def __enter__(self) -> StopRequest:
         if self.enabled:
             for s in self.SIGNALS:
+                previous = signal.getsignal(s)
                 # a signal the process ignores stays ignored; None: a handler set outside Python (not restorable)
-                if signal.getsignal(s) not in (None, signal.SIG_IGN):
-                    self._previous[s] = signal.signal(s, self._catch)
+                if previous not in (None, signal.SIG_IGN):
+                    self._previous[s] = previous
+                    signal.signal(s, self._catch)
         return self
 
     def _catch(self, signum: int, frame) -> None:
+        # records only: printing here could re-enter a write to stderr under way (a progress bar) and raise
         if self.signum is not None:  # the other kind while saving (Ctrl-C reached a process group, whose parent
             return                   # then sends SIGTERM): it is stopping already
         self.signum = signum
         signal.signal(signum, self._previous.pop(signum))  # the same signal again stops the run at once
-        print(f"\n{self.name}: {signal.Signals(signum).name}: saving at the end of this step, then stopping "
-              "(send it again to stop at once, unsaved)", file=sys.stderr, flush=True)
+
+    def requested(self) -> bool:
+        """Whether a signal was caught; says so (once) for the user, who waits for the save."""
+        if self.signum is not None and not self._said:
+            self._said = True
+            print(f"\n{self.name}: {signal.Signals(self.signum).name}: saving at the end of this step, then "
+                  "stopping (send it again to stop at once, unsaved)", file=sys.stderr, flush=True)
+        return self.signum is not None
 
     def _restore(self) -> None:
         for s, handler in self._previous.items():
@@ -146,12 +156,13 @@ class StopRequest:
     def __exit__(self, *exc) -> None:
         self._restore()
 
-    def deliver(self, saved: str = "") -> None:
+    def deliver(self, saved: str = "saved") -> None:
         """The caught signal, handed on to the handlers the process had before (call it after saving);
         ``saved`` says where the run stands, for the message."""
         if self.signum is not None:
             self._restore()
-            print(f"{self.name}: {saved or 'saved'}; run it again to go on", file=sys.stderr, flush=True)
+            self.requested()  # a signal caught after the last step was not announced yet
+            print(f"{self.name}: {saved}", file=sys.stderr, flush=True)
             signal.raise_signal(self.signum)
 
 
@@ -264,7 +275,7 @@ def fit(G: nn.Module, D: nn.Module, data, cfg: TrainConfig, run_dir: str | Path,
                     checkpoint.save_model(snapshot_path(run_dir, run.step), run.model(), step=run.step, snapshot=True)
                 if run.step % cfg.ckpt_every == 0:
                     save()
-                stopped = (deadline is not None and time.monotonic() >= deadline) or stop.signum is not None
+                stopped = (deadline is not None and time.monotonic() >= deadline) or stop.requested()
                 if run.step >= limit or stopped:
                     done_early = run.batch < len(batches)
                     break
@@ -290,7 +301,9 @@ def fit(G: nn.Module, D: nn.Module, data, cfg: TrainConfig, run_dir: str | Path,
             checkpoint.save_model(run_dir / "D", D, **meta)
         dist.barrier()
     G.eval()
-    stop.deliver(f"saved at step {run.step} in {run_dir}")  # a signal caught above takes effect now
+    # a signal caught above takes effect now that the run is saved
+    stop.deliver(f"finished, saved in {run_dir}" if finished else
+                 f"saved at step {run.step} in {run_dir}; run it again to go on")
     return {"history": run.history, "run_dir": str(run_dir), "steps": run.step, "resumed": resumed,
             "finished": finished, "seconds": time.perf_counter() - t0, "adapter": run.adapter, "fast": run.fast}
 

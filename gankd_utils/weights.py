@@ -403,8 +403,10 @@ def summary(root: str | Path | None = None) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- ship
 
 def _looks_like_run(folder: Path) -> bool:
-    """A folder a training writes to: it holds a checkpoint ``G.json`` or a resume state ``state/G.json``."""
-    return (folder / "G.json").is_file() or (folder / "state" / "G.json").is_file()
+    """A folder a training writes to: it holds a checkpoint ``G.json`` or a resume state (``state/G.json``, or
+    one of a save under way or cut off)."""
+    return (folder / "G.json").is_file() or any((folder / d / "G.json").is_file()
+                                                for d in ("state", "state.new", "state.old"))
 
 
 def _refuse_overlap(root: Path, runs: Mapping[str, Path]) -> None:

@@ -156,3 +156,33 @@ def test_a_cut_off_save_leaves_the_last_whole_resume_state(tmp_path, monkeypatch
                     progress=False)
     assert res["resumed"] and res["steps"] == 7 and _same(G1, G3)
     assert sorted(p.name for p in (tmp_path / "b").glob("state*")) == ["state"]
+
+
+def test_a_save_cut_off_after_its_history_resumes_with_the_history_of_its_state(tmp_path, monkeypatch):
+    """The history is written just before the swap: cut off there, it is ahead of the state, and is cut back."""
+    G1, D1 = cond_pair()
+    full = train_gan(G1, D1, tiny_set(), cfg(max_steps=7, epochs=2, ckpt_every=2, log_every=1), tmp_path / "a",
+                     "cpu", progress=False)
+    train_gan(*cond_pair(), tiny_set(), cfg(max_steps=2, epochs=2, ckpt_every=2, log_every=1), tmp_path / "b", "cpu",
+              progress=False)
+    replace = checkpoint.os.replace
+
+    def cut_off(src, dst):
+        if str(src).endswith("state.new"):
+            raise KeyboardInterrupt
+        replace(src, dst)
+
+    monkeypatch.setattr(checkpoint.os, "replace", cut_off)
+    with pytest.raises(KeyboardInterrupt):
+        train_gan(*cond_pair(), tiny_set(), cfg(max_steps=7, epochs=2, ckpt_every=2, log_every=1), tmp_path / "b",
+                  "cpu", progress=False)
+    monkeypatch.setattr(checkpoint.os, "replace", replace)
+    history = json.loads((tmp_path / "b" / "history.json").read_text())
+    assert max(history["step"]) == 4 and checkpoint.state_dir(tmp_path / "b").name == "state.old"  # ahead of it
+    from gankd_utils import runs
+    paused = runs.load_run(tmp_path / "b")  # a reader: the step of the state, the history up to it
+    assert paused.steps == 2 and max(paused.history["step"]) == 2
+    G3, D3 = cond_pair(99)
+    res = train_gan(G3, D3, tiny_set(), cfg(max_steps=7, epochs=2, ckpt_every=2, log_every=1), tmp_path / "b",
+                    "cpu", progress=False)
+    assert res["resumed"] and _same(G1, G3) and res["history"] == full["history"]

@@ -379,3 +379,32 @@ def test_a_paused_fast_run_is_scored_as_the_model_it_saved(tmp_path, monkeypatch
                                zoo.train_config(SCRATCH, trained))
     stats = [k for k in fp32.state_dict() if k.endswith("running_mean")]
     assert stats and not all(torch.equal(fp32.state_dict()[k], looked.G.state_dict()[k]) for k in stats)
+
+
+class Stopped(Exception):
+    pass
+
+
+def test_sigterm_to_a_parent_stops_its_runs_side_by_side_first_then_takes_effect():
+    """kill / a scheduler's stop reaching only the process that started runs side by side: they get SIGTERM (and
+    save, train.StopRequest) and are waited for; then the signal takes effect with the process's own handler."""
+    import signal
+    import subprocess
+    import sys
+
+    def stop(signum, frame):
+        raise Stopped(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with pytest.raises(Stopped, match="SIGTERM"):
+            with runs._sigterm_raises(), runs._stopping([child]):
+                signal.raise_signal(signal.SIGTERM)
+                time.sleep(30)  # not reached: the signal raised inside
+        assert child.returncode == -signal.SIGTERM  # stopped, and waited for
+        assert signal.getsignal(signal.SIGTERM) is stop
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        child.kill()
+        child.wait()

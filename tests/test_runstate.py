@@ -7,7 +7,7 @@ import torch
 from gankd_utils import config
 from gankd_utils.models import CondDCGANDiscriminator, CondDCGANGenerator, IITGNDiscriminator, IITGNGenerator
 from gankd_utils.models.layers import dcgan_init
-from gankd_utils.runstate import FeatureAdapter, RunState, amp_dtype, fast_enabled, precision, standing_model
+from gankd_utils.runstate import FeatureAdapter, RunState, amp_dtype, autocast_in, fast_enabled, standing_model
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -32,9 +32,9 @@ def test_fast_enabled():
 def test_the_precision_of_a_run():
     assert amp_dtype(cfg(fast="auto"), CPU) is None and amp_dtype(cfg(fast="on"), CPU) == torch.bfloat16
     assert amp_dtype(cfg(fast="off"), CUDA) is None
-    with precision(cfg(fast="off"), CPU):
+    with autocast_in(amp_dtype(cfg(fast="off"), CPU), CPU):
         assert not torch.is_autocast_enabled("cpu")
-    with precision(cfg(fast="on"), CPU):
+    with autocast_in(amp_dtype(cfg(fast="on"), CPU), CPU):
         assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
 
 
@@ -137,6 +137,11 @@ def test_the_saved_model_of_an_ema_run_has_batchnorm_statistics_of_its_own():
     assert a is b  # made once per update of the average: a step's snapshot, sheet and saved G share it
     again = standing_model(run.G_ema, run.cfg, run.device, run.autocast())
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in a.state_dict().items())  # and remade alike
+    run.forget_model()  # what a resume calls once it has loaded the average
+    assert run.model() is not a
+    a = run.model()
+    run.update_ema()  # an update in the same step (the key alone would miss it)
+    assert run.model() is not a
     w = next(k for k in ema if k.endswith("weight"))
     assert torch.equal(a.state_dict()[w], ema[w])  # the weights are the average's
     with torch.no_grad():
