@@ -200,7 +200,7 @@ class RunState:
         self.g = Compiled(G, "G") if compile_enabled(cfg) and not spectral_norm_modules(G) else G
         self.d = Compiled(D, "D") if compile_enabled(cfg) and not spectral_norm_modules(D) else D
         self.G_ema = None
-        self._standing: tuple[int, nn.Module] | None = None  # (step, model()): the average as of that step
+        self._standing: nn.Module | None = None  # model() of the average as it is (reset when it changes)
         if cfg.ema_decay:
             self.G_ema = copy.deepcopy(G).eval()
             for p in self.G_ema.parameters():
@@ -266,9 +266,9 @@ class RunState:
         """
         if self.G_ema is None:
             return self.G
-        if self._standing is None or self._standing[0] != self.step:  # reset by update_ema and a resume
-            self._standing = (self.step, standing_model(self.G_ema, self.cfg, self.device, self.autocast()))
-        return self._standing[1]
+        if self._standing is None:  # reset by update_ema and a resume (forget_model)
+            self._standing = standing_model(self.G_ema, self.cfg, self.device, self.autocast())
+        return self._standing
 
     def pixel_weight(self) -> float:
         """w_pixel for the current epoch: decayed per epoch (TinyGAN), never per step."""

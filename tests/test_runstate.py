@@ -140,7 +140,7 @@ def test_the_saved_model_of_an_ema_run_has_batchnorm_statistics_of_its_own():
     run.forget_model()  # what a resume calls once it has loaded the average
     assert run.model() is not a
     a = run.model()
-    run.update_ema()  # an update in the same step (the key alone would miss it)
+    run.update_ema()  # an update in the same step
     assert run.model() is not a
     w = next(k for k in ema if k.endswith("weight"))
     assert torch.equal(a.state_dict()[w], ema[w])  # the weights are the average's
