@@ -192,11 +192,12 @@ def save_resume(run_dir: str | Path, run: RunState, rngs: list[dict[str, Any]]) 
         "opt_g": run.opt_g.state_dict(), "opt_d": run.opt_d.state_dict(),
         "rng": rngs[0], "rng_ranks": rngs[1:], "world": run.dist.world, "adapter": adapter,
     })
-    # "autocast": the precision the run computes in (its BatchNorm statistics of the average too), "" for fp32
+    # "autocast": the precision the run computes in (its BatchNorm statistics of the average too), "" for fp32;
+    # "training": the processes that trained it so far, with their time and device (RunState.training_record)
     atomic_write_text(sd / "progress.json", json.dumps(
         {"step": run.step, "epoch": run.epoch, "batch": run.batch, "config": run.cfg.to_dict(),
-         "autocast": str(run.amp_dtype).removeprefix("torch.") if run.amp_dtype is not None else ""}, indent=2,
-        default=_jsonable))
+         "autocast": str(run.amp_dtype).removeprefix("torch.") if run.amp_dtype is not None else "",
+         "training": run.training_record()}, indent=2, default=_jsonable))
     # the history first: one longer than the state it goes with is cut back to it on resume (trim_history)
     atomic_write_text(run_dir / "history.json", json.dumps(run.history))
     current, old = run_dir / "state", run_dir / "state.old"
@@ -206,6 +207,15 @@ def save_resume(run_dir: str | Path, run: RunState, rngs: list[dict[str, Any]]) 
         os.replace(current, old)
     os.replace(sd, current)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def resumed_segments(progress: dict[str, Any], step: int, world: int = 1) -> list[dict[str, Any]]:
+    """The segments of a saved state's training record (:meth:`RunState.training_record`); a state saved
+    before the record was kept gives its steps so far as one segment of unrecorded time and device."""
+    rec = progress.get("training")
+    if isinstance(rec, dict) and isinstance(rec.get("segments"), list):
+        return [dict(s) for s in rec["segments"]]
+    return [{"steps": [0, step], "seconds": None, "device": None, "world_size": world}] if step else []
 
 
 def load_resume(run_dir: str | Path, run: RunState) -> bool:
@@ -245,6 +255,7 @@ def load_resume(run_dir: str | Path, run: RunState) -> bool:
         run.adapter.load_state_dict(st["adapter"])
     run.set_rng_state(st["rng"] if run.dist.rank == 0 else st["rng_ranks"][run.dist.rank - 1])
     run.step, run.epoch, run.batch = int(st["step"]), int(st["epoch"]), int(st["batch"])
+    run.segments = resumed_segments(prog, run.step, saved_world)
     hist = run_dir / "history.json"
     run.history = json.loads(hist.read_text()) if hist.exists() else {}
     run.trim_history()

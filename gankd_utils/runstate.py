@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import time
 import warnings
 from typing import Any
 
@@ -190,6 +191,10 @@ class RunState:
                               "benchmarks/train_speed.py --device cpu shows both on yours", stacklevel=2)
         self.step, self.epoch, self.batch = 0, 0, 0
         self.history: dict[str, list[float]] = {}
+        # the processes that trained the run before this one (a resume reads them) and this one's
+        self.segments: list[dict[str, Any]] = []
+        self._segment: dict[str, Any] | None = None
+        self._began = 0.0
         self._pending: list[tuple[float, float, list[str], torch.Tensor]] = []
         self.real = real  # black-box KD: optional real images for the real-data GAN branch
         if real is not None and self.fast and device.type == "cuda":
@@ -299,6 +304,33 @@ class RunState:
             rows.append(row)
         self._pending = []
         return rows
+
+    # ------------------------------------------------------------- time
+    def begin_segment(self) -> None:
+        """Start timing this process's share of the run, from the current step (after a resume: the step it
+        resumed at)."""
+        self._segment = {"steps": [self.step, self.step], "seconds": 0.0,
+                         "device": repro.describe_device(self.device), "world_size": self.dist.world}
+        self._began = time.perf_counter()
+
+    def training_record(self) -> dict[str, Any]:
+        """How the run came to be trained: ``{"seconds", "segments"}``, one segment per process that trained
+        it (``steps`` [from, to], its wall-clock ``seconds`` of training, the ``device`` and ``world_size``),
+        this one up to the current step. ``seconds`` sums them; None where a segment's time was not recorded
+        (a state saved before the record was kept resumes with its steps so far as one unrecorded segment).
+        """
+        segs = [dict(s) for s in self.segments]
+        if self._segment is not None and self.step > self._segment["steps"][0]:
+            segs.append({**self._segment, "steps": [self._segment["steps"][0], self.step],
+                         "seconds": round(time.perf_counter() - self._began, 1)})
+        times = [s.get("seconds") for s in segs]
+        total = None if any(t is None for t in times) else round(sum(times), 1)
+        return {"seconds": total, "segments": segs}
+
+    def seconds_so_far(self) -> float:
+        """Seconds of training since the run began, over every process whose time was recorded."""
+        done = sum(s.get("seconds") or 0.0 for s in self.segments)
+        return done + (time.perf_counter() - self._began if self._segment is not None else 0.0)
 
     # ------------------------------------------------------------- resume
     def rng_state(self) -> dict[str, torch.Tensor]:

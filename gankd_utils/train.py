@@ -16,7 +16,13 @@ Run folder layout::
     RUN/state/               resume state: G, D, optimizers, RNG, step counters (written whole:
                              into state.new/, which then replaces it; see checkpoint.save_resume)
     RUN/history.json         per-step losses
-    RUN/metrics.jsonl        one JSON line every ``log_every`` steps (losses, step, epoch, seconds)
+    RUN/metrics.jsonl        one JSON line every ``log_every`` steps (losses, step, epoch, seconds of training
+                             since the run began, over its resumes)
+
+A run's ``G.json``/``D.json`` (and its resume state's ``progress.json``) record how it was
+trained: ``training`` lists one segment per process that trained it (steps, seconds, device),
+so a run begun on one machine and finished on another says so
+(:meth:`runstate.RunState.training_record`).
 
 Data parallel (``dist``, see :mod:`gankd_utils.dist`): every rank runs this loop
 on its own slice of each batch with its own noise stream; gradients are averaged
@@ -238,13 +244,14 @@ def fit(G: nn.Module, D: nn.Module, data, cfg: TrainConfig, run_dir: str | Path,
             checkpoint.save_resume(run_dir, run, rngs)
 
     t0 = time.perf_counter()
+    run.begin_segment()
 
     def flush() -> None:
         rows = run.flush()
         if not main or not rows:
             return
         lines = [json.dumps({"step": int(r["step"]), "epoch": int(r["epoch"]),
-                             "seconds": round(time.perf_counter() - t0, 3),
+                             "seconds": round(run.seconds_so_far(), 3),
                              **{k: v for k, v in r.items() if k not in ("step", "epoch")}})
                  for r in rows if cfg.log_every and int(r["step"]) % cfg.log_every == 0]
         if lines:
@@ -292,7 +299,7 @@ def fit(G: nn.Module, D: nn.Module, data, cfg: TrainConfig, run_dir: str | Path,
                 raise RuntimeError("the ranks' generators diverged; report this with the launch command used")
         finished = run.step >= total
         meta = {"config": cfg.to_dict(), "step": run.step, "finished": finished, "ema": run.G_ema is not None,
-                "world_size": dist.world}
+                "world_size": dist.world, "training": run.training_record()}
         if run.G_ema is not None:
             # the average is the model (BigGAN's habit), with BatchNorm statistics of its own
             G.load_state_dict(run.model().state_dict())

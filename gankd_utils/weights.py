@@ -381,9 +381,27 @@ def resolve(choice: str, dataset: str, model: str, root: str | Path | None = Non
                               f'(MANIFEST.json lists: {listed}); set WEIGHTS = "train" (or "auto") to train it')
 
 
+def trained_on(training: Mapping[str, Any], default: str = "") -> str:
+    """Where a run was trained, from its training record (:meth:`runstate.RunState.training_record`): the
+    device, or each device with its steps where several processes on different machines trained it
+    (``"cpu (...) steps 0-4000; cuda:0 (...) steps 4000-11700"``); ``default`` where none is recorded."""
+    spans: list[list[Any]] = []  # [device, first step, last step], consecutive segments of one device merged
+    for seg in training.get("segments") or []:
+        dev, (a, b) = seg.get("device") or "unrecorded", seg.get("steps", (0, 0))
+        if spans and spans[-1][0] == dev and spans[-1][2] == a:
+            spans[-1][2] = b
+        else:
+            spans.append([dev, a, b])
+    if not spans or all(dev == "unrecorded" for dev, *_ in spans):
+        return default
+    if len(spans) == 1:
+        return spans[0][0]
+    return "; ".join(f"{dev} steps {a}-{b}" for dev, a, b in spans)
+
+
 def summary(root: str | Path | None = None) -> list[dict[str, Any]]:
     """One row per shipped model for a notebook table: key, params, MB and sha256[:12] (of G, or of a classifier's
-    one file), steps, device."""
+    one file), steps, hours of training (where recorded), device."""
     m = manifest(root)
     if m is None:
         return []
@@ -396,8 +414,14 @@ def summary(root: str | Path | None = None) -> list[dict[str, Any]]:
         rows.append({"key": key, "params": e.get("params"),
                      "MB": round(g["bytes"] / 1e6, 3) if g else None,
                      "sha256": g["sha256"][:12] if g else None, "steps": e.get("steps"),
-                     "device": e.get("device") or m.get("device") or None})
+                     "hours": _hours(e.get("training")), "device": e.get("device") or m.get("device") or None})
     return rows
+
+
+def _hours(training: Any) -> float | None:
+    """A run's recorded training time in hours (None: not recorded, or not in full)."""
+    sec = training.get("seconds") if isinstance(training, dict) else None
+    return round(sec / 3600, 2) if isinstance(sec, (int, float)) else None
 
 
 # ---------------------------------------------------------------- ship
@@ -486,6 +510,8 @@ def ship(run_dirs: Mapping[str, str | Path], root: str | Path | None = None, par
             if part == ("G" if "G" in parts else parts[0]):  # the model's own numbers: G's for a generator
                 cfg = next((side[k] for k in ("config", "settings") if isinstance(side.get(k), dict)), {})
                 entry.update(seed=cfg.get("seed"), steps=side.get("step"), params=count_params(net))
+                if isinstance(side.get("training"), dict):  # a run of several machines names each
+                    entry.update(training=side["training"], device=trained_on(side["training"], device))
             for ext in (".safetensors", ".json"):
                 sources[f"{key}/{part}{ext}"] = run / f"{part}{ext}"
         for name in CURVE_FILES if history else ():  # the curves of the training that made it
@@ -587,7 +613,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if args.dataset is None or row["key"].split("/", 1)[0] == args.dataset:
                     print(f"{row['key']:<40} params {row['params'] if row['params'] is not None else '?':>10}  "
                           f"{row['MB'] if row['MB'] is not None else '?':>8} MB  steps {row['steps']}  "
-                          f"sha256 {row['sha256']}  trained on {row['device'] or '?'}")
+                          f"sha256 {row['sha256']}  trained on {row['device'] or '?'}"
+                          + (f" in {row['hours']} h" if row["hours"] is not None else ""))
             return 0
         rels = m["files"] if args.key is None else _model_entry(m, args.key, root)["files"]
     except ShippedWeightsError as e:

@@ -56,7 +56,8 @@ def test_two_process_data_parallel_run_on_cpu(tmp_path, teacher_set):
     assert "finished at step 20 (2 process(es)" in r.stdout  # 80 images / (4 x 2 ranks) x 2 epochs
     weights = sorted(p.relative_to(run).as_posix() for p in run.rglob("*.safetensors"))
     assert weights == ["D.safetensors", "G.safetensors", "state/D.safetensors", "state/G.safetensors"]
-    assert json.loads((run / "G.json").read_text())["world_size"] == 2
+    side = json.loads((run / "G.json").read_text())
+    assert side["world_size"] == 2 and [s["world_size"] for s in side["training"]["segments"]] == [2]
     assert len(checkpoint.load_state(run / "state" / "state.pt")["rng_ranks"]) == 1
     # resuming with another number of processes is refused with a clear message
     one = _cli(["distill", f"teacher_set={teacher_set}", f"out={run}", "train.epochs=2", "train.batch_size=4",

@@ -61,6 +61,44 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     assert full["history"]["d_loss"] == res["history"]["d_loss"]
 
 
+def _training(folder):
+    return json.loads((folder / "G.json").read_text())["training"]
+
+
+def test_a_resumed_run_records_each_process_that_trained_it_and_its_time(tmp_path):
+    run = tmp_path / "run"
+    G, D = cond_pair()
+    train_gan(G, D, tiny_set(), cfg(max_steps=4, epochs=1, log_every=2), run, "cpu", progress=False)
+    first = json.loads((run / "state" / "progress.json").read_text())["training"]
+    assert [s["steps"] for s in first["segments"]] == [[0, 4]] and first["seconds"] == first["segments"][0]["seconds"]
+    G, D = cond_pair()
+    res = train_gan(G, D, tiny_set(), cfg(epochs=1, log_every=2), run, "cpu", progress=False)
+    assert res["finished"] and res["steps"] == 6
+    rec = _training(run)
+    assert [s["steps"] for s in rec["segments"]] == [[0, 4], [4, 6]]
+    assert rec["segments"][0] == first["segments"][0]  # the first process's record comes back as it was
+    assert all(s["device"].startswith("cpu (") and s["world_size"] == 1 and s["seconds"] > 0 for s in rec["segments"])
+    assert rec["seconds"] == pytest.approx(sum(s["seconds"] for s in rec["segments"]), abs=0.2)
+    # metrics.jsonl counts the run's time, not the process's: it goes on from the first process's seconds
+    secs = [json.loads(ln)["seconds"] for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(secs) == 3 and secs[2] >= first["seconds"] >= secs[1]
+
+
+def test_a_state_saved_without_the_record_resumes_with_its_time_unrecorded(tmp_path):
+    run = tmp_path / "run"
+    G, D = cond_pair()
+    train_gan(G, D, tiny_set(), cfg(max_steps=4, epochs=1), run, "cpu", progress=False)
+    prog = json.loads((run / "state" / "progress.json").read_text())
+    del prog["training"]  # as an older version of the package saved it
+    (run / "state" / "progress.json").write_text(json.dumps(prog))
+    G, D = cond_pair()
+    train_gan(G, D, tiny_set(), cfg(epochs=1), run, "cpu", progress=False)
+    rec = _training(run)
+    assert rec["seconds"] is None
+    assert rec["segments"][0] == {"steps": [0, 4], "seconds": None, "device": None, "world_size": 1}
+    assert rec["segments"][1]["steps"] == [4, 6] and rec["segments"][1]["seconds"] > 0
+
+
 class Stopped(Exception):
     pass
 

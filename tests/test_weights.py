@@ -176,11 +176,36 @@ def test_available_has_and_summary(wroot, tmp_path):
     assert sorted(rows) == ["cifar10/c", "mnist/a", "mnist/b"]
     data = (wroot / "mnist" / "a" / "G.safetensors").read_bytes()
     assert rows["mnist/a"] == {"key": "mnist/a", "params": count_params(Ga), "MB": round(len(data) / 1e6, 3),
-                               "sha256": hashlib.sha256(data).hexdigest()[:12], "steps": 3, "device": "cuda (H100)"}
+                               "sha256": hashlib.sha256(data).hexdigest()[:12], "steps": 3, "hours": None,
+                               "device": "cuda (H100)"}
     assert rows["mnist/b"]["steps"] == 7
     assert rows["mnist/b"]["device"] == "cpu (2 cores)"  # each model keeps where it was trained
     m = weights.manifest()
     assert m["models"]["mnist/a"]["note"] == "KD student" and m["models"]["mnist/b"]["seed"] == 2
+
+
+def test_a_run_trained_on_two_machines_names_both_with_its_steps_and_time(wroot, tmp_path, capsys):
+    G = make_run(tmp_path / "a")
+    cpu, gpu = "cpu (Intel Xeon, 2 cores)", "cuda:0 (NVIDIA H100)"
+    training = {"seconds": 7200.0 + 1800.0 + 360.0, "segments": [
+        {"steps": [0, 1000], "seconds": 7200.0, "device": cpu, "world_size": 1},
+        {"steps": [1000, 2500], "seconds": 1800.0, "device": cpu, "world_size": 1},
+        {"steps": [2500, 3000], "seconds": 360.0, "device": gpu, "world_size": 1}]}
+    checkpoint.save_model(tmp_path / "a" / "G", G, finished=True, step=3000, config={"seed": 0}, training=training)
+    weights.ship({"mnist/a": tmp_path / "a"}, device=gpu)  # shipped by the machine that finished it
+    entry = weights.manifest()["models"]["mnist/a"]
+    assert entry["device"] == f"{cpu} steps 0-2500; {gpu} steps 2500-3000"  # consecutive segments of one merged
+    assert entry["training"] == training
+    assert weights.summary()[0]["hours"] == 2.6
+    assert weights.main(["list"]) == 0
+    assert f"trained on {cpu} steps 0-2500; {gpu} steps 2500-3000 in 2.6 h" in capsys.readouterr().out
+    # one machine: its name alone; a segment of a state saved before the record was kept has no time
+    assert weights.trained_on({"segments": training["segments"][:2]}) == cpu
+    old = {"seconds": None, "segments": [{"steps": [0, 1000], "seconds": None, "device": None, "world_size": 1},
+                                         {"steps": [1000, 3000], "seconds": 50.0, "device": cpu, "world_size": 1}]}
+    assert weights.trained_on(old, "x") == f"unrecorded steps 0-1000; {cpu} steps 1000-3000"
+    assert weights.trained_on({"segments": old["segments"][:1]}, "x") == "x"
+    assert weights._hours(old) is None
 
 
 def test_load_of_a_model_not_shipped_lists_what_is(wroot, tmp_path):
