@@ -322,9 +322,9 @@ class RunState:
         segs = [dict(s) for s in self.segments]
         if self._segment is not None and self.step > self._segment["steps"][0]:
             segs.append({**self._segment, "steps": [self._segment["steps"][0], self.step],
-                         "seconds": round(time.perf_counter() - self._began, 1)})
+                         "seconds": round(time.perf_counter() - self._began, 3)})
         times = [s.get("seconds") for s in segs]
-        total = None if any(t is None for t in times) else round(sum(times), 1)
+        total = None if any(t is None for t in times) else round(sum(times), 3)
         return {"seconds": total, "segments": segs}
 
     def seconds_so_far(self) -> float:
