@@ -193,8 +193,8 @@ class RunState:
         self.history: dict[str, list[float]] = {}
         # the processes that trained the run before this one (a resume reads them) and this one's
         self.segments: list[dict[str, Any]] = []
-        self._segment: dict[str, Any] | None = None
-        self._began = 0.0
+        self._segment: dict[str, Any] | None = None  # this process's device and world size, from begin_segment
+        self._from, self._began = 0, 0.0  # the step and clock this process began at
         self._pending: list[tuple[float, float, list[str], torch.Tensor]] = []
         self.real = real  # black-box KD: optional real images for the real-data GAN branch
         if real is not None and self.fast and device.type == "cuda":
@@ -309,9 +309,8 @@ class RunState:
     def begin_segment(self) -> None:
         """Start timing this process's share of the run, from the current step (after a resume: the step it
         resumed at)."""
-        self._segment = {"steps": [self.step, self.step], "seconds": 0.0,
-                         "device": repro.describe_device(self.device), "world_size": self.dist.world}
-        self._began = time.perf_counter()
+        self._segment = {"device": repro.describe_device(self.device), "world_size": self.dist.world}
+        self._from, self._began = self.step, time.perf_counter()
 
     def training_record(self) -> dict[str, Any]:
         """How the run came to be trained: ``{"seconds", "segments"}``, one segment per process that trained
@@ -320,9 +319,9 @@ class RunState:
         (a state saved before the record was kept resumes with its steps so far as one unrecorded segment).
         """
         segs = [dict(s) for s in self.segments]
-        if self._segment is not None and self.step > self._segment["steps"][0]:
-            segs.append({**self._segment, "steps": [self._segment["steps"][0], self.step],
-                         "seconds": round(time.perf_counter() - self._began, 3)})
+        if self._segment is not None and self.step > self._from:
+            segs.append({"steps": [self._from, self.step], "seconds": round(time.perf_counter() - self._began, 3),
+                         **self._segment})
         times = [s.get("seconds") for s in segs]
         total = None if any(t is None for t in times) else round(sum(times), 3)
         return {"seconds": total, "segments": segs}
