@@ -11,6 +11,7 @@ Commands:
   full-run the full-profile walk in resumable stages (one GPU, short windows), packed to carry
   report   write REPORT.md from what the chapters saved (results/, or results/<profile>/ for smoke and quick)
   datapack CIFAR-10 as small lossless parts to carry to a machine without network, and back
+  weights  the shipped weights: verify checks every file's sha256, list says what each model is and where it trained
 """
 from __future__ import annotations
 
@@ -216,6 +217,98 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """``python -m gankd_utils run`` (``make run``): the numbered notebooks in order, then a summary."""
+    profile = args.profile or os.environ.get("PROFILE") or config.default_profile()
+    res = nbrun.run_all(profile, args.only, args.out, args.keep_going, say=lambda m: print(m, flush=True))
+    print("\n[gankd] summary")
+    print(f"  profile: {profile}; executed notebooks in {res['out_dir']}; tables, figures and REPORT.md in "
+          f"{paths.profile_root(profile)}")
+    for name, minutes in res["minutes"].items():
+        print(f"  {name}: {minutes:.1f} min" + (" (FAILED)" if name in res["failed"] else ""))
+    print(f"  in all: {sum(res['minutes'].values()):.1f} min")
+    if res["skipped"]:
+        print(f"  skipped ({len(res['skipped'])}):")
+        for line in res["skipped"]:
+            print("   - " + line)
+    else:
+        print("  nothing was skipped")
+    if res["failed"]:
+        print(f"  FAILED: {', '.join(res['failed'])}")
+        return 1
+    return 0
+
+
+def cmd_full_run(args: argparse.Namespace) -> int:
+    """``python -m gankd_utils full-run``: one stage of the full walk (:mod:`gankd_utils.fullrun`), packed to carry."""
+    if args.unpack:
+        print(f"unpacked: {', '.join(fullrun.unpack(args.unpack)) or 'nothing'}")
+    if not args.stage:
+        if args.unpack:
+            return 0
+        raise ValueError("give --stage (or --unpack DIR)")
+    only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only is not None else None
+    res = fullrun.run_stage(args.stage, args.profile, args.seed, args.budget_s, args.device, not args.no_notebook,
+                            only=only, student_seeds=args.student_seeds, parallel=args.parallel,
+                            speed=config.speed_of(args))
+    state = "finished" if res["finished"] else "paused"
+    print(f"stage {args.stage}: {state} in {res['seconds']:.0f} s; trained now: {', '.join(res['trained']) or 'none'}")
+    if args.pack:
+        for f in fullrun.pack(args.stage, args.pack, res["paused"], args.profile):
+            print(f"packed {f} ({f.stat().st_size / 2 ** 20:.1f} MiB)")
+    return 0
+
+
+def cmd_datapack(args: argparse.Namespace) -> int:
+    """``python -m gankd_utils datapack pack|unpack``: CIFAR-10 as small lossless parts, and back."""
+    if args.what == "pack":
+        m = datapack.pack(args.out, args.part_mib, args.root, tuple(s for s in args.splits.split(",") if s))
+        for part in m["parts"]:
+            print(f"{part['file']}: {part['count']:,} images, {part['bytes'] / 2**20:.1f} MiB")
+        print(f"{len(m['parts'])} parts and {datapack.MANIFEST} in {args.out}; the training parts in order are "
+              "class-balanced subsets")
+        return 0
+    got = datapack.unpack(args.folder, args.root)
+    dest = (Path(args.root) if args.root else paths.data_root()) / "cifar10"
+    for split, n in got.items():
+        full = data.FULL_SIZES[f"cifar10-{split}"]
+        print(f"{split}: {n:,} images to {dest}" + ("" if n == full else f" (a subset of {full:,})"))
+    return 0
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    """``python -m gankd_utils weights verify|list``: the shipped weights, checked file by file, or listed."""
+    try:
+        if args.what == "list":
+            rows = weights.summary(args.root, required=True)
+            for row in rows:
+                if args.dataset is None or row["key"].split("/", 1)[0] == args.dataset:
+                    print(f"{row['key']:<40} params {row['params'] if row['params'] is not None else '?':>10}  "
+                          f"{row['MB'] if row['MB'] is not None else '?':>8} MB  steps {row['steps']}  "
+                          f"sha256 {row['sha256']}  trained on {row['device'] or '?'}"
+                          + (f" in {row['hours']} h" if row["hours"] is not None else ""))
+            return 0
+        checked, where = weights.check_files(args.key, args.root)
+    except weights.ShippedWeightsError as e:
+        print(e, file=sys.stderr)
+        return 1
+    for rel, sha, error in checked:
+        print(f"OK      {sha[:12]}  {rel}" if error is None else f"FAILED  {rel}: {error}")
+    failed = sum(error is not None for _, _, error in checked)
+    print(f"{len(checked) - failed} of {len(checked)} files match {where}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def speed_arguments(ap: argparse.ArgumentParser) -> None:
+    """--fast, --compile and --channels-last (each default: the profile's; :func:`config.speed_of` reads them)."""
+    ap.add_argument("--fast", default=None, choices=config.SPEED["fast"],
+                    help="bf16 autocast, TF32, fused Adam, noise on the device (default auto: on on CUDA only; on "
+                         "a CPU with bf16 instructions, on can pay: benchmarks/train_speed.py --device cpu)")
+    ap.add_argument("--compile", default=None, choices=config.SPEED["compile"], help="torch.compile G and D")
+    ap.add_argument("--channels-last", default=None, choices=tuple(config.SWITCH),
+                    help="G, D and a teacher in channels_last memory format")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m gankd_utils", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -266,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="as the notebooks' WEIGHTS: auto takes the shipped teacher (and, in the full profile, the "
                         "shipped model of this seed) where results/weights has it; train never reads them")
     t.add_argument("--device", default="auto")
-    config.speed_arguments(t)
+    speed_arguments(t)
     t.add_argument("--retrain", action="store_true", help="discard an existing run of this model and start afresh")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
@@ -311,28 +404,69 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--results", default=None, help="read this results folder instead (its REPORT.md is written there)")
     r.set_defaults(func=cmd_report)
 
-    sub.add_parser("run", help="execute the numbered notebooks (make run); see 'run --help'")
-    sub.add_parser("full-run", help="the full-profile walk in resumable stages for short GPU windows; "
-                                    "see 'full-run --help'")
-    sub.add_parser("datapack", help="CIFAR-10 as small lossless parts for a machine without network, and back; "
-                                    "see 'datapack --help'")
+    n = sub.add_parser("run", help="execute the numbered notebooks (make run)", description=nbrun.__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    n.add_argument("--profile", default=None, help="smoke | quick | full (default: PROFILE, else full with CUDA, "
+                                                   "else quick)")
+    n.add_argument("--only", nargs="*", help="run only notebooks whose names start with these prefixes (e.g. 03)")
+    n.add_argument("--out", default=None, help="folder for executed copies (default: results/executed for full, "
+                                               "results/<profile>/executed for smoke and quick)")
+    n.add_argument("--keep-going", action="store_true", help="run the rest when one notebook fails")
+    n.set_defaults(func=cmd_run)
+
+    f = sub.add_parser("full-run", help="the full-profile walk in resumable stages for short GPU windows",
+                       description=fullrun.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    f.add_argument("--stage", choices=fullrun.STAGES, help="the stage to run")
+    f.add_argument("--profile", default="full", choices=config.PROFILE_NAMES)
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--budget-s", type=float, default=None, help="pause a training at a checkpoint after this long")
+    f.add_argument("--device", default="auto")
+    speed_arguments(f)
+    f.add_argument("--no-notebook", action="store_true", help="train and ship only; do not execute the notebook")
+    f.add_argument("--only", default=None, metavar="NAME[,NAME]",
+                   help="train and ship only these models of the stage (no notebook)")
+    f.add_argument("--student-seeds", type=int, default=None, metavar="N",
+                   help="with --only: train students with N seeds instead of the profile's (1: the shipped one)")
+    f.add_argument("--parallel", type=int, default=None, metavar="N",
+                   help="mnist, cifar10-students: train N runs at once, each in its own process with its share of "
+                        "the cores (default: 4 on CUDA, else 1); e.g. 2 on a 2-core CPU, one thread each")
+    f.add_argument("--pack", default=None, help="folder for the stage's archives (parts of at most 16 MiB)")
+    f.add_argument("--unpack", default=None, help="extract archives of earlier stages from this folder first")
+    f.set_defaults(func=cmd_full_run)
+
+    p = sub.add_parser("datapack", help="CIFAR-10 as small lossless parts for a machine without network, and back",
+                       description=datapack.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    what = p.add_subparsers(dest="what", required=True)
+    pp = what.add_parser("pack", help="CIFAR-10 from the data root into lossless parts of at most --part-mib MiB")
+    pp.add_argument("--out", required=True, help="an empty folder for the parts and datapack.json")
+    pp.add_argument("--part-mib", type=float, default=48.0, help="the largest part, in MiB (default 48)")
+    pp.add_argument("--root", default=None, help="the data root to read (default: GANKD_DATA_ROOT, else data/)")
+    pp.add_argument("--splits", default="train,test", help="train, test or train,test (default)")
+    pu = what.add_parser("unpack", help="the parts in a folder into <data root>/cifar10/ as the loader's shards")
+    pu.add_argument("folder", help="the folder holding datapack.json and the parts (all of them, or the first few)")
+    pu.add_argument("--root", default=None, help="the data root to write (default: GANKD_DATA_ROOT, else data/)")
+    p.set_defaults(func=cmd_datapack)
+
+    w = sub.add_parser("weights", help="the shipped weights: check every file's sha256, or list the models",
+                       description=weights.__doc__.split("\n")[0])
+    w.add_argument("--root", help="the weights folder (default: GANKD_WEIGHTS, else results/weights)")
+    what = w.add_subparsers(dest="what", required=True)
+    wv = what.add_parser("verify", help="check every shipped file's sha256 (exit status 1 on a mismatch)")
+    wv.add_argument("key", nargs="?", help="one model, dataset/model (default: all)")
+    wl = what.add_parser("list", help="the shipped models, with where and how long each was trained")
+    wl.add_argument("--dataset")
+    w.set_defaults(func=cmd_weights)
     return ap
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["run"]:  # the notebook runner has its own options
-        return nbrun.main(argv[1:])
-    if argv[:1] == ["full-run"]:  # the staged full-profile walk has its own options
-        return fullrun.main(argv[1:])
-    if argv[:1] == ["datapack"]:
-        return datapack.main(argv[1:])
     if argv[:1] == ["distill"]:  # key=value overrides may come before or after the options
         settings = [a for a in argv[1:] if "=" in a and not a.startswith("-")]
         argv = [a for a in argv if a not in settings] + settings
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

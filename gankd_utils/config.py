@@ -354,35 +354,26 @@ def settings(dataset: str, profile: str, seed: int = 0, **overrides: dict[str, A
                     speed=speed, **built)
 
 
-_SWITCH = {"on": True, "off": False}
+SWITCH = {"on": True, "off": False}
 """The words that spell a boolean speed setting (channels_last) on the command line."""
 
 
-def speed_arguments(ap: Any) -> None:
-    """Add --fast, --compile and --channels-last (each default: the profile's) to an argparse parser."""
-    ap.add_argument("--fast", default=None, choices=SPEED["fast"],
-                    help="bf16 autocast, TF32, fused Adam, noise on the device (default auto: on on CUDA only; on "
-                         "a CPU with bf16 instructions, on can pay: benchmarks/train_speed.py --device cpu)")
-    ap.add_argument("--compile", default=None, choices=SPEED["compile"], help="torch.compile G and D")
-    ap.add_argument("--channels-last", default=None, choices=tuple(_SWITCH),
-                    help="G, D and a teacher in channels_last memory format")
-
-
 def speed_of(args: Any) -> dict[str, Any]:
-    """The ``speed`` settings the command line of :func:`speed_arguments` asked for (the rest: the profile's)."""
+    """The ``speed`` settings a command line asked for (``--fast``, ``--compile``, ``--channels-last``; the rest: the
+    profile's)."""
     speed: dict[str, Any] = {}
     for key, choices in SPEED.items():
         word = getattr(args, key, None)
         if word is not None:
-            speed[key] = _SWITCH[word] if isinstance(choices[0], bool) else word
+            speed[key] = SWITCH[word] if isinstance(choices[0], bool) else word
     return speed
 
 
 def speed_flags(speed: dict[str, Any]) -> list[str]:
-    """The command-line flags that give ``speed`` to another process (:func:`speed_arguments`)."""
+    """The command-line flags that give ``speed`` to another process (the inverse of :func:`speed_of`)."""
     flags: list[str] = []
     for key, value in speed.items():
-        word = next(w for w, v in _SWITCH.items() if v is value) if isinstance(value, bool) else value
+        word = next(w for w, v in SWITCH.items() if v is value) if isinstance(value, bool) else value
         flags += [f"--{key.replace('_', '-')}", word]
     return flags
 

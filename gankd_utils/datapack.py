@@ -184,38 +184,3 @@ def unpack(folder: str | Path, root: str | Path | None = None) -> dict:
         for name, sl in chunks:
             atomic_write(dest / name, lambda tmp, sl=sl: _savez(tmp, images=images[sl], labels=labels[sl]))
     return {split: int(len(images)) for split, (images, _) in decoded.items()}
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m gankd_utils datapack pack|unpack ...``"""
-    import argparse
-    import sys
-    ap = argparse.ArgumentParser(prog="python -m gankd_utils datapack", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="what", required=True)
-    p = sub.add_parser("pack", help="CIFAR-10 from the data root into lossless parts of at most --part-mib MiB")
-    p.add_argument("--out", required=True, help="an empty folder for the parts and datapack.json")
-    p.add_argument("--part-mib", type=float, default=48.0, help="the largest part, in MiB (default 48)")
-    p.add_argument("--root", default=None, help="the data root to read (default: GANKD_DATA_ROOT, else data/)")
-    p.add_argument("--splits", default="train,test", help="train, test or train,test (default)")
-    u = sub.add_parser("unpack", help="the parts in a folder into <data root>/cifar10/ as the loader's shards")
-    u.add_argument("folder", help="the folder holding datapack.json and the parts (all of them, or the first few)")
-    u.add_argument("--root", default=None, help="the data root to write (default: GANKD_DATA_ROOT, else data/)")
-    args = ap.parse_args(argv)
-    try:
-        if args.what == "pack":
-            m = pack(args.out, args.part_mib, args.root, tuple(s for s in args.splits.split(",") if s))
-            for part in m["parts"]:
-                print(f"{part['file']}: {part['count']:,} images, {part['bytes'] / 2**20:.1f} MiB")
-            print(f"{len(m['parts'])} parts and {MANIFEST} in {args.out}; the training parts in order are "
-                  "class-balanced subsets")
-        else:
-            got = unpack(args.folder, args.root)
-            dest = (Path(args.root) if args.root else paths.data_root()) / "cifar10"
-            for split, n in got.items():
-                full = data.FULL_SIZES[f"cifar10-{split}"]
-                print(f"{split}: {n:,} images to {dest}" + ("" if n == full else f" (a subset of {full:,})"))
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0

@@ -41,7 +41,6 @@ never committed, only carried to the next machine); a larger archive is split in
 """
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import tarfile
@@ -244,8 +243,8 @@ def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float 
         elif stage in ("cifar10-students", "tinygan"):
             teacher = entries["cgan_teacher"]
             if runs.finished_sidecar(runs.run_dir(teacher, s), zoo.train_config(teacher, s)) is None:
-                raise RuntimeError("the CIFAR-10 teacher is not finished (nor shipped): run the cifar10-teacher "
-                                   "stage until it says finished, then this one")
+                raise FileNotFoundError("the CIFAR-10 teacher is not finished (nor shipped): run the cifar10-teacher "
+                                        "stage until it says finished, then this one")
             ts = runs.cifar10_teacher_set(s, device, real=cifar)
             # the four students train side by side on a GPU (runs.train_all's processes)
             got = runs.train_all({n: entries[n] for n in names}, s, cifar, teacher_set=ts["set"],
@@ -309,8 +308,10 @@ def _write_split(blob: bytes, stem: Path) -> list[Path]:
     return parts
 
 
-def pack(stage: str, out_dir: str | Path, paused: Sequence[str] = (), profile: str = "full") -> list[Path]:
+def pack(stage: str, out_dir: str | Path, paused: Sequence[str] = (), profile: str = "full",
+         say=print) -> list[Path]:
     """Archives of what ``stage`` made in ``profile`` (see the module docstring); returns the files written.
+    ``say``: where a note on an oversized resume archive goes.
 
     Names in the archives are relative to the results root, so a smoke or quick walk's chapters unpack into
     their profile's folder (:func:`paths.profile_root`), never over the full run's."""
@@ -343,8 +344,8 @@ def pack(stage: str, out_dir: str | Path, paused: Sequence[str] = (), profile: s
                     _add_tree(tar, root, folder.relative_to(root), exclude_runs=False)
         blob = buf.getvalue()
         if len(blob) > 64 * 2 ** 20:
-            print(f"note: the resume archive is {len(blob) / 2 ** 20:.0f} MiB; where a remote machine takes at most "
-                  "64 MiB in, finish this stage there (run it again) rather than carrying it to another one")
+            say(f"note: the resume archive is {len(blob) / 2 ** 20:.0f} MiB; where a remote machine takes at most "
+                "64 MiB in, finish this stage there (run it again) rather than carrying it to another one")
         files += _write_split(blob, out_dir / f"{stage}.resume.tar.gz")
     return files
 
@@ -379,38 +380,3 @@ def unpack(in_dir: str | Path) -> list[str]:
         done.append(stem)
     weights.merge(manifests)
     return done
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gankd_utils full-run", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--stage", choices=STAGES, help="the stage to run")
-    ap.add_argument("--profile", default="full", choices=config.PROFILE_NAMES)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--budget-s", type=float, default=None, help="pause a training at a checkpoint after this long")
-    ap.add_argument("--device", default="auto")
-    config.speed_arguments(ap)
-    ap.add_argument("--no-notebook", action="store_true", help="train and ship only; do not execute the notebook")
-    ap.add_argument("--only", default=None, metavar="NAME[,NAME]",
-                    help="train and ship only these models of the stage (no notebook)")
-    ap.add_argument("--student-seeds", type=int, default=None, metavar="N",
-                    help="with --only: train students with N seeds instead of the profile's (1: the shipped one)")
-    ap.add_argument("--parallel", type=int, default=None, metavar="N",
-                    help="mnist, cifar10-students: train N runs at once, each in its own process with its share of "
-                         "the cores (default: 4 on CUDA, else 1); e.g. 2 on a 2-core CPU, one thread each")
-    ap.add_argument("--pack", default=None, help="folder for the stage's archives (parts of at most 16 MiB)")
-    ap.add_argument("--unpack", default=None, help="extract archives of earlier stages from this folder first")
-    args = ap.parse_args(argv)
-    if args.unpack:
-        print(f"unpacked: {', '.join(unpack(args.unpack)) or 'nothing'}")
-    if not args.stage:
-        return 0 if args.unpack else ap.error("give --stage (or --unpack DIR)")
-    only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only is not None else None
-    res = run_stage(args.stage, args.profile, args.seed, args.budget_s, args.device, not args.no_notebook, only=only,
-                    student_seeds=args.student_seeds, parallel=args.parallel, speed=config.speed_of(args))
-    state = "finished" if res["finished"] else "paused"
-    print(f"stage {args.stage}: {state} in {res['seconds']:.0f} s; trained now: {', '.join(res['trained']) or 'none'}")
-    if args.pack:
-        for f in pack(args.stage, args.pack, res["paused"], args.profile):
-            print(f"packed {f} ({f.stat().st_size / 2 ** 20:.1f} MiB)")
-    return 0

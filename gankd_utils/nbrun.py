@@ -9,10 +9,8 @@ outputs.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -20,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from . import paths, runlog
-from .config import default_profile
 
 NOTEBOOK_DIR = paths.REPO_ROOT / "notebooks"
 
@@ -85,50 +82,31 @@ def _relative_paths(executed: Path) -> None:
     nbformat.write(nb, executed)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gankd_utils.nbrun", description=__doc__)
-    ap.add_argument("--profile", default=None, help="smoke | quick | full (default: full with CUDA, else quick)")
-    ap.add_argument("--only", nargs="*", help="run only notebooks whose names start with these prefixes (e.g. 03)")
-    ap.add_argument("--out", default=None, help="folder for executed copies (default: results/executed for full, "
-                                                "results/<profile>/executed for smoke and quick)")
-    ap.add_argument("--keep-going", action="store_true", help="run the rest when one notebook fails")
-    args = ap.parse_args(argv)
-    profile = args.profile or os.environ.get("PROFILE") or default_profile()
-    out_dir = Path(args.out) if args.out else paths.chapter_dir("executed", profile)
+def run_all(profile: str, only: Sequence[str] | None = None, out_dir: str | Path | None = None,
+            keep_going: bool = False, say=print) -> dict[str, Any]:
+    """Execute the numbered notebooks (those of ``only``) in ``profile``, in order, as ``make run`` does.
+
+    ``out_dir``: the folder for the executed copies (default: :func:`paths.chapter_dir` ``("executed", profile)``).
+    ``keep_going``: run the rest when one fails. ``say``: where the progress lines go.
+    Returns ``{"out_dir", "minutes": {notebook: minutes}, "failed": [notebook...], "skipped": [line...]}``,
+    the skips being what the chapters noted they left out (:mod:`gankd_utils.runlog`), each once.
+    """
+    out_dir = Path(out_dir) if out_dir else paths.chapter_dir("executed", profile)
     runlog.clear_skipped()
-    failures, times = [], {}
-    for nb in notebooks(args.only):
+    failed, minutes = [], {}
+    for nb in notebooks(only):
         t0 = time.perf_counter()
-        print(f"[gankd] running {nb.name} (profile {profile}) ...", flush=True)
+        say(f"[gankd] running {nb.name} (profile {profile}) ...")
         try:
             run_notebook(nb, out_dir / nb.name, {"PROFILE": profile})
-            times[nb.name] = time.perf_counter() - t0
-            print(f"[gankd]   done in {times[nb.name]:.0f} s -> {out_dir / nb.name}", flush=True)
+            minutes[nb.name] = (time.perf_counter() - t0) / 60
+            say(f"[gankd]   done in {minutes[nb.name] * 60:.0f} s -> {out_dir / nb.name}")
         except Exception as e:  # papermill raises PapermillExecutionError with the failing cell
-            times[nb.name] = time.perf_counter() - t0
-            failures.append(nb.name)
-            print(f"[gankd]   FAILED after {time.perf_counter() - t0:.0f} s: {e}", file=sys.stderr, flush=True)
-            if not args.keep_going:
+            minutes[nb.name] = (time.perf_counter() - t0) / 60
+            failed.append(nb.name)
+            say(f"[gankd]   FAILED after {minutes[nb.name] * 60:.0f} s: {e}")
+            if not keep_going:
                 break
     # once each: a chapter of two datasets (06, 07) notes the same skip for both
     skipped = list(dict.fromkeys(runlog.format_entry(e) for e in runlog.read_skipped()))
-    print("\n[gankd] summary")
-    print(f"  profile: {profile}; executed notebooks in {out_dir}; tables, figures and REPORT.md in "
-          f"{paths.profile_root(profile)}")
-    for name, sec in times.items():
-        print(f"  {name}: {sec / 60:.1f} min" + (" (FAILED)" if name in failures else ""))
-    print(f"  in all: {sum(times.values()) / 60:.1f} min")
-    if skipped:
-        print(f"  skipped ({len(skipped)}):")
-        for e in skipped:
-            print("   - " + e)
-    else:
-        print("  nothing was skipped")
-    if failures:
-        print(f"  FAILED: {', '.join(failures)}")
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return {"out_dir": out_dir, "minutes": minutes, "failed": failed, "skipped": skipped}

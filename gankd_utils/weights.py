@@ -35,17 +35,15 @@ first (:func:`verify`); a file that was altered, truncated, or left as a
 git-lfs pointer gives a :class:`ShippedWeightsError` naming it and the remedy.
 Hashes are cached per process, keyed by the file's path, size, mtime and inode.
 
-From a shell: ``python -m gankd_utils.weights verify [KEY]`` (one line per file,
-exit status 1 on any mismatch) and ``python -m gankd_utils.weights list``.
+From a shell: ``python -m gankd_utils weights verify [KEY]`` (one line per file,
+exit status 1 on any mismatch) and ``python -m gankd_utils weights list``.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
 import re
-import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -251,18 +249,24 @@ def _check(root: Path, rel: str, entry: Mapping[str, Any]) -> str:
     return sha
 
 
-def _check_all(root: Path, m: Mapping[str, Any], rels: Iterable[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    errors: list[str] = []
+def _check_each(root: Path, m: Mapping[str, Any], rels: Iterable[str]) -> list[tuple[str, str | None, str | None]]:
+    """``(file, sha256, None)`` for each file that matches, ``(file, None, why)`` for each that does not."""
+    rows: list[tuple[str, str | None, str | None]] = []
     for rel in sorted(rels):
         try:
-            out[rel] = _check(root, rel, m["files"][rel])
+            rows.append((rel, _check(root, rel, m["files"][rel]), None))
         except ShippedWeightsError as e:
-            errors.append(str(e))
+            rows.append((rel, None, str(e)))
+    return rows
+
+
+def _check_all(root: Path, m: Mapping[str, Any], rels: Iterable[str]) -> dict[str, str]:
+    rows = _check_each(root, m, rels)
+    errors = [why for _, _, why in rows if why is not None]
     if errors:
-        more = f" (and {len(errors) - 1} more file(s) failed; `python -m gankd_utils.weights verify` lists them)"
+        more = f" (and {len(errors) - 1} more file(s) failed; `python -m gankd_utils weights verify` lists them)"
         raise ShippedWeightsError(errors[0] + (more if len(errors) > 1 else ""))
-    return out
+    return {rel: sha for rel, sha, _ in rows}
 
 
 def _model_entry(m: Mapping[str, Any], key: str, root: Path) -> Mapping[str, Any]:
@@ -282,6 +286,17 @@ def verify(key: str | None = None, root: str | Path | None = None) -> dict[str, 
     m = _need_manifest(root)
     rels = m["files"] if key is None else _model_entry(m, key, root)["files"]
     return _check_all(root, m, rels)
+
+
+def check_files(key: str | None = None, root: str | Path | None = None) -> tuple[list[tuple[str, str | None,
+                                                                                         str | None]], str]:
+    """Every file of one model (``"dataset/model"``), or of all, checked against MANIFEST.json without stopping at
+    the first failure (``python -m gankd_utils weights verify``): ``([(file, sha256 or None, error or None)],
+    the manifest as shown)``. Raises :class:`ShippedWeightsError` where there is no manifest or no such model."""
+    root = _root(root)
+    m = _need_manifest(root)
+    return _check_each(root, m, m["files"] if key is None else _model_entry(m, key, root)["files"]), \
+        _show(root / MANIFEST)
 
 
 def quality_file(folder: str | Path, root: str | Path | None = None) -> Path | None:
@@ -399,10 +414,11 @@ def trained_on(training: Mapping[str, Any], default: str = "") -> str:
     return "; ".join(f"{dev} steps {a}-{b}" for dev, a, b in spans)
 
 
-def summary(root: str | Path | None = None) -> list[dict[str, Any]]:
+def summary(root: str | Path | None = None, required: bool = False) -> list[dict[str, Any]]:
     """One row per shipped model for a notebook table: key, params, MB and sha256[:12] (of G, or of a classifier's
-    one file), steps, hours of training (where recorded), device."""
-    m = manifest(root)
+    one file), steps, hours of training (where recorded), device. No rows where nothing is shipped, or
+    :class:`ShippedWeightsError` with ``required``."""
+    m = _need_manifest(_root(root)) if required else manifest(root)
     if m is None:
         return []
     rows = []
@@ -592,45 +608,3 @@ def merge(others: Sequence[Mapping[str, Any]], root: str | Path | None = None) -
          "created": newest.get("created", ""), "files": {rel: files[rel] for rel in sorted(files)},
          "models": {k: models[k] for k in sorted(models)}}
     return atomic_write_text(root / MANIFEST, _dump(m))
-
-
-# ---------------------------------------------------------------- command line
-
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gankd_utils.weights", description=__doc__.split("\n")[0])
-    ap.add_argument("--root", help="the weights folder (default: GANKD_WEIGHTS, else results/weights)")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    v = sub.add_parser("verify", help="check every shipped file's sha256 (exit status 1 on a mismatch)")
-    v.add_argument("key", nargs="?", help="one model, dataset/model (default: all)")
-    ls = sub.add_parser("list", help="the shipped models")
-    ls.add_argument("--dataset")
-    args = ap.parse_args(argv)
-    root = _root(args.root)
-    try:
-        m = _need_manifest(root)
-        if args.cmd == "list":
-            for row in summary(root):
-                if args.dataset is None or row["key"].split("/", 1)[0] == args.dataset:
-                    print(f"{row['key']:<40} params {row['params'] if row['params'] is not None else '?':>10}  "
-                          f"{row['MB'] if row['MB'] is not None else '?':>8} MB  steps {row['steps']}  "
-                          f"sha256 {row['sha256']}  trained on {row['device'] or '?'}"
-                          + (f" in {row['hours']} h" if row["hours"] is not None else ""))
-            return 0
-        rels = m["files"] if args.key is None else _model_entry(m, args.key, root)["files"]
-    except ShippedWeightsError as e:
-        print(e, file=sys.stderr)
-        return 1
-    failed = 0
-    for rel in sorted(rels):
-        try:
-            sha = _check(root, rel, m["files"][rel])
-            print(f"OK      {sha[:12]}  {rel}")
-        except ShippedWeightsError as e:
-            failed += 1
-            print(f"FAILED  {rel}: {e}")
-    print(f"{len(rels) - failed} of {len(rels)} files match {_show(root / MANIFEST)}", file=sys.stderr)
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

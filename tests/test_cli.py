@@ -217,3 +217,24 @@ def test_score_command_scores_finished_runs_alike_and_paused_ones_only_when_aske
     assert cli.main(score + ["--model", "cdcgan_c32bias_scratch", "--figure", str(tmp_path / "x.jpg")]) == 2
     assert "--figure takes a path without suffix" in capsys.readouterr().err
     assert not (tmp_path / "x.jpg").exists() and not (tmp_path / "x.png").exists()
+
+
+def test_one_command_line_for_every_job(tmp_path, capsys):
+    # every command is a subcommand of the one parser (STYLE: no argparse in the package outside cli.py), so
+    # `python -m gankd_utils --help` lists them all and each fails the same way, "error: ..." and exit status 2
+    pkg = REPO / "gankd_utils"
+    parsers = sorted(p.relative_to(pkg).as_posix() for p in pkg.rglob("*.py") if "argparse" in p.read_text())
+    assert parsers == ["cli.py"]
+    sub = next(a for a in cli.build_parser()._actions if a.dest == "command")
+    assert {"run", "full-run", "datapack", "weights"} <= set(sub.choices)
+    for argv, err in ((["full-run"], "error: give --stage (or --unpack DIR)"),
+                      (["full-run", "--stage", "mnist", "--profile", "smoke", "--only", "nope"],
+                       "error: --only nope: stage mnist trains"),
+                      (["datapack", "unpack", str(tmp_path / "none")], "error: "),
+                      (["datapack", "pack", "--out", str(tmp_path / "p"), "--part-mib", "0"], "error: ")):
+        assert cli.main(argv) == 2, argv
+        assert err in capsys.readouterr().err, argv
+    assert not (tmp_path / "p").exists()  # a refused pack writes nothing
+    with pytest.raises(SystemExit):
+        cli.main(["weights"])  # a subcommand of weights is required
+    assert "verify" in capsys.readouterr().err

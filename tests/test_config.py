@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from gankd_utils import config, zoo
+from gankd_utils import cli, config, zoo
 from gankd_utils.config import CompressConfig, DistillConfig, EvalConfig, ExportConfig, Settings, TrainConfig
 
 # The per-profile values before the settings were one table per dataset (config.get / CHAPTERS /
@@ -245,7 +245,7 @@ def test_speed_settings_reach_every_training_and_never_change_what_it_learns():
             config.settings("cifar10", "full", speed=bad)
     # the command line: flags -> speed -> flags (what runs._launch gives a train process) -> the same speed
     ap = argparse.ArgumentParser()
-    config.speed_arguments(ap)
+    cli.speed_arguments(ap)
     assert config.speed_of(ap.parse_args([])) == {}
     got = config.speed_of(ap.parse_args(["--fast", "on", "--channels-last", "on", "--compile", "on"]))
     assert got == speed and config.speed_of(ap.parse_args(config.speed_flags(got))) == speed

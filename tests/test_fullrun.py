@@ -9,7 +9,7 @@ import tarfile
 import pytest
 import torch
 
-from gankd_utils import checkpoint, config, fullrun, paths, runs, weights, zoo
+from gankd_utils import checkpoint, cli, config, fullrun, paths, runs, weights, zoo
 
 
 @pytest.fixture
@@ -21,11 +21,14 @@ def results(tmp_path, monkeypatch):
     return root
 
 
-def test_unknown_stage_and_missing_teacher_are_refused(results, cifar_root):
+def test_unknown_stage_and_missing_teacher_are_refused(results, cifar_root, capsys):
     with pytest.raises(ValueError, match="unknown stage"):
         fullrun.run_stage("nope", "smoke")
-    with pytest.raises(RuntimeError, match="cifar10-teacher stage"):
+    with pytest.raises(FileNotFoundError, match="cifar10-teacher stage"):
         fullrun.run_stage("tinygan", "smoke", notebook=False)
+    # the command says what to do, not a traceback
+    assert cli.main(["full-run", "--stage", "cifar10-students", "--profile", "smoke"]) == 2
+    assert "error: the CIFAR-10 teacher is not finished (nor shipped): run the cifar10-teacher" in capsys.readouterr().err
 
 
 def test_compare_and_compress_stages_open_no_shipped_file_themselves(results, tmp_path):
@@ -212,7 +215,7 @@ def test_student_seeds_trains_only_the_shipped_seed_of_a_student(results, mnist_
         fullrun.run_stage("mnist", "smoke", student_seeds=1, notebook=False)
     with pytest.raises(ValueError, match="between 1 and the smoke profile's 2"):
         fullrun.run_stage("mnist", "smoke", only=["cdcgan_c32_scratch"], student_seeds=3)
-    assert fullrun.main(["--stage", "mnist", "--profile", "smoke", "--only", "cdcgan_c32_scratch",
+    assert cli.main(["full-run", "--stage", "mnist", "--profile", "smoke", "--only", "cdcgan_c32_scratch",
                          "--student-seeds", "1"]) == 0
     assert "trained now: cdcgan_c32_scratch\n" in capsys.readouterr().out
     assert (results / "03_mnist" / "runs" / "smoke-seed0" / "cdcgan_c32_scratch" / "G.json").exists()
@@ -225,7 +228,7 @@ def test_only_trains_and_ships_the_named_models(results, mnist_train, capsys):
     with pytest.raises(ValueError, match="stage mnist trains iitgn_teacher"):
         fullrun.run_stage("mnist", "smoke", only=["cgan_teacher"])
     assert fullrun.stage_models("tinygan") == ["tinygan_student"]
-    assert fullrun.main(["--stage", "mnist", "--profile", "smoke", "--only", "cdcgan_c32_kd"]) == 0
+    assert cli.main(["full-run", "--stage", "mnist", "--profile", "smoke", "--only", "cdcgan_c32_kd"]) == 0
     out = capsys.readouterr().out
     assert "cdcgan_c32_kd finished and shipped (no notebook" in out
     assert weights.available() == ["mnist/cdcgan_c32_kd"]  # not its teacher, not the evaluator classifier
@@ -242,13 +245,13 @@ def test_the_speed_flags_reach_every_training_of_a_stage(results, monkeypatch, c
     # e.g. the CIFAR-10 teacher on a CPU with bf16 instructions: --fast on --channels-last on
     got = []
     monkeypatch.setattr(fullrun.runs, "train_all", lambda entries, settings, real=None, **kw: got.append(settings) or {})
-    assert fullrun.main(["--stage", "mnist", "--profile", "smoke", "--fast", "on", "--channels-last", "on",
+    assert cli.main(["full-run", "--stage", "mnist", "--profile", "smoke", "--fast", "on", "--channels-last", "on",
                          "--no-notebook"]) == 0
     assert got[-1].speed == {"fast": "on", "channels_last": True}
     fullrun.run_stage("mnist", "smoke", notebook=False)
     assert got[-1].speed == {}  # the profile's own
     with pytest.raises(SystemExit):
-        fullrun.main(["--stage", "mnist", "--fast", "bf16"])
+        cli.main(["full-run", "--stage", "mnist", "--fast", "bf16"])
     assert "invalid choice: 'bf16'" in capsys.readouterr().err
 
 
@@ -260,7 +263,7 @@ def test_parallel_reaches_the_runs_and_a_bad_count_is_refused(results, mnist_tra
         got.update(kw)
         return {}
     monkeypatch.setattr(fullrun.runs, "train_all", fake_train_all)
-    assert fullrun.main(["--stage", "mnist", "--profile", "smoke", "--parallel", "2", "--no-notebook"]) == 0
+    assert cli.main(["full-run", "--stage", "mnist", "--profile", "smoke", "--parallel", "2", "--no-notebook"]) == 0
     assert got["parallel"] == 2 and "stage mnist: finished" in capsys.readouterr().out
     got.clear()
     fullrun.run_stage("mnist", "smoke", notebook=False)
@@ -273,7 +276,7 @@ def test_every_seed_ships_and_a_fresh_machine_trains_none_again(results, mnist_t
     # a student's other seeds ship as model.seedN (G alone); a fresh results folder restores each seed's run
     monkeypatch.setitem(config.MNIST["smoke"], "student_seeds", 2)
     argv = ["--stage", "mnist", "--profile", "smoke", "--only", "cdcgan_c32_scratch"]
-    assert fullrun.main(argv) == 0
+    assert cli.main(["full-run", *argv]) == 0
     assert "trained now: cdcgan_c32_scratch, cdcgan_c32_scratch@1\n" in capsys.readouterr().out
     assert weights.available() == ["mnist/cdcgan_c32_scratch", "mnist/cdcgan_c32_scratch.seed1"]
     m = weights.manifest()["models"]
@@ -297,7 +300,7 @@ def test_every_seed_ships_and_a_fresh_machine_trains_none_again(results, mnist_t
 
     # a fresh machine: the run folders are gone, the shipped weights stay; nothing trains again
     shutil.rmtree(results / "03_mnist" / "runs")
-    assert fullrun.main(argv) == 0
+    assert cli.main(["full-run", *argv]) == 0
     assert "trained now: none\n" in capsys.readouterr().out
     assert runs.finished_sidecar(run1) is not None and not (run1 / "history.json").exists()
     restored = checkpoint.load_model(run1 / "G")

@@ -2,7 +2,7 @@
 import json
 from pathlib import Path
 
-from gankd_utils import config, evaluation, nbrun, runlog
+from gankd_utils import cli, config, evaluation, nbrun, runlog
 
 
 def test_note_read_and_clear(tmp_path, monkeypatch):
@@ -44,7 +44,27 @@ def test_the_run_summary_names_each_skip_once(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(nbrun, "run_notebook", chapter)
     monkeypatch.setattr(nbrun, "notebooks", lambda only=None: [Path("07_prune_quantize.ipynb")])
-    assert nbrun.main(["--profile", "smoke"]) == 0
+    assert cli.main(["run", "--profile", "smoke"]) == 0
     out = capsys.readouterr().out
     assert "skipped (2):" in out and out.count("SKIPPED [07_compress] Inception FID / IS: offline") == 1
     assert "SKIPPED [07_compress] cifar10/tinygan_student: not trained yet" in out and "left over" not in out
+
+
+def test_a_failed_chapter_stops_the_run_unless_told_to_keep_going(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GANKD_RESULTS", str(tmp_path))
+    ran = []
+
+    def chapter(src, out, parameters=None, **kw):
+        ran.append(src.name[:2])
+        if src.name.startswith("04"):
+            raise RuntimeError("cell 7 raised")
+
+    monkeypatch.setattr(nbrun, "run_notebook", chapter)
+    monkeypatch.setattr(nbrun, "notebooks", lambda only=None: [Path(f"{k}_x.ipynb") for k in ("03", "04", "05")])
+    assert cli.main(["run", "--profile", "smoke"]) == 1
+    out = capsys.readouterr().out
+    assert ran == ["03", "04"] and "FAILED after" in out and "cell 7 raised" in out and "FAILED: 04_x.ipynb" in out
+    assert "04_x.ipynb: 0.0 min (FAILED)" in out and "05_x.ipynb" not in out
+    ran.clear()
+    assert cli.main(["run", "--profile", "smoke", "--keep-going"]) == 1
+    assert ran == ["03", "04", "05"] and "05_x.ipynb: 0.0 min\n" in capsys.readouterr().out

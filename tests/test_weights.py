@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gankd_utils import checkpoint, config, metrics, report, weights
+from gankd_utils import checkpoint, cli, config, metrics, report, weights
 from gankd_utils.metrics.size import count_params
 from gankd_utils.models import CondDCGANDiscriminator, CondDCGANGenerator
 
@@ -197,7 +197,7 @@ def test_a_run_trained_on_two_machines_names_both_with_its_steps_and_time(wroot,
     assert entry["device"] == f"{cpu} steps 0-2500; {gpu} steps 2500-3000"  # consecutive segments of one merged
     assert entry["training"] == training
     assert weights.summary()[0]["hours"] == 2.6
-    assert weights.main(["list"]) == 0
+    assert cli.main(["weights", "list"]) == 0
     assert f"trained on {cpu} steps 0-2500; {gpu} steps 2500-3000 in 2.6 h" in capsys.readouterr().out
     # one machine: its name alone; a segment of a state saved before the record was kept has no time
     assert weights.trained_on({"segments": training["segments"][:2]}) == cpu
@@ -463,21 +463,21 @@ def test_a_well_formed_manifest_is_read(wroot):
 # ---------------------------------------------------------------- command line
 
 def test_command_line(wroot, tmp_path, capsys):
-    assert weights.main(["verify"]) == 1
+    assert cli.main(["weights", "verify"]) == 1
     assert "MANIFEST.json does not exist" in capsys.readouterr().err
     make_run(tmp_path / "run")
     weights.ship({"mnist/tiny": tmp_path / "run"})
-    assert weights.main(["verify"]) == 0
+    assert cli.main(["weights", "verify"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in out] == ["OK", "OK"]
     assert [line.split()[-1] for line in out] == ["mnist/tiny/G.json", "mnist/tiny/G.safetensors"]
-    assert weights.main(["list"]) == 0
+    assert cli.main(["weights", "list"]) == 0
     assert capsys.readouterr().out.startswith("mnist/tiny")
     flip_byte(wroot / "mnist" / "tiny" / "G.safetensors")
-    assert weights.main(["verify", "mnist/tiny"]) == 1
+    assert cli.main(["weights", "verify", "mnist/tiny"]) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("OK") and out[1].startswith("FAILED  mnist/tiny/G.safetensors: ")
-    assert weights.main(["--root", str(tmp_path / "empty"), "verify"]) == 1
+    assert cli.main(["weights", "--root", str(tmp_path / "empty"), "verify"]) == 1
 
 
 def test_git_keeps_shipped_files_byte_for_byte():
