@@ -284,7 +284,8 @@ def cmd_weights(args: argparse.Namespace) -> int:
             for row in rows:
                 if args.dataset is None or row["key"].split("/", 1)[0] == args.dataset:
                     print(f"{row['key']:<40} params {row['params'] if row['params'] is not None else '?':>10}  "
-                          f"{row['MB'] if row['MB'] is not None else '?':>8} MB  steps {row['steps']}  "
+                          f"{row['MB'] if row['MB'] is not None else '?':>8} MB  steps {row['steps']}"
+                          + (f" (G: step {row['kept_step']})" if row.get("kept_step") is not None else "") + "  "
                           f"sha256 {row['sha256']}  trained on {row['device'] or '?'}"
                           + (f" in {row['hours']} h" if row["hours"] is not None else ""))
             return 0

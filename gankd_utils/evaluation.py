@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from . import checkpoint, data, metrics, paths, repro, runlog, tables, train, viz, weights
+from . import checkpoint, data, metrics, paths, repro, runlog, runs, tables, train, viz, weights
 from .config import Settings
 from .io import atomic_write_text
 from .runs import Trained, base_name, planned_steps, train_or_load
@@ -196,6 +196,18 @@ def saved_curve(t: Trained, evaluator: metrics.Evaluator) -> list[dict[str, Any]
     return pts if ok and pts[-1]["step"] == t.steps else None
 
 
+def last_generator(t: Trained) -> nn.Module:
+    """The generator of ``t``'s last step: ``t.G``, or, where the run hands on one it kept earlier
+    (:func:`keep_best`), the copy of its last one among its snapshots."""
+    if runs.kept_step(t.run_dir) is None:
+        return t.G
+    stem = train.snapshot_path(t.run_dir, t.steps)
+    if not stem.with_suffix(".safetensors").exists():
+        raise FileNotFoundError(f"{t.run_dir}: G is the generator of step {runs.kept_step(t.run_dir)}, but the run's "
+                                f"last one ({stem.name}) is gone: train the run again to score its last step")
+    return checkpoint.load_model(stem, next(t.G.parameters()).device)
+
+
 def snapshot_curves(trained: Mapping[str, Trained], evaluator: metrics.Evaluator,
                     progress: bool = True) -> dict[str, list[dict[str, Any]]]:
     """Quality over the whole training: every generator a run kept (``TrainConfig.snapshots``), then the finished one.
@@ -212,13 +224,59 @@ def snapshot_curves(trained: Mapping[str, Trained], evaluator: metrics.Evaluator
         t = trained[key]
         device = next(t.G.parameters()).device
         pts = [{"step": s, **evaluator(checkpoint.load_model(stem, device))} for s, stem in snaps]
-        curves[key] = pts + [{"step": t.steps, **evaluator(t.G)}]
+        curves[key] = pts + [{"step": t.steps, **evaluator(last_generator(t))}]
         atomic_write_text(Path(t.run_dir) / weights.QUALITY, json.dumps(
             {"protocol": evaluator.protocol_id(), "points": curves[key]}, indent=1, default=float) + "\n")
     for key, t in trained.items():
         if key not in curves and (saved := saved_curve(t, evaluator)) is not None:
             curves[key] = saved
     return {k: curves[k] for k in trained if k in curves}
+
+
+def keep_best(t: Trained, evaluator: metrics.Evaluator, progress: bool = False) -> Trained:
+    """The teacher a finished run hands on: of every generator it kept (its snapshots and its last), the one with
+    the lowest classifier-FID on ``evaluator``, the chapter's own pipeline (the latest of equals).
+
+    A GAN's quality does not only rise with training: a run can pass its best and fall off (BigGAN's authors
+    kept the checkpoints with the best FID for this reason, and a teacher is worth only its samples). The
+    run's curve is scored once (:func:`snapshot_curves`, or the one saved by the same pipeline) and ``G``
+    becomes the best generator (:func:`runs.keep_generator`: its ``G.json`` says which, by how much, and what
+    the last one scored); every later reader (the teacher set, the KD students, the shipped weights, the
+    chapter's tables) then takes that one. The choice is made on the same samples that then score it: with
+    the 10,000 samples of ``full``, their noise is far below the gaps between a run's generators. A run that
+    kept no snapshots (a model from the shipped weights) or has not finished is returned as it is.
+    """
+    if not t.finished or not kept_snapshots(t):
+        return t
+    curve = saved_curve(t, evaluator) or snapshot_curves({t.name: t}, evaluator, progress).get(t.name)
+    if not curve:
+        return t
+    fid = evaluator.names()["fid"]
+    best = min(curve, key=lambda p: (p[fid], -p["step"]))
+    runs.keep_generator(t.run_dir, best["step"], {
+        "by": fid, fid: best[fid], "protocol": evaluator.protocol_id(), "of": [p["step"] for p in curve],
+        "last": {"step": curve[-1]["step"], fid: curve[-1][fid]}})
+    G = checkpoint.load_model(Path(t.run_dir) / "G", next(t.G.parameters()).device)
+    return Trained(G, t.name, t.run_dir, t.loaded, t.steps, t.finished, t.config, t.history, t.seconds)
+
+
+def kept_note(trained: Mapping[str, Trained]) -> str:
+    """One sentence per run whose ``G`` is a generator it kept before its last step (:func:`keep_best`), for a
+    chapter and REPORT.md; "" when there is none."""
+    said = []
+    for key, t in trained.items():
+        step = runs.kept_step(t.run_dir)
+        if step is None:
+            continue
+        kept = checkpoint.read_sidecar(Path(t.run_dir) / "G")[runs.KEPT]
+        fid, last = kept.get("by"), kept.get("last", {})
+        if fid in kept and fid in last:
+            said.append(f"{key} is the generator of step {step:,} of its {t.steps:,}-step run, the best of the "
+                        f"{len(kept.get('of', []))} it kept on {fid} ({kept[fid]:.4g}; its last step scored "
+                        f"{last[fid]:.4g}); its curve is the whole run's.")
+        else:
+            said.append(f"{key} is the generator of step {step:,} of its {t.steps:,}-step run.")
+    return " ".join(said)
 
 
 CONVERGED_WITHIN = 0.05
@@ -321,7 +379,7 @@ def quality_over_training(trained: Mapping[str, Trained], evaluator: metrics.Eva
     ``model@seed`` in the table and "(seed N)" in the figure. ``labels`` is by model name, ``colors`` by label
     (:func:`viz.palette`).
     Returns ``{"curves", "convergence", "note", "figure"}`` (:func:`snapshot_curves`,
-    :func:`convergence` on the classifier-FID, :func:`convergence_note`, the figure);
+    :func:`convergence` on the classifier-FID, :func:`convergence_note` with :func:`kept_note`, the figure);
     all empty when no run kept snapshots (models from the shipped weights, or ``quick``).
     """
     chosen: dict[str, str] = {}
@@ -342,7 +400,8 @@ def quality_over_training(trained: Mapping[str, Trained], evaluator: metrics.Eva
                                labels={k: label(k) for k in curves}, path_stem=Path(out_dir) / "quality_over_training")
     rows = convergence(curves, names["fid"], recall=names["recall"])
     tables.write_table(rows, Path(out_dir) / "table_convergence", lead=None)
-    return {"curves": curves, "convergence": rows, "note": convergence_note(rows), "figure": figure}
+    note = " ".join(x for x in (convergence_note(rows), kept_note({k: trained[k] for k in curves})) if x)
+    return {"curves": curves, "convergence": rows, "note": note, "figure": figure}
 
 
 def kd_gap_closed(rows: Sequence[Mapping[str, Any]], metric: str) -> list[dict[str, Any]]:

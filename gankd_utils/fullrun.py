@@ -25,7 +25,8 @@ first as ``dataset/model``, the others as ``dataset/model.seedN``, :func:`weight
 A stage's notebook scores its runs' snapshots (quality over training) and saves each curve in its run
 folder; the stage then ships those curves beside the weights (``weights.QUALITY``), so a later run of the
 chapter from the shipped weights still says which models had converged. The ``cifar10-teacher`` stage scores
-the teacher's snapshots itself, as chapter 04 does, since chapter 04 may run on another machine.
+the teacher's snapshots itself, as chapter 04 does, since chapter 04 may run on another machine, and ships the
+best of the teacher's generators on chapter 04's classifier-FID (:func:`evaluation.keep_best`).
 
 Every stage is resumable: ``--budget-s`` pauses a training at a checkpoint when its
 time is up (the command says "paused"; run it again to go on), and a stage whose
@@ -235,10 +236,11 @@ def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float 
             got = {"cgan_teacher": runs.train_or_load(entries["cgan_teacher"], s, cifar, device=device,
                                                       deadline=deadline)}
             if got["cgan_teacher"].finished and evaluation.kept_snapshots(got["cgan_teacher"]):
-                # its snapshots, scored as chapter 04 scores them: the curve ships with it, should chapter 04
-                # run on another machine (a fresh one restores the weights, not the snapshots)
+                # its snapshots, scored as chapter 04 scores them, and the best of its generators made the teacher
+                # (chapter 04 does the same): the curve ships with it, should chapter 04 run on another machine
+                # (a fresh one restores the weights, not the snapshots)
                 ev = evaluation.evaluators(s, cifar, device, where="04_cifar10", say=lambda m: None)[0]
-                evaluation.snapshot_curves(got, ev, progress=False)
+                got["cgan_teacher"] = evaluation.keep_best(got["cgan_teacher"], ev)
             _ship("cifar10", ["cgan_teacher"], s, str(device))  # ships only what has finished
         elif stage in ("cifar10-students", "tinygan"):
             teacher = entries["cgan_teacher"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,9 +30,9 @@ import torch.nn as nn
 
 from . import checkpoint, config, data, paths, recipes, repro, shards, teachers, weights
 from .config import Settings, TrainConfig
-from .io import sha256_file
+from .io import atomic_write, atomic_write_text, sha256_file
 from .runstate import amp_dtype, autocast_in, history_upto, standing_model
-from .train import fit
+from .train import fit, snapshot_path, snapshots
 from .zoo import Entry, build, family_teacher, train_config, zoo
 
 
@@ -92,6 +93,59 @@ def finished_sidecar(folder: str | Path, cfg: TrainConfig | None = None) -> dict
     if cfg is not None and checkpoint.resume_key(side.get("config", {})) != checkpoint.resume_key(cfg):
         return None
     return side
+
+
+KEPT = "kept"
+"""The key of a finished run's ``G.json`` that says which of its generators ``G`` is, when not its last one
+(:func:`keep_generator`): ``{"step": ..., and why}``."""
+
+
+def kept_step(folder: str | Path) -> int | None:
+    """The step of the generator ``folder``'s ``G`` is, when a run hands on one it kept before its last step
+    (:func:`keep_generator`; a run folder or a shipped model's folder), else None: ``G`` is its last."""
+    p = Path(folder) / "G.json"
+    if not p.exists():
+        return None
+    kept = checkpoint.read_sidecar(Path(folder) / "G").get(KEPT)
+    return int(kept["step"]) if isinstance(kept, dict) and "step" in kept else None
+
+
+def keep_generator(folder: str | Path, step: int, why: Mapping[str, Any] | None = None) -> Path:
+    """Make the generator that ``folder``'s finished run kept at ``step`` its model ``G`` (a teacher's best:
+    :func:`evaluation.keep_best`); ``step`` = the run's last step puts the last generator back.
+
+    The last generator stays in the run, as the snapshot of the last step (``snapshots/G_<last step>``), so
+    the whole run can still be scored. ``G.json`` keeps the run's settings, steps (the run's length) and
+    training record, and says in ``kept`` which generator ``G`` is, with ``why``. The weights are copied every
+    time, so a call cut off part way is mended by the next one. Returns the ``G`` stem.
+    """
+    folder = Path(folder)
+    side = checkpoint.read_sidecar(folder / "G")
+    if not side.get("finished"):
+        raise ValueError(f"{folder} holds no finished run (step {side.get('step')}): a run hands on one of its "
+                         "generators only once it has finished; train it to its end first")
+    last, step = int(side["step"]), int(step)
+    final = snapshot_path(folder, last)
+    if KEPT not in side and not final.with_suffix(".safetensors").exists():
+        # G is the last generator: keep a copy of it among the snapshots first (once: a later call may have been
+        # cut off after G was replaced, before its sidecar said so)
+        atomic_write(final.with_suffix(".safetensors"),
+                     lambda tmp: shutil.copyfile(folder / "G.safetensors", tmp))
+        atomic_write_text(final.with_suffix(".json"), json.dumps(
+            {"gankd": side["gankd"], "model": side["model"], "snapshot": True, "step": last}, indent=2,
+            sort_keys=True))
+    source = snapshot_path(folder, step).with_suffix(".safetensors")
+    if not source.exists():
+        have = [s for s, _ in snapshots(folder)]
+        raise FileNotFoundError(f"{folder} kept no generator at step {step} (it has {have or 'none'}): name one "
+                                "of those")
+    if step == last:
+        side.pop(KEPT, None)
+    else:
+        side[KEPT] = {"step": step, **dict(why or {})}
+    atomic_write(folder / "G.safetensors", lambda tmp: shutil.copyfile(source, tmp))
+    atomic_write_text(folder / "G.json", json.dumps(side, indent=2, sort_keys=True, default=str))
+    return folder / "G"
 
 
 def has_finished(entry: Entry, settings: Settings) -> bool:

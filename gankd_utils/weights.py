@@ -416,8 +416,9 @@ def trained_on(training: Mapping[str, Any], default: str = "") -> str:
 
 def summary(root: str | Path | None = None, required: bool = False) -> list[dict[str, Any]]:
     """One row per shipped model for a notebook table: key, params, MB and sha256[:12] (of G, or of a classifier's
-    one file), steps, hours of training (where recorded), device. No rows where nothing is shipped, or
-    :class:`ShippedWeightsError` with ``required``."""
+    one file), steps, the step of the generator shipped where the run kept an earlier one than its last
+    (``kept_step``, else None: ``runs.keep_generator``), hours of training (where recorded), device. No rows
+    where nothing is shipped, or :class:`ShippedWeightsError` with ``required``."""
     m = _need_manifest(_root(root)) if required else manifest(root)
     if m is None:
         return []
@@ -430,6 +431,7 @@ def summary(root: str | Path | None = None, required: bool = False) -> list[dict
         rows.append({"key": key, "params": e.get("params"),
                      "MB": round(g["bytes"] / 1e6, 3) if g else None,
                      "sha256": g["sha256"][:12] if g else None, "steps": e.get("steps"),
+                     "kept_step": e.get("kept_step"),
                      "hours": _hours(e.get("training")), "device": e.get("device") or m.get("device") or None})
     return rows
 
@@ -526,6 +528,8 @@ def ship(run_dirs: Mapping[str, str | Path], root: str | Path | None = None, par
             if part == ("G" if "G" in parts else parts[0]):  # the model's own numbers: G's for a generator
                 cfg = next((side[k] for k in ("config", "settings") if isinstance(side.get(k), dict)), {})
                 entry.update(seed=cfg.get("seed"), steps=side.get("step"), params=count_params(net))
+                if isinstance(side.get("kept"), dict):  # G is a generator the run kept before its last step
+                    entry.update(kept_step=side["kept"].get("step"))
                 if isinstance(side.get("training"), dict):  # a run of several machines names each
                     entry.update(training=side["training"], device=trained_on(side["training"], device))
             for ext in (".safetensors", ".json"):

@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from gankd_utils import config, data, evaluation, metrics, runlog, runs, train, viz
+from gankd_utils import checkpoint, config, data, evaluation, metrics, runlog, runs, train, viz
 from gankd_utils.models import CondDCGANDiscriminator, CondDCGANGenerator, ConvClassifier, IITGNGenerator
 from gankd_utils.models.layers import dcgan_init
 from gankd_utils.zoo import Entry
@@ -181,6 +181,86 @@ def test_scored_snapshots_are_saved_and_stand_for_a_run_that_kept_none(tmp_path,
     assert evaluation.snapshot_curves({"m": bare}, tiny_evaluator(), progress=False) == {}
     assert evaluation.quality_over_training({"tiny_scratch": bare}, tiny_evaluator(), tmp_path / "out2",
                                             labels={"tiny_scratch": "tiny"}, progress=False)["curves"] == {}
+
+
+def _weights_sum(G) -> float:
+    return round(float(sum(p.detach().double().sum() for p in G.state_dict().values())), 6)
+
+
+class _Scripted:
+    """An evaluator that gives each generator of a run the classifier-FID scripted for its step: a run that
+    peaks where the script says (it knows the generators by their weights)."""
+
+    def __init__(self, run_dir, fid_by_step):
+        self.by = {_weights_sum(checkpoint.load_model(stem)): fid_by_step[s] for s, stem in train.snapshots(run_dir)}
+        self.calls = 0
+
+    def names(self):
+        return {"fid": "fid9_script", "acc": "acc9_script", "recall": "recall9_script"}
+
+    def protocol_id(self):
+        return "scripted"
+
+    def __call__(self, G):
+        self.calls += 1
+        return {"fid9_script": self.by[_weights_sum(G)], "recall9_script": 0.5}
+
+
+def test_a_finished_run_hands_on_its_best_generator_and_keeps_its_last_one(tmp_path, monkeypatch):
+    t = _tiny_run_with_snapshots(tmp_path, monkeypatch)  # kept steps 2, 4, 6; last 8
+    last = _weights_sum(t.G)
+    g_bytes = (t.run_dir / "G.safetensors").read_bytes()
+    runs.keep_generator(t.run_dir, 8)  # the last one: G unchanged, and now also kept as step 8's snapshot
+    assert (t.run_dir / "G.safetensors").read_bytes() == g_bytes and runs.kept_step(t.run_dir) is None
+    assert [s for s, _ in train.snapshots(t.run_dir)] == [2, 4, 6, 8]
+    fids = {2: 50.0, 4: 20.0, 6: 30.0, 8: 40.0}  # the run peaked at step 4, then fell off
+    ev = _Scripted(t.run_dir, fids)
+    kept = evaluation.keep_best(t, ev)
+    assert runs.kept_step(t.run_dir) == 4 and _weights_sum(kept.G) == _weights_sum(
+        checkpoint.load_model(train.snapshot_path(t.run_dir, 4)))
+    assert kept.steps == 8 and kept.finished and kept.name == t.name  # the run's length, not the kept step
+    side = json.loads((t.run_dir / "G.json").read_text())
+    assert side["finished"] and side["step"] == 8 and side["config"] == json.loads(
+        json.dumps(t.config.to_dict()))  # the run's settings and record stay: it is still the same finished run
+    assert side["kept"] == {"step": 4, "by": "fid9_script", "fid9_script": 20.0, "protocol": "scripted",
+                            "of": [2, 4, 6, 8], "last": {"step": 8, "fid9_script": 40.0}}
+    again = runs.load_finished(t.run_dir, t.config)  # what every later reader (teacher set, students) gets
+    assert _weights_sum(again.G) == _weights_sum(kept.G) and again.steps == 8
+    # the curve still ends with the last step's generator, not the kept one; and it is not scored twice
+    assert evaluation.last_generator(again) is not again.G and _weights_sum(evaluation.last_generator(again)) == last
+    assert evaluation.kept_snapshots(again) == evaluation.kept_snapshots(t)  # step 8 is the run's end, not a snapshot
+    over = evaluation.quality_over_training({"tiny_scratch": again}, ev, tmp_path / "out",
+                                            labels={"tiny_scratch": "tiny"}, progress=False)
+    assert [(p["step"], p["fid9_script"]) for p in over["curves"]["tiny_scratch"]] == sorted(fids.items())
+    assert over["convergence"][0]["verdict"] == "got worse"  # the run's verdict, whatever was kept
+    assert ("tiny_scratch is the generator of step 4 of its 8-step run, the best of the 4 it kept on fid9_script "
+            "(20; its last step scored 40)") in over["note"]
+    calls = ev.calls
+    assert _weights_sum(evaluation.keep_best(again, ev).G) == _weights_sum(kept.G) and ev.calls == calls  # saved curve
+    # a call cut off after G was replaced, before its sidecar said so, is mended by the next; the last G survives
+    six = train.snapshot_path(t.run_dir, 6).with_suffix(".safetensors")
+    (t.run_dir / "G.safetensors").write_bytes(six.read_bytes())
+    runs.keep_generator(t.run_dir, 4, side["kept"])
+    assert _weights_sum(runs.load_finished(t.run_dir).G) == _weights_sum(kept.G)
+    # where the last step is best, the last generator is the model again
+    (t.run_dir / "quality.json").unlink()
+    back = evaluation.keep_best(again, _Scripted(t.run_dir, {2: 50.0, 4: 20.0, 6: 30.0, 8: 20.0}))
+    assert runs.kept_step(t.run_dir) is None and _weights_sum(back.G) == last
+    assert (t.run_dir / "G.safetensors").read_bytes() == g_bytes and evaluation.kept_note({"m": back}) == ""
+    with pytest.raises(FileNotFoundError, match=r"kept no generator at step 5 \(it has \[2, 4, 6, 8\]\)"):
+        runs.keep_generator(t.run_dir, 5)
+
+
+def test_keep_best_leaves_a_run_without_snapshots_or_unfinished_as_it_is(tmp_path, monkeypatch):
+    t = _tiny_run_with_snapshots(tmp_path, monkeypatch)
+    shipped_like = runs.Trained(t.G, "shipped", tmp_path / "elsewhere", True, 8, True)
+    assert evaluation.keep_best(shipped_like, tiny_evaluator()) is shipped_like  # never writes a shipped folder
+    paused = runs.Trained(t.G, "paused", t.run_dir, True, 8, False)
+    assert evaluation.keep_best(paused, tiny_evaluator()) is paused and runs.kept_step(t.run_dir) is None
+    side = json.loads((t.run_dir / "G.json").read_text())
+    (t.run_dir / "G.json").write_text(json.dumps({**side, "finished": False}))
+    with pytest.raises(ValueError, match="only once it has finished"):
+        runs.keep_generator(t.run_dir, 4)
 
 
 def test_learning_curves_score_each_student_at_every_chunk_and_leave_it_finished(tmp_path, monkeypatch):

@@ -95,6 +95,13 @@ def test_teacher_stage_pauses_resumes_ships_and_a_fresh_folder_continues(results
     assert curve["protocol"] == ev.protocol_id() and curve["points"][-1]["step"] == done_steps(folder)
     assert len(curve["points"]) == 1 + len(evaluation.kept_snapshots(runs.load_finished(folder, zoo.train_config(
         entry, s))))
+    # the best of its generators on that curve is the teacher it ships (chapter 04 takes the same)
+    fid = ev.names()["fid"]
+    best = min(curve["points"], key=lambda p: (p[fid], -p["step"]))
+    assert runs.kept_step(folder) == (None if best["step"] == done_steps(folder) else best["step"])
+    shipped = results / "weights" / "cifar10" / "cgan_teacher"
+    assert (shipped / "G.safetensors").read_bytes() == (folder / "G.safetensors").read_bytes()
+    assert runs.kept_step(shipped) == runs.kept_step(folder)
     files = fullrun.pack("cifar10-teacher", packs)
     with tarfile.open(fileobj=__import__("io").BytesIO(b"".join(
             f.read_bytes() for f in sorted(packs.glob("cifar10-teacher.results.tar.gz*")))), mode="r:gz") as tar:

@@ -176,8 +176,8 @@ def test_available_has_and_summary(wroot, tmp_path):
     assert sorted(rows) == ["cifar10/c", "mnist/a", "mnist/b"]
     data = (wroot / "mnist" / "a" / "G.safetensors").read_bytes()
     assert rows["mnist/a"] == {"key": "mnist/a", "params": count_params(Ga), "MB": round(len(data) / 1e6, 3),
-                               "sha256": hashlib.sha256(data).hexdigest()[:12], "steps": 3, "hours": None,
-                               "device": "cuda (H100)"}
+                               "sha256": hashlib.sha256(data).hexdigest()[:12], "steps": 3, "kept_step": None,
+                               "hours": None, "device": "cuda (H100)"}
     assert rows["mnist/b"]["steps"] == 7
     assert rows["mnist/b"]["device"] == "cpu (2 cores)"  # each model keeps where it was trained
     m = weights.manifest()
@@ -197,6 +197,15 @@ def test_a_run_trained_on_two_machines_names_both_with_its_steps_and_time(wroot,
     assert entry["device"] == f"{cpu} steps 0-2500; {gpu} steps 2500-3000"  # consecutive segments of one merged
     assert entry["training"] == training
     assert weights.summary()[0]["hours"] == 2.6
+    # a run that hands on a generator it kept before its last step (a teacher's best): the list says which
+    checkpoint.save_model(tmp_path / "a" / "G", G, finished=True, step=3000, config={"seed": 0}, training=training,
+                          kept={"step": 1500, "by": "fid"})
+    weights.ship({"mnist/a": tmp_path / "a"}, device=gpu)
+    assert weights.manifest()["models"]["mnist/a"]["kept_step"] == 1500
+    assert [(r["steps"], r["kept_step"]) for r in weights.summary()] == [(3000, 1500)]
+    capsys.readouterr()
+    assert cli.main(["weights", "list"]) == 0
+    assert "steps 3000 (G: step 1500)  sha256" in capsys.readouterr().out
     assert cli.main(["weights", "list"]) == 0
     assert f"trained on {cpu} steps 0-2500; {gpu} steps 2500-3000 in 2.6 h" in capsys.readouterr().out
     # one machine: its name alone; a segment of a state saved before the record was kept has no time

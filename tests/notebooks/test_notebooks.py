@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gankd_utils import nbrun, shards, teachers, zoo
+from gankd_utils import nbrun, runs, shards, teachers, zoo
 from gankd_utils.evaluation import convergence_note
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -162,6 +162,13 @@ def test_notebook_04_smoke(tmp_path, cifar_root, _results_root, monkeypatch):
     assert m["models"]["cgan_student_xs_kd"]["compression_x"] >= 10
     assert {g["student"] for g in m["kd_gap_closed"]} == {"cgan_student_s_kd", "cgan_student_xs_kd"}
     assert m["teacher_set"]["images"] == 80  # 8 per class, exported through chapter 02's exporter
+    # the teacher run's generators (step 4, and its last, 8) scored on the chapter's pipeline: the best is the teacher
+    teacher_run = _results_root / "04_cifar10" / "runs" / "smoke-seed0" / "cgan_teacher"
+    curve = json.loads((teacher_run / "quality.json").read_text())["points"]
+    best = min(curve, key=lambda p: (p[fid], -p["step"]))
+    assert [p["step"] for p in curve] == [4, 8]
+    assert runs.kept_step(teacher_run) == (None if best["step"] == 8 else best["step"])
+    assert m["models"]["cgan_teacher"][fid] == pytest.approx(best[fid])  # the table scores the teacher handed on
     kd_hist = json.loads((_results_root / "04_cifar10" / "runs" / "smoke-seed0" / "cgan_student_s_kd" / "history.json").read_text())
     assert {"kd_pixel", "kd_dfeat", "d_realbranch"} <= set(kd_hist)
     for stem in ("samples_student_s", "samples_student_xs", "curves_kd"):
