@@ -51,9 +51,19 @@ def save_model(path: str | Path, model: nn.Module, **meta: Any) -> Path:
     weights, sidecar = _paths(path)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     atomic_write(weights, lambda tmp: save_file(state, tmp))
-    side = {"gankd": FORMAT, "model": models.spec_of(model), **meta}
-    atomic_write_text(sidecar, json.dumps(side, indent=2, sort_keys=True, default=_jsonable))
+    write_sidecar(sidecar, {"gankd": FORMAT, "model": models.spec_of(model), **meta})
     return weights
+
+
+def write_sidecar(path: str | Path, side: dict[str, Any]) -> Path:
+    """Write a checkpoint's sidecar (``NAME.json`` of ``path``), atomically, in the one layout every sidecar has."""
+    _, sidecar = _paths(path)
+    return atomic_write_text(sidecar, json.dumps(side, indent=2, sort_keys=True, default=_jsonable))
+
+
+KEPT = "kept"
+"""The key of a finished run's ``G.json`` that says which of its generators ``G`` is, when not its last one
+(:func:`gankd_utils.runs.keep_generator`): ``{"step": ..., and why}``."""
 
 
 def read_sidecar(path: str | Path) -> dict[str, Any]:

@@ -32,7 +32,6 @@ so the rest of the package works without them.
 from __future__ import annotations
 
 import copy
-import json
 import tempfile
 import warnings
 import zlib
@@ -49,7 +48,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from . import checkpoint, models, repro
-from .io import atomic_write, atomic_write_text
+from .io import atomic_write
 from .metrics.size import count_macs, count_nonzero, count_params, state_bytes
 from .models.cgan import ResNetGenerator
 from .models.dcgan import CondDCGANGenerator
@@ -371,8 +370,7 @@ def to_fp16_safetensors(G: nn.Module, path: str | Path, **meta: Any) -> Path:
             v = h
         state[k] = v.contiguous()
     atomic_write(weights, lambda tmp: save_file(state, tmp))
-    side = {"gankd": checkpoint.FORMAT, "model": models.spec_of(G), "dtype": "fp16", **meta}
-    atomic_write_text(sidecar, json.dumps(side, indent=2, sort_keys=True, default=checkpoint._jsonable))
+    checkpoint.write_sidecar(sidecar, {"gankd": checkpoint.FORMAT, "model": models.spec_of(G), "dtype": "fp16", **meta})
     return weights
 
 

@@ -199,11 +199,12 @@ def saved_curve(t: Trained, evaluator: metrics.Evaluator) -> list[dict[str, Any]
 def last_generator(t: Trained) -> nn.Module:
     """The generator of ``t``'s last step: ``t.G``, or, where the run hands on one it kept earlier
     (:func:`keep_best`), the copy of its last one among its snapshots."""
-    if runs.kept_step(t.run_dir) is None:
+    kept = runs.kept_step(t.run_dir)
+    if kept is None:
         return t.G
     stem = train.snapshot_path(t.run_dir, t.steps)
     if not stem.with_suffix(".safetensors").exists():
-        raise FileNotFoundError(f"{t.run_dir}: G is the generator of step {runs.kept_step(t.run_dir)}, but the run's "
+        raise FileNotFoundError(f"{t.run_dir}: G is the generator of step {kept}, but the run's "
                                 f"last one ({stem.name}) is gone: train the run again to score its last step")
     return checkpoint.load_model(stem, next(t.G.parameters()).device)
 
@@ -265,11 +266,10 @@ def kept_note(trained: Mapping[str, Trained]) -> str:
     chapter and REPORT.md; "" when there is none."""
     said = []
     for key, t in trained.items():
-        step = runs.kept_step(t.run_dir)
-        if step is None:
+        kept = runs.kept_record(t.run_dir)
+        if kept is None:
             continue
-        kept = checkpoint.read_sidecar(Path(t.run_dir) / "G")[runs.KEPT]
-        fid, last = kept.get("by"), kept.get("last", {})
+        step, fid, last = int(kept["step"]), kept.get("by"), kept.get("last", {})
         if fid in kept and fid in last:
             said.append(f"{key} is the generator of step {step:,} of its {t.steps:,}-step run, the best of the "
                         f"{len(kept.get('of', []))} it kept on {fid} ({kept[fid]:.4g}; its last step scored "

@@ -30,7 +30,7 @@ import torch.nn as nn
 
 from . import checkpoint, config, data, paths, recipes, repro, shards, teachers, weights
 from .config import Settings, TrainConfig
-from .io import atomic_write, atomic_write_text, sha256_file
+from .io import atomic_write, sha256_file
 from .runstate import amp_dtype, autocast_in, history_upto, standing_model
 from .train import fit, snapshot_path, snapshots
 from .zoo import Entry, build, family_teacher, train_config, zoo
@@ -95,19 +95,19 @@ def finished_sidecar(folder: str | Path, cfg: TrainConfig | None = None) -> dict
     return side
 
 
-KEPT = "kept"
-"""The key of a finished run's ``G.json`` that says which of its generators ``G`` is, when not its last one
-(:func:`keep_generator`): ``{"step": ..., and why}``."""
+def kept_record(folder: str | Path) -> dict[str, Any] | None:
+    """What ``folder``'s ``G.json`` says of the generator ``G`` is, when a run hands on one it kept before its last
+    step (:func:`keep_generator`; a run folder or a shipped model's folder): ``{"step", and why}``; else None."""
+    if not (Path(folder) / "G.json").exists():
+        return None
+    kept = checkpoint.read_sidecar(Path(folder) / "G").get(checkpoint.KEPT)
+    return kept if isinstance(kept, dict) and "step" in kept else None
 
 
 def kept_step(folder: str | Path) -> int | None:
-    """The step of the generator ``folder``'s ``G`` is, when a run hands on one it kept before its last step
-    (:func:`keep_generator`; a run folder or a shipped model's folder), else None: ``G`` is its last."""
-    p = Path(folder) / "G.json"
-    if not p.exists():
-        return None
-    kept = checkpoint.read_sidecar(Path(folder) / "G").get(KEPT)
-    return int(kept["step"]) if isinstance(kept, dict) and "step" in kept else None
+    """The step of the generator ``folder``'s ``G`` is, when not the run's last (:func:`kept_record`), else None."""
+    kept = kept_record(folder)
+    return None if kept is None else int(kept["step"])
 
 
 def keep_generator(folder: str | Path, step: int, why: Mapping[str, Any] | None = None) -> Path:
@@ -126,25 +126,24 @@ def keep_generator(folder: str | Path, step: int, why: Mapping[str, Any] | None 
                          "generators only once it has finished; train it to its end first")
     last, step = int(side["step"]), int(step)
     final = snapshot_path(folder, last)
-    if KEPT not in side and not final.with_suffix(".safetensors").exists():
+    if checkpoint.KEPT not in side and not final.with_suffix(".safetensors").exists():
         # G is the last generator: keep a copy of it among the snapshots first (once: a later call may have been
         # cut off after G was replaced, before its sidecar said so)
         atomic_write(final.with_suffix(".safetensors"),
                      lambda tmp: shutil.copyfile(folder / "G.safetensors", tmp))
-        atomic_write_text(final.with_suffix(".json"), json.dumps(
-            {"gankd": side["gankd"], "model": side["model"], "snapshot": True, "step": last}, indent=2,
-            sort_keys=True))
+        checkpoint.write_sidecar(final, {"gankd": side["gankd"], "model": side["model"], "snapshot": True,
+                                         "step": last})
     source = snapshot_path(folder, step).with_suffix(".safetensors")
     if not source.exists():
         have = [s for s, _ in snapshots(folder)]
         raise FileNotFoundError(f"{folder} kept no generator at step {step} (it has {have or 'none'}): name one "
                                 "of those")
     if step == last:
-        side.pop(KEPT, None)
+        side.pop(checkpoint.KEPT, None)
     else:
-        side[KEPT] = {"step": step, **dict(why or {})}
+        side[checkpoint.KEPT] = {"step": step, **dict(why or {})}
     atomic_write(folder / "G.safetensors", lambda tmp: shutil.copyfile(source, tmp))
-    atomic_write_text(folder / "G.json", json.dumps(side, indent=2, sort_keys=True, default=str))
+    checkpoint.write_sidecar(folder / "G", side)
     return folder / "G"
 
 

@@ -528,8 +528,8 @@ def ship(run_dirs: Mapping[str, str | Path], root: str | Path | None = None, par
             if part == ("G" if "G" in parts else parts[0]):  # the model's own numbers: G's for a generator
                 cfg = next((side[k] for k in ("config", "settings") if isinstance(side.get(k), dict)), {})
                 entry.update(seed=cfg.get("seed"), steps=side.get("step"), params=count_params(net))
-                if isinstance(side.get("kept"), dict):  # G is a generator the run kept before its last step
-                    entry.update(kept_step=side["kept"].get("step"))
+                if isinstance(side.get(checkpoint.KEPT), dict):  # G is a generator the run kept before its last step
+                    entry.update(kept_step=side[checkpoint.KEPT].get("step"))
                 if isinstance(side.get("training"), dict):  # a run of several machines names each
                     entry.update(training=side["training"], device=trained_on(side["training"], device))
             for ext in (".safetensors", ".json"):
