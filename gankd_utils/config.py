@@ -266,9 +266,9 @@ CIFAR10: dict[str, dict[str, dict[str, Any]]] = {
     # of the teacher set (320 steps). Channels-last memory format: a CIFAR-10 training step on 2 cores took
     # 1.3-1.6x less time so (fp32, batch 128: the teacher 12.6 s instead of 18.3-19.4 s, the s student 1.3-1.8 s
     # instead of 2.2-2.3 s); the small MNIST DCGANs gain nothing, so MNIST keeps the default layout.
-    # The scratch students sample their raw weights here, as the KD students always do: the recipe's weight average
-    # (EMA 0.999) keeps 0.999^80 = 92% of a generator's starting weights after 80 steps, so a scratch student
-    # would show its initial noise, not what 80 steps taught it (the teacher keeps the average).
+    # The students sample their raw weights here, scratch and KD alike: the weight average (EMA 0.999) keeps
+    # 0.999^80 = 92% of a generator's starting weights after 80 steps, so a student would show its initial noise,
+    # not what 80 steps taught it (the teacher, shipped, keeps its average).
     "quick": {"train": dict(n_train=1_280, epochs=2, batch_size=32, ckpt_every=100, channels_last=True),
               "students": {"cifar10": dict(ema_decay=0.0)},
               "eval": dict(n_samples=1_000, n_ref=5_000, cls_epochs=2, cls_n_train=20_000, cls_width=16,

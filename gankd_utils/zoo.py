@@ -173,12 +173,13 @@ def tinygan_entry(resolution: int = 32, z_dim: int = 128, n_classes: int = 10, d
 def cifar10_zoo(diffaug: str = DIFFAUG) -> dict[str, Entry]:
     """Chapters 04 and 05: an SNGAN/BigGAN-style teacher, two lightweight students, and the TinyGAN student.
 
-    Each chapter-04 student is trained from scratch on CIFAR-10 and, with the same D and
-    budget, by black-box KD from the teacher's exported (z, y, image) set
-    (``config.TINYGAN`` losses plus the real-data branch on CIFAR-10).
+    Each chapter-04 student is trained from scratch on CIFAR-10 and, with the same D, budget and
+    weight average (the scratch recipe's EMA; TinyGAN's recipe has none), by black-box KD from the
+    teacher's exported (z, y, image) set (``config.TINYGAN`` losses plus the real-data branch on
+    CIFAR-10): the twins differ in what G learns from, not in which of its weights are sampled.
     """
     gan = {**SNGAN, "diffaug": diffaug}
-    kd = {**TINYGAN, "diffaug": diffaug}
+    kd = {**TINYGAN, "diffaug": diffaug, "ema_decay": SNGAN["ema_decay"]}
     entries = [Entry("cgan_teacher", "cifar10", "cifar10", "teacher",
                      lambda s: ResNetGenerator(**CGAN_PRESETS["teacher"]), lambda s: ProjectionDiscriminator(ch=128),
                      gan, label="ResNet cGAN teacher", init="xavier", chapter="04_cifar10")]
