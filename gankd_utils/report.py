@@ -10,6 +10,7 @@ run's report is ``results/REPORT.md``; a smoke or quick walk writes its own,
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,29 @@ def _shipped_classifier(chapter: str, root: Path) -> tuple[float, str] | None:
                                           f"{entry.get('device') or m.get('device') or '?'})")
 
 
+def _shipped_score(chapter: str, model: str, metric: str, root: Path) -> tuple[float, str] | None:
+    """``metric`` (``"acc"``) of ``chapter``'s model as shipped in ``root`` by a full run: the score its
+    ``quality.json`` holds for the generator shipped (the step the run kept, else its last), with its source; None
+    when the model is not shipped from a full run or its shipped step was not scored."""
+    dataset = {"03_mnist": "mnist", "04_cifar10": "cifar10"}.get(chapter)
+    m = weights.manifest(root)
+    if dataset is None or m is None or m.get("profile") != "full" or not weights.has(dataset, model, root):
+        return None
+    entry = m["models"][f"{dataset}/{model}"]
+    f = weights.quality_file(weights.path(dataset, model, "G", root).parent, root)
+    step = entry.get("kept_step") or entry.get("steps")
+    if f is None or step is None:
+        return None
+    point = next((p for p in json.loads(f.read_text()).get("points", []) if p.get("step") == step), {})
+    key = next((k for k in sorted(point) if re.fullmatch(rf"{metric}\d+k?_\w+", k)), None)
+    if key is None or not isinstance(point[key], (int, float)):
+        return None
+    where = f"shipped weights (full, {entry.get('device') or m.get('device') or '?'}; step {step:,}"
+    if entry.get("steps") not in (None, step):
+        where += f" of {entry['steps']:,}"
+    return float(point[key]), f"{where}, `{key}`)"
+
+
 def _folders(results: str | Path | None, profile: str) -> tuple[Path, Path]:
     """The results folder a report reads (``results``, else ``profile``'s folder) and the shipped weights that go
     with it: GANKD_WEIGHTS (or results/weights) for the results root in use and its profile folders, else the
@@ -109,7 +133,8 @@ def quality_bars(results: str | Path | None = None, profile: str = "full") -> li
     Read from the chapters' ``metrics.json`` in ``results`` (else in ``profile``'s results folder); a chapter
     that has not run says "not measured yet", and a number from a profile other than ``full`` is labelled as not
     a result. An evaluator classifier shipped with the full run's weights is read from there (every profile
-    scores with it).
+    scores with it); so is a model's bar where its chapter has no full result but a full run shipped the model
+    with its scored snapshots (the score of the generator shipped).
     """
     base, wroot = _folders(results, profile)
     rows = []
@@ -121,6 +146,12 @@ def quality_bars(results: str | Path | None = None, profile: str = "full") -> li
                          "verdict": "met" if acc >= target else "missed", "from": where})
             continue
         m = _metrics(base, chapter)
+        score = _shipped_score(chapter, model, metric, wroot) if model and (m or {}).get("profile") != "full" else None
+        if score is not None:  # scored by the full run that shipped it: a result where this chapter has none
+            value, where = score
+            rows.append({"bar": bar, "target": f">= {target:.0%}", "measured": f"{value:.2%}",
+                         "verdict": "met" if value >= target else "missed", "from": where})
+            continue
         proto = _classifier_protocol(m) if m else None
         value = None
         if proto is not None and model is None:

@@ -3,6 +3,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from gankd_utils import evaluation, report
 
 
@@ -160,6 +162,40 @@ def test_a_shipped_evaluator_classifier_is_its_own_quality_bar(tmp_path):
     assert clf["from"] == "shipped weights (full, cpu (Some CPU, 2 cores))"
     assert bars["cDCGAN c=512 teacher: class accuracy"]["verdict"].endswith("(quick profile: not a result)")
     assert bars["CIFAR-10 evaluator classifier: test accuracy"]["verdict"] == "not measured yet"
+
+
+def test_a_shipped_models_full_run_score_is_its_bar_where_the_chapter_has_no_full_result(tmp_path):
+    """A model shipped by a full run carries its scored snapshots (quality.json): the bar reads the score of the
+    generator shipped (the step the run kept, not its last) until the chapter itself runs in full."""
+    import torch
+
+    from gankd_utils import checkpoint, weights
+    from gankd_utils.models import CondDCGANGenerator
+
+    run = tmp_path / "run"
+    torch.manual_seed(0)
+    checkpoint.save_model(run / "G", CondDCGANGenerator(c=8), finished=True, step=400, config={"seed": 0},
+                          **{checkpoint.KEPT: {"step": 200, "by": "fid10k_cifar10cls"}})
+    (run / "quality.json").write_text(json.dumps({"protocol": "p", "points": [
+        {"step": 200, "fid10k_cifar10cls": 60.0, "acc10k_cifar10cls": 0.55},
+        {"step": 400, "fid10k_cifar10cls": 70.0, "acc10k_cifar10cls": 0.65}]}))
+    weights.ship({"cifar10/cgan_teacher": run}, root=tmp_path / "weights", device="cpu (Some CPU, 2 cores)")
+    bar = "CIFAR-10 teacher: class accuracy"
+    row = {r["bar"]: r for r in report.quality_bars(tmp_path)}[bar]
+    assert (row["measured"], row["verdict"]) == ("55.00%", "missed")  # the kept step's 55%, not the last one's 65%
+    assert row["from"] == "shipped weights (full, cpu (Some CPU, 2 cores); step 200 of 400, `acc10k_cifar10cls`)"
+    _chapter(tmp_path, "04_cifar10", "quick")  # a laptop walk's chapter: not a result, the shipped score stays
+    assert {r["bar"]: r for r in report.quality_bars(tmp_path)}[bar]["measured"] == "55.00%"
+    (tmp_path / "04_cifar10" / "metrics.json").unlink()
+    _full(tmp_path, "04_cifar10", {"cgan_teacher": ("teacher", 0.61, 50.0, 1)}, "acc10k_cifar10cls",
+          "fid10k_cifar10cls", 0.92)  # the chapter in full: its own number
+    row = {r["bar"]: r for r in report.quality_bars(tmp_path)}[bar]
+    assert (row["measured"], row["verdict"]) == ("61.00%", "met") and row["from"].startswith("04_cifar10 (full")
+    (tmp_path / "04_cifar10" / "metrics.json").unlink()
+    pts = json.loads((run / "quality.json").read_text())["points"][1:]  # the kept step never scored
+    (tmp_path / "weights" / "cifar10" / "cgan_teacher" / "quality.json").write_text(json.dumps({"points": pts}))
+    with pytest.raises(weights.ShippedWeightsError, match="quality.json"):  # altered after shipping: refused
+        report.quality_bars(tmp_path)
 
 
 def test_quality_bars_read_the_shipped_weights_of_the_results_in_use(tmp_path, monkeypatch):
