@@ -51,6 +51,7 @@ BARS: tuple[tuple[str, str, str | None, str, float], ...] = (
     ("04_cifar10", "CIFAR-10 teacher: class accuracy", "cgan_teacher", "acc", 0.60),
 )
 MNIST_SEEDS = 3  # the MNIST students' seeds the issue asks for, so that KD vs scratch has a spread
+CHAPTER_DATASET = {"03_mnist": "mnist", "04_cifar10": "cifar10"}  # the chapters whose models ship, by dataset
 
 
 def _metrics(base: Path, chapter: str) -> dict[str, Any] | None:
@@ -75,7 +76,7 @@ def _bar_row(bar: str, target: str, measured: str, met: bool | None, m: dict[str
 
 def _shipped_classifier(chapter: str, root: Path) -> tuple[float, str] | None:
     """The evaluator classifier of ``chapter``'s dataset shipped in ``root``: (test accuracy, its source), or None."""
-    dataset = {"03_mnist": "mnist", "04_cifar10": "cifar10"}[chapter]
+    dataset = CHAPTER_DATASET[chapter]
     m = weights.manifest(root)
     if m is None or not weights.has(dataset, "classifier", root) or m.get("profile") != "full":
         return None
@@ -84,15 +85,19 @@ def _shipped_classifier(chapter: str, root: Path) -> tuple[float, str] | None:
     side = checkpoint.read_sidecar(weights.path(dataset, "classifier", part, root))
     if not isinstance(side.get("test_accuracy"), (int, float)):
         return None
-    return float(side["test_accuracy"]), (f"shipped weights ({m['profile']}, "
-                                          f"{entry.get('device') or m.get('device') or '?'})")
+    return float(side["test_accuracy"]), f"{_shipped_from(m, entry)})"
+
+
+def _shipped_from(m: dict[str, Any], entry: dict[str, Any]) -> str:
+    """The start of a shipped model's source: its profile and the machine that trained it (closed by the caller)."""
+    return f"shipped weights ({m['profile']}, {entry.get('device') or m.get('device') or '?'}"
 
 
 def _shipped_score(chapter: str, model: str, metric: str, root: Path) -> tuple[float, str] | None:
     """``metric`` (``"acc"``) of ``chapter``'s model as shipped in ``root`` by a full run: the score its
     ``quality.json`` holds for the generator shipped (the step the run kept, else its last), with its source; None
     when the model is not shipped from a full run or its shipped step was not scored."""
-    dataset = {"03_mnist": "mnist", "04_cifar10": "cifar10"}.get(chapter)
+    dataset = CHAPTER_DATASET.get(chapter)
     m = weights.manifest(root)
     if dataset is None or m is None or m.get("profile") != "full" or not weights.has(dataset, model, root):
         return None
@@ -105,7 +110,7 @@ def _shipped_score(chapter: str, model: str, metric: str, root: Path) -> tuple[f
     key = next((k for k in sorted(point) if re.fullmatch(rf"{metric}\d+k?_\w+", k)), None)
     if key is None or not isinstance(point[key], (int, float)):
         return None
-    where = f"shipped weights (full, {entry.get('device') or m.get('device') or '?'}; step {step:,}"
+    where = f"{_shipped_from(m, entry)}; step {step:,}"
     if entry.get("steps") not in (None, step):
         where += f" of {entry['steps']:,}"
     return float(point[key]), f"{where}, `{key}`)"
@@ -139,16 +144,13 @@ def quality_bars(results: str | Path | None = None, profile: str = "full") -> li
     base, wroot = _folders(results, profile)
     rows = []
     for chapter, bar, model, metric, target in BARS:
-        shipped = _shipped_classifier(chapter, wroot) if model is None else None
-        if shipped is not None:  # the full run's own classifier: its accuracy is a result whatever the chapter ran
-            acc, where = shipped
-            rows.append({"bar": bar, "target": f">= {target:.0%}", "measured": f"{acc:.2%}",
-                         "verdict": "met" if acc >= target else "missed", "from": where})
-            continue
         m = _metrics(base, chapter)
-        score = _shipped_score(chapter, model, metric, wroot) if model and (m or {}).get("profile") != "full" else None
-        if score is not None:  # scored by the full run that shipped it: a result where this chapter has none
-            value, where = score
+        # the full run's own classifier: its accuracy is a result whatever the chapter ran; a model shipped by the
+        # full run, scored there: a result where this chapter has none
+        shipped = (_shipped_classifier(chapter, wroot) if model is None
+                   else _shipped_score(chapter, model, metric, wroot) if (m or {}).get("profile") != "full" else None)
+        if shipped is not None:
+            value, where = shipped
             rows.append({"bar": bar, "target": f">= {target:.0%}", "measured": f"{value:.2%}",
                          "verdict": "met" if value >= target else "missed", "from": where})
             continue

@@ -192,7 +192,7 @@ def test_a_shipped_models_full_run_score_is_its_bar_where_the_chapter_has_no_ful
     row = {r["bar"]: r for r in report.quality_bars(tmp_path)}[bar]
     assert (row["measured"], row["verdict"]) == ("61.00%", "met") and row["from"].startswith("04_cifar10 (full")
     (tmp_path / "04_cifar10" / "metrics.json").unlink()
-    pts = json.loads((run / "quality.json").read_text())["points"][1:]  # the kept step never scored
+    pts = json.loads((run / "quality.json").read_text())["points"][1:]  # the kept step's score taken out by hand
     (tmp_path / "weights" / "cifar10" / "cgan_teacher" / "quality.json").write_text(json.dumps({"points": pts}))
     with pytest.raises(weights.ShippedWeightsError, match="quality.json"):  # altered after shipping: refused
         report.quality_bars(tmp_path)
