@@ -247,7 +247,9 @@ def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float 
             if runs.finished_sidecar(runs.run_dir(teacher, s), zoo.train_config(teacher, s)) is None:
                 raise FileNotFoundError("the CIFAR-10 teacher is not finished (nor shipped): run the cifar10-teacher "
                                         "stage until it says finished, then this one")
-            ts = runs.cifar10_teacher_set(s, device, real=cifar)
+            # the teacher's exported set, when a KD student is among them (``--only`` scratch students need none)
+            ts = (runs.cifar10_teacher_set(s, device, real=cifar) if any(entries[n].teacher for n in names)
+                  else {"set": None, "folder": None})
             # the four students train side by side on a GPU (runs.train_all's processes)
             got = runs.train_all({n: entries[n] for n in names}, s, cifar, teacher_set=ts["set"],
                                  teacher_set_dir=ts["folder"], device=device, deadline=deadline, parallel=parallel)

@@ -31,6 +31,29 @@ def test_unknown_stage_and_missing_teacher_are_refused(results, cifar_root, caps
     assert "error: the CIFAR-10 teacher is not finished (nor shipped): run the cifar10-teacher" in capsys.readouterr().err
 
 
+def test_scratch_students_alone_export_no_teacher_set(results, cifar_root, monkeypatch):
+    # `--only` scratch students learn from the real images alone: exporting the teacher's set for them would only
+    # cost time (11 min on 2 CPU cores); a KD student among them still gets it
+    monkeypatch.setattr(runs, "finished_sidecar", lambda *a, **k: {"finished": True})
+    asked = []
+    monkeypatch.setattr(runs, "cifar10_teacher_set",
+                        lambda *a, **k: asked.append(1) or {"set": "the set", "folder": "its folder"})
+    given = {}
+
+    def train_all(entries, s, real, teacher_set=None, teacher_set_dir=None, **kw):
+        given[tuple(entries)] = (teacher_set, teacher_set_dir)
+        return {}
+
+    monkeypatch.setattr(runs, "train_all", train_all)
+    monkeypatch.setattr(fullrun, "_ship", lambda *a, **k: None)  # nothing trained: nothing to ship
+    scratch = ["cgan_student_s_scratch", "cgan_student_xs_scratch"]
+    fullrun.run_stage("cifar10-students", "smoke", only=scratch, say=lambda m: None)
+    assert asked == [] and given == {tuple(scratch): (None, None)}
+    fullrun.run_stage("cifar10-students", "smoke", only=["cgan_student_s_scratch", "cgan_student_s_kd"],
+                      say=lambda m: None)
+    assert asked == [1] and given[("cgan_student_s_scratch", "cgan_student_s_kd")] == ("the set", "its folder")
+
+
 def test_compare_and_compress_stages_open_no_shipped_file_themselves(results, tmp_path):
     # their notebooks read what they need; a machine that was sent only those files must not fail before them
     run = tmp_path / "run"
