@@ -11,6 +11,7 @@ import os
 import platform
 import random
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -61,6 +62,25 @@ def describe_device(device: str | torch.device = "auto") -> str:
         pass
     name = name or platform.processor() or platform.machine() or "unknown CPU"
     return f"cpu ({name}, {os.cpu_count()} cores)"
+
+
+# the CPU flags (/proc/cpuinfo) of instructions that run bf16 arithmetic natively: x86 (AVX512-BF16, AMX) and Arm
+CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def cpu_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool | None:
+    """Whether this CPU lists bf16 instructions (``CPU_BF16_FLAGS``): True, False, or None where it cannot
+    tell (no ``cpuinfo``, or one without flags). Without them bf16 autocast is emulated and runs several
+    times slower than fp32, so ``fast="on"`` on such a CPU is a mistake worth a clear warning."""
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    flags = [set(line.split(":", 1)[1].split()) for line in text.splitlines()
+             if line.split(":", 1)[0].strip() in ("flags", "Features") and ":" in line]
+    if not flags:
+        return None
+    return bool(flags[0] & CPU_BF16_FLAGS)
 
 
 def purpose_seed(seed: int, purpose: str | int) -> int:

@@ -183,6 +183,12 @@ class RunState:
             if device.type == "cuda":
                 torch.backends.cuda.matmul.allow_tf32 = True
                 torch.backends.cudnn.allow_tf32 = True
+            elif repro.cpu_bf16() is False:
+                warnings.warn("fast='on' on the CPU runs bf16 autocast, which pays only on a CPU with bf16 "
+                              "instructions, and this one lists none (avx512_bf16, amx_bf16 or bf16 in "
+                              "/proc/cpuinfo): it emulates them, several times slower than fp32 (4-25x on one "
+                              "2-core machine; a CIFAR-10 student's step 20x on a 2-core AMD EPYC without them). "
+                              "Train with fast='auto' or 'off' (--fast off) here", stacklevel=2)
             else:
                 warnings.warn("fast='on' on the CPU runs bf16 autocast, which pays only on a CPU with bf16 "
                               "instructions: on one 2-core machine it was 4-25x slower than fp32, on a 2-core AMD "

@@ -69,3 +69,18 @@ def test_describe_device_names_the_machine(monkeypatch):
     assert cpu.startswith("cpu (") and cpu.endswith(" cores)") and "unknown" not in cpu
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: f"Some GPU #{i}")
     assert repro.describe_device(torch.device("cuda", 1)) == "cuda:1 (Some GPU #1)"
+
+
+def test_cpu_bf16_reads_the_flags_of_the_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    # an AMD EPYC without AVX512-BF16: AVX-512 itself is no help
+    info.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n\n"
+                    "processor\t: 1\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n")
+    assert repro.cpu_bf16(info) is False
+    info.write_text("model name\t: Intel(R) Xeon(R)\nflags\t\t: fpu avx512f avx512_bf16 amx_bf16 amx_tile\n")
+    assert repro.cpu_bf16(info) is True
+    info.write_text("processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n")  # an Arm server
+    assert repro.cpu_bf16(info) is True
+    info.write_text("processor\t: 0\nmodel name\t: something\n")  # no flags: it cannot tell
+    assert repro.cpu_bf16(info) is None
+    assert repro.cpu_bf16(tmp_path / "absent") is None

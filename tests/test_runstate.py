@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from gankd_utils import config
+from gankd_utils import config, repro
 from gankd_utils.models import CondDCGANDiscriminator, CondDCGANGenerator, IITGNDiscriminator, IITGNGenerator
 from gankd_utils.models.layers import dcgan_init
 from gankd_utils.runstate import FeatureAdapter, RunState, amp_dtype, autocast_in, fast_enabled, standing_model
@@ -51,6 +51,16 @@ def test_cpu_runs_off_and_on_the_fast_path():
     assert fast.noise.device.type == "cpu" and not fast.opt_g.defaults.get("fused")
     with fast.autocast():
         assert torch.is_autocast_enabled("cpu")
+
+
+@pytest.mark.parametrize("has_bf16", [False, True, None])
+def test_fast_on_a_cpu_without_bf16_instructions_says_so(monkeypatch, has_bf16):
+    # bf16 on a CPU that emulates it costs 4-25x: the warning names this CPU's lack and the remedy
+    monkeypatch.setattr(repro, "cpu_bf16", lambda *a: has_bf16)
+    with pytest.warns(UserWarning, match="pays only on a CPU with bf16 instructions") as said:
+        cond_run(fast="on")
+    text = " ".join(str(w.message) for w in said)
+    assert ("this one lists none" in text and "--fast off" in text) == (has_bf16 is False)
 
 
 def test_feature_adapter():
