@@ -183,18 +183,17 @@ class RunState:
             if device.type == "cuda":
                 torch.backends.cuda.matmul.allow_tf32 = True
                 torch.backends.cudnn.allow_tf32 = True
-            elif repro.cpu_bf16() is False:
-                warnings.warn("fast='on' on the CPU runs bf16 autocast, which pays only on a CPU with bf16 "
-                              "instructions, and this one lists none (avx512_bf16, amx_bf16 or bf16 in "
-                              "/proc/cpuinfo): it emulates them, several times slower than fp32 (4-25x on one "
-                              "2-core machine; a CIFAR-10 student's step 20x on a 2-core AMD EPYC without them). "
-                              "Train with fast='auto' or 'off' (--fast off) here", stacklevel=2)
             else:
+                lacks = repro.cpu_bf16() is False  # a CPU that emulates bf16 is told so: it costs several times
                 warnings.warn("fast='on' on the CPU runs bf16 autocast, which pays only on a CPU with bf16 "
-                              "instructions: on one 2-core machine it was 4-25x slower than fp32, on a 2-core AMD "
-                              "EPYC with AVX512-BF16 1.3-2.2x faster, on a 2-core Intel Xeon with AMX 2.2x; "
-                              "fast='auto' keeps fp32 off CUDA, and "
-                              "benchmarks/train_speed.py --device cpu shows both on yours", stacklevel=2)
+                              + ("instructions, and this one lists none (avx512_bf16, amx_bf16 or bf16 in "
+                                 "/proc/cpuinfo): it emulates them, several times slower than fp32 (4-25x on one "
+                                 "2-core machine; a CIFAR-10 student's step 10x on a 2-core AMD EPYC without "
+                                 "them). Train with fast='auto' or 'off' (--fast off) here" if lacks else
+                                 "instructions: on one 2-core machine it was 4-25x slower than fp32, on a 2-core "
+                                 "AMD EPYC with AVX512-BF16 1.3-2.2x faster, on a 2-core Intel Xeon with AMX 2.2x; "
+                                 "fast='auto' keeps fp32 off CUDA, and benchmarks/train_speed.py --device cpu "
+                                 "shows both on yours"), stacklevel=2)
         self.step, self.epoch, self.batch = 0, 0, 0
         self.history: dict[str, list[float]] = {}
         # the processes that trained the run before this one (a resume reads them) and this one's
