@@ -116,6 +116,24 @@ def _shipped_score(chapter: str, model: str, metric: str, root: Path) -> tuple[f
     return float(point[key]), f"{where}, `{key}`)"
 
 
+def trained_on_subset(root: Path | None = None) -> list[str]:
+    """The models shipped from a full run whose training data held fewer images than their data set's whole
+    training split (a data root with a class-balanced subset, say on a machine that could not hold it all), as
+    ``"`dataset/model` (N of M images)"``: their scores are not the full run's, whatever data scored them.
+    Models whose training record does not say how many images it saw are not listed."""
+    m = weights.manifest(root)
+    if m is None or m.get("profile") != "full":
+        return []
+    out = []
+    for key, entry in sorted(m.get("models", {}).items()):
+        whole = FULL_SIZES.get(f"{entry.get('dataset')}-train")
+        held = [s["images"] for s in (entry.get("training") or {}).get("segments") or []
+                if isinstance(s.get("images"), int)]
+        if whole and held and min(held) < whole:
+            out.append(f"`{key}` ({min(held):,} of {whole:,} images)")
+    return out
+
+
 def _folders(results: str | Path | None, profile: str) -> tuple[Path, Path]:
     """The results folder a report reads (``results``, else ``profile``'s folder) and the shipped weights that go
     with it: GANKD_WEIGHTS (or results/weights) for the results root in use and its profile folders, else the
@@ -285,6 +303,11 @@ def write_report(results: str | Path | None = None, profile: str = "full") -> Pa
                       table.read_text().strip(), ""]
         figs = sorted(folder.glob("*.png"))
         lines += [f"![{p.stem}]({_rel(p, base)})" for p in figs] + [""]
+    subset = trained_on_subset(_folders(results, profile)[1])
+    if subset:
+        lines.insert(2, f"> **Trained on a subset:** {', '.join(subset)}: each trained on part of its training set "
+                        "(its data root held a class-balanced subset), so its numbers are not the full run's.")
+        lines.insert(3, "")
     if partial:
         lines.insert(2, f"> **Partial: chapters {', '.join(partial)}**: they leave out models not trained yet (their "
                         "sections name them).")

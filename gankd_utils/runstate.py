@@ -311,15 +311,18 @@ class RunState:
         return rows
 
     # ------------------------------------------------------------- time
-    def begin_segment(self) -> None:
+    def begin_segment(self, images: int | None = None) -> None:
         """Start timing this process's share of the run, from the current step (after a resume: the step it
-        resumed at)."""
-        self._segment = {"device": repro.describe_device(self.device), "world_size": self.dist.world}
+        resumed at). ``images``: how many items the data it trains on held (before a ``n_train`` subset), so
+        that a run trained on a data root holding part of a data set says so wherever it is shipped."""
+        self._segment = {"device": repro.describe_device(self.device), "world_size": self.dist.world,
+                         **({"images": int(images)} if images is not None else {})}
         self._from, self._began = self.step, time.perf_counter()
 
     def training_record(self) -> dict[str, Any]:
         """How the run came to be trained: ``{"seconds", "segments"}``, one segment per process that trained
-        it (``steps`` [from, to], its wall-clock ``seconds`` of training, the ``device`` and ``world_size``),
+        it (``steps`` [from, to], its wall-clock ``seconds`` of training, the ``device``, ``world_size`` and the
+        ``images`` its data held),
         this one up to the current step. ``seconds`` sums them; None where a segment's time was not recorded
         (a state saved before the record was kept resumes with its steps so far as one unrecorded segment).
         """

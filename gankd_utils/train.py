@@ -74,6 +74,15 @@ def _batch_source(data, cfg: TrainConfig, device: torch.device, dist: Dist, on_d
     return data, True
 
 
+def _items(data) -> int | None:
+    """How many items the training data holds: an :class:`ImageSet`'s images (before ``n_train``), a streamed
+    source's whole set (its ``dataset``); None where it cannot say."""
+    if isinstance(data, ImageSet):
+        return len(data)
+    ds = getattr(data, "dataset", None)
+    return len(ds) if ds is not None and hasattr(ds, "__len__") else None
+
+
 def _fixed_inputs(G: nn.Module, cfg: TrainConfig, data, batches, device) -> tuple[torch.Tensor, Any, int]:
     """The fixed (z, y) of the sample sheets: 10 per class (or 10 of many classes), and the sheet's row length."""
     cond = bool(getattr(G, "n_classes", 0))
@@ -244,7 +253,7 @@ def fit(G: nn.Module, D: nn.Module, data, cfg: TrainConfig, run_dir: str | Path,
             checkpoint.save_resume(run_dir, run, rngs)
 
     t0 = time.perf_counter()
-    run.begin_segment()
+    run.begin_segment(images=_items(data))
 
     def flush() -> None:
         rows = run.flush()

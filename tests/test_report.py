@@ -198,6 +198,34 @@ def test_a_shipped_models_full_run_score_is_its_bar_where_the_chapter_has_no_ful
         report.quality_bars(tmp_path)
 
 
+def test_models_shipped_from_a_data_root_holding_a_subset_are_flagged_at_the_top(tmp_path):
+    """A model trained where the data root held part of CIFAR-10 and scored elsewhere on all of it: the report's
+    chapter (scored on the whole set) cannot tell, so the weights' training record says it."""
+    import torch
+
+    from gankd_utils import checkpoint, weights
+    from gankd_utils.models import CondDCGANGenerator
+
+    def ship(model, held):
+        run = tmp_path / model
+        training = {"seconds": 1.0, "segments": [
+            {"steps": [0, 10], "seconds": 0.5, "device": "cuda:0 (GPU)", "world_size": 1, "images": held[0]},
+            {"steps": [10, 20], "seconds": 0.5, "device": "cpu (CPU, 2 cores)", "world_size": 1, "images": held[1]}]}
+        torch.manual_seed(0)
+        checkpoint.save_model(run / "G", CondDCGANGenerator(c=8), finished=True, step=20, config={"seed": 0},
+                              training=training)
+        weights.ship({f"cifar10/{model}": run}, root=tmp_path / "weights", device="cuda:0 (GPU)")
+
+    ship("cgan_student_s_scratch", (50_000, 50_000))
+    assert report.trained_on_subset(tmp_path / "weights") == []
+    assert "Trained on a subset" not in report.write_report(tmp_path).read_text()
+    ship("cgan_student_s_kd", (19_356, 50_000))  # a segment on the subset is enough
+    assert report.trained_on_subset(tmp_path / "weights") == ["`cifar10/cgan_student_s_kd` (19,356 of 50,000 images)"]
+    text = report.write_report(tmp_path).read_text()
+    assert "> **Trained on a subset:** `cifar10/cgan_student_s_kd` (19,356 of 50,000 images)" in text
+    assert "cgan_student_s_scratch` (" not in text
+
+
 def test_quality_bars_read_the_shipped_weights_of_the_results_in_use(tmp_path, monkeypatch):
     from gankd_utils import checkpoint, weights
     from gankd_utils.models import ConvClassifier

@@ -84,6 +84,17 @@ def test_a_resumed_run_records_each_process_that_trained_it_and_its_time(tmp_pat
     assert len(secs) == 3 and secs[2] >= first["seconds"] >= secs[1]
 
 
+def test_the_training_record_says_how_many_images_the_data_held(tmp_path):
+    # a data root holding part of a data set must show wherever the run is shipped: the record keeps what the
+    # data held, before the profile's own n_train subset (a choice of the recipe, not of the machine)
+    G, D = cond_pair()
+    train_gan(G, D, tiny_set(96), cfg(max_steps=2, epochs=1, n_train=32), tmp_path / "a", "cpu", progress=False)
+    assert [s["images"] for s in _training(tmp_path / "a")["segments"]] == [96]
+    G, D = cond_pair()
+    train_gan(G, D, tiny_set(80), cfg(max_steps=2, epochs=1), tmp_path / "b", "cpu", progress=False)
+    assert [s["images"] for s in _training(tmp_path / "b")["segments"]] == [80]
+
+
 def test_a_state_saved_without_the_record_resumes_with_its_time_unrecorded(tmp_path):
     run = tmp_path / "run"
     G, D = cond_pair()
