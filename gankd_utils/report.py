@@ -129,8 +129,9 @@ def trained_on_subset(root: Path | None = None) -> list[str]:
         whole = FULL_SIZES.get(f"{entry.get('dataset')}-train")
         held = [s["images"] for s in (entry.get("training") or {}).get("segments") or []
                 if isinstance(s.get("images"), int)]
-        if whole and held and min(held) < whole:
-            out.append(f"`{key}` ({min(held):,} of {whole:,} images)")
+        fewest = min(held, default=None)
+        if whole and fewest is not None and fewest < whole:
+            out.append(f"`{key}` ({fewest:,} of {whole:,} images)")
     return out
 
 
@@ -263,7 +264,7 @@ def write_report(results: str | Path | None = None, profile: str = "full") -> Pa
     device, protocol, skips), its tables and its figures (PNG links; the PDFs sit
     beside them). Chapters that did not run are listed as such.
     """
-    base = _folders(results, profile)[0]
+    base, wroot = _folders(results, profile)
     try:
         shown = "results/" + base.resolve().relative_to(paths.results_root().resolve()).as_posix()
     except ValueError:
@@ -303,7 +304,7 @@ def write_report(results: str | Path | None = None, profile: str = "full") -> Pa
                       table.read_text().strip(), ""]
         figs = sorted(folder.glob("*.png"))
         lines += [f"![{p.stem}]({_rel(p, base)})" for p in figs] + [""]
-    subset = trained_on_subset(_folders(results, profile)[1])
+    subset = trained_on_subset(wroot)
     if subset:
         lines.insert(2, f"> **Trained on a subset:** {', '.join(subset)}: each trained on part of its training set "
                         "(its data root held a class-balanced subset), so its numbers are not the full run's.")

@@ -54,13 +54,7 @@ def describe_device(device: str | torch.device = "auto") -> str:
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
     if dev.type != "cpu":
         return str(dev)
-    name = ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
-    except OSError:
-        pass
-    name = name or platform.processor() or platform.machine() or "unknown CPU"
+    name = _cpuinfo(("model name",)) or platform.processor() or platform.machine() or "unknown CPU"
     return f"cpu ({name}, {os.cpu_count()} cores)"
 
 
@@ -68,19 +62,26 @@ def describe_device(device: str | torch.device = "auto") -> str:
 CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 
 
-def cpu_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool | None:
-    """Whether this CPU lists bf16 instructions (``CPU_BF16_FLAGS``): True, False, or None where it cannot
-    tell (no ``cpuinfo``, or one without flags). Without them bf16 autocast is emulated and runs several
-    times slower than fp32, so ``fast="on"`` on such a CPU is a mistake worth a clear warning."""
+def _cpuinfo(keys: Sequence[str], cpuinfo: str | Path = "/proc/cpuinfo") -> str | None:
+    """The value of the first line of ``cpuinfo`` whose key is one of ``keys`` (the first CPU's); None where
+    there is no such line or no such file."""
     try:
         text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
-    flags = [set(line.split(":", 1)[1].split()) for line in text.splitlines()
-             if line.split(":", 1)[0].strip() in ("flags", "Features") and ":" in line]
-    if not flags:
-        return None
-    return bool(flags[0] & CPU_BF16_FLAGS)
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() in keys:
+            return value.strip()
+    return None
+
+
+def cpu_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool | None:
+    """Whether this CPU lists bf16 instructions (``CPU_BF16_FLAGS``): True, False, or None where it cannot
+    tell (no ``cpuinfo``, or one without flags). Without them bf16 autocast is emulated and runs several
+    times slower than fp32, so ``fast="on"`` on such a CPU is a mistake worth a clear warning."""
+    flags = _cpuinfo(("flags", "Features"), cpuinfo)
+    return None if flags is None else bool(set(flags.split()) & CPU_BF16_FLAGS)
 
 
 def purpose_seed(seed: int, purpose: str | int) -> int:
