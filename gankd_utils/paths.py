@@ -63,13 +63,19 @@ def chapter_dir(chapter: str, profile: str, *parts: str) -> Path:
 
 def shown(path: str | Path) -> str:
     """``path`` as a message or a saved table names it: relative to the project where it lies in it
-    (``results/weights``), else to the results root, else whole; so that saved files name no machine's folders."""
+    (``results/weights``), else to the results root, else under the folder a setting names
+    (``$GANKD_TEACHERS/cifar10_...``, ``$GANKD_DATA_ROOT/...``), else whole; so that saved files name no
+    machine's folders."""
     path = Path(path)
-    for base in (REPO_ROOT, results_root()):
+    bases = [("", REPO_ROOT), ("", results_root())]
+    bases += [(f"${var}/", Path(os.environ[var]).expanduser()) for var in ("GANKD_TEACHERS", "GANKD_DATA_ROOT")
+              if os.environ.get(var, "").strip()]
+    for prefix, base in bases:
         try:
-            return path.resolve().relative_to(Path(base).resolve()).as_posix()
+            rel = path.resolve().relative_to(Path(base).resolve()).as_posix()
         except ValueError:
             continue
+        return f"{prefix}{rel}" if prefix and rel != "." else prefix.rstrip("/") or rel
     return path.as_posix()
 
 

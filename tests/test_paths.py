@@ -46,4 +46,13 @@ def test_shown_names_no_machine_folders(tmp_path, monkeypatch):
     assert paths.shown(paths.REPO_ROOT / "results" / "weights") == "results/weights"
     monkeypatch.setenv("GANKD_RESULTS", str(tmp_path / "r"))
     assert paths.shown(tmp_path / "r" / "03_mnist" / "runs") == "03_mnist/runs"  # relative to the results root
+    monkeypatch.delenv("GANKD_TEACHERS", raising=False)
+    monkeypatch.delenv("GANKD_DATA_ROOT", raising=False)
+    assert paths.shown(tmp_path / "elsewhere") == str(tmp_path / "elsewhere")
+    # a teacher set or a data file outside the project: named by the setting that points there
+    monkeypatch.setenv("GANKD_TEACHERS", str(tmp_path / "t"))
+    monkeypatch.setenv("GANKD_DATA_ROOT", str(tmp_path / "d"))
+    assert paths.shown(tmp_path / "t" / "cifar10_cgan_teacher_full_s0") == "$GANKD_TEACHERS/cifar10_cgan_teacher_full_s0"
+    assert paths.shown(tmp_path / "t") == "$GANKD_TEACHERS"
+    assert paths.shown(tmp_path / "d" / "cifar10" / "test.npz") == "$GANKD_DATA_ROOT/cifar10/test.npz"
     assert paths.shown(tmp_path / "elsewhere") == str(tmp_path / "elsewhere")
