@@ -75,7 +75,9 @@ def shown(path: str | Path) -> str:
             rel = path.resolve().relative_to(Path(base).resolve()).as_posix()
         except ValueError:
             continue
-        return f"{prefix}{rel}" if prefix and rel != "." else prefix.rstrip("/") or rel
+        if not prefix:
+            return rel
+        return prefix.rstrip("/") if rel == "." else prefix + rel
     return path.as_posix()
 
 
