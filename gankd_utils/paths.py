@@ -68,8 +68,8 @@ def shown(path: str | Path) -> str:
     machine's folders."""
     path = Path(path)
     bases = [("", REPO_ROOT), ("", results_root())]
-    bases += [(f"${var}/", Path(os.environ[var]).expanduser()) for var in ("GANKD_TEACHERS", "GANKD_DATA_ROOT")
-              if os.environ.get(var, "").strip()]
+    settings = (("GANKD_TEACHERS", teachers_dir), ("GANKD_DATA_ROOT", data_root))  # the folders they name
+    bases += [(f"${var}/", folder()) for var, folder in settings if os.environ.get(var, "").strip()]
     for prefix, base in bases:
         try:
             rel = path.resolve().relative_to(Path(base).resolve()).as_posix()
