@@ -15,6 +15,9 @@ made into archives of at most 16 MiB, to be carried off a remote machine:
 | ``compare``        | nothing: every shipped model, one pipeline            | 06       |
 | ``compress``       | chapter 07's KD fine-tunes of the pruned students      | 07       |
 
+``compare`` and ``compress`` leave out a model no earlier stage has shipped (their notebooks say which), so
+they can run before the walk is complete and again when it is.
+
 ``--only NAME[,NAME]`` trains and ships only those models of a stage (a KD student's teacher is
 trained or loaded too, but not shipped), without the notebook: a model at a time on a small
 machine, e.g. the MNIST c=512 teacher on a laptop's CPU (its manifest entry names that machine).
@@ -160,6 +163,8 @@ def _notebook(stage: str, profile: str, seed: int) -> Path:
     params: dict[str, Any] = {"PROFILE": profile, "SEED": seed}
     if stage in TRAINS:  # the run folders it just trained: their histories, sample sheets and snapshots
         params["WEIGHTS"] = "train"
+    else:  # compare and compress use what earlier stages shipped: a model not trained yet is left out, not trained
+        params["TRAIN_MISSING"] = False  # here (a CIFAR-10 student in full would take hours on a CPU)
     return nbrun.run_notebook(nb, paths.chapter_dir("executed", profile) / nb.name, params)
 
 
