@@ -247,12 +247,31 @@ def pareto_plot(points: Sequence[Mapping], x: str = "params", y: str = "fid", la
     for p, dy in zip(points, label_offsets(points, x, y)):
         ax.annotate(str(p[label]), (p[x], p[y]), fontsize=7, xytext=(4, dy), textcoords="offset points")
     ax.set_xscale("log")
+    _round_size_ticks(ax, [float(p[x]) for p in points])
     ax.set_xlabel(xlabel or x)
     ax.set_ylabel(ylabel or y)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return _finish(fig, path_stem)
+
+
+def _round_size_ticks(ax, values: Sequence[float]) -> None:
+    """Name round sizes on a log axis (1-2-5 per decade, or only the powers of ten over more than three decades) as
+    50k, 1M, 2M: matplotlib's own labels, over less than a decade, name every minor tick (6x10^5 ... 4x10^6) and run
+    into each other."""
+    from matplotlib.ticker import EngFormatter, FixedLocator, NullFormatter
+
+    vals = [v for v in values if v > 0 and math.isfinite(v)]
+    if not vals:
+        return
+    lo, hi = min(vals), max(vals)
+    first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    steps = (1,) if last - first > 3 else (1, 2, 5)
+    ticks = [m * 10.0 ** e for e in range(first, last + 1) for m in steps if lo / 1.6 <= m * 10.0 ** e <= hi * 1.6]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def label_offsets(points: Sequence[Mapping], x: str, y: str, near_decades: float = 0.12,

@@ -143,3 +143,24 @@ def test_twins_of_one_size_and_score_keep_both_labels_readable():
     assert offs[0] != offs[1]  # the IITGN twins: one label a line below the other
     assert offs[2] == offs[3] == offs[4] == offs[0]  # apart in size or in score: no shift
     assert viz.label_offsets([], "params", "fid") == []
+
+
+@pytest.mark.parametrize("sizes", [(487_619, 4_304_387), (67_196, 155_896, 771_968, 3_655_616), (1e4, 1e6)])
+def test_pareto_size_axis_labels_are_readable(sizes):
+    """The size axis names round sizes (1-2-5: 500k, 1M, 2M) that never overlap, also when the models span less
+    than a decade (log axes then label every minor tick: '3x10^6' ran into '4x10^6')."""
+    fig = viz.pareto_plot([{"name": f"m{i}", "params": p, "fid": 10 + i, "kind": "kd"} for i, p in enumerate(sizes)])
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)  # the returned figure is detached from pyplot: draw it on its own canvas
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    ax = fig.axes[0]
+    lo, hi = ax.get_xlim()
+    shown = [t for t in ax.xaxis.get_major_ticks() + ax.xaxis.get_minor_ticks()
+             if t.label1.get_visible() and t.label1.get_text() and lo <= t.get_loc() <= hi]
+    boxes = sorted((t.label1.get_window_extent(renderer) for t in shown), key=lambda b: b.x0)
+    assert len(boxes) >= 2  # at least two sizes named
+    assert all(a.x1 + 4 <= b.x0 for a, b in zip(boxes, boxes[1:]))  # a gap between neighbours: none runs into the next
+    texts = [t.label1.get_text() for t in shown]
+    assert all(any(c.isdigit() for c in s) and "times" not in s and "^" not in s for s in texts), texts
