@@ -152,7 +152,7 @@ def ship_classifier(settings: config.Settings, device) -> str:
     return stem.name
 
 
-def _notebook(stage: str, profile: str, seed: int) -> Path:
+def _notebook(stage: str, profile: str, seed: int, speed: dict[str, Any] | None = None) -> Path:
     try:
         import papermill  # noqa: F401
     except ImportError as e:
@@ -165,6 +165,8 @@ def _notebook(stage: str, profile: str, seed: int) -> Path:
         params["WEIGHTS"] = "train"
     else:  # compare and compress use what earlier stages shipped: a model not trained yet is left out, not trained
         params["TRAIN_MISSING"] = False  # here (a CIFAR-10 student in full would take hours on a CPU)
+    if stage == "compress" and speed:  # chapter 07's fine-tunes compute as the command asked (--compile, ...)
+        params["SPEED"] = dict(speed)
     return nbrun.run_notebook(nb, paths.chapter_dir("executed", profile) / nb.name, params)
 
 
@@ -273,7 +275,7 @@ def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float 
         say(f"stage {stage}: {', '.join(only)} finished and shipped (no notebook: the stage's other models are "
             "not part of this command)")
     elif notebook and stage in NOTEBOOK:
-        _notebook(stage, profile, seed)
+        _notebook(stage, profile, seed, speed)
         if stage in TRAINS:  # the notebook scored the runs' snapshots: their curves ship with the weights
             _ship(dataset, [*CURVE_TEACHER.get(stage, ()), *stage_models(stage)],
                   config.settings(dataset, profile, seed), str(device))

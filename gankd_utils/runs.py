@@ -546,7 +546,7 @@ def cifar10_teacher_set(settings: Settings, device="auto", retrain: bool = False
 
 def collect(profile: str, seed: int = 0, device="auto", train_missing: bool = True, progress: bool = True,
             say: Callable[[str], None] = print, weights_: str = "train",
-            only: Collection[str] | None = None) -> dict[str, dict[str, Any]]:
+            only: Collection[str] | None = None, speed: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """Every model of chapters 03-05 for ``profile`` / ``seed``: ``{dataset: {"models", "entries", "sources",
     "run_dirs", "settings", "left_out"}}``.
 
@@ -558,12 +558,14 @@ def collect(profile: str, seed: int = 0, device="auto", train_missing: bool = Tr
     Otherwise a model is loaded from its run folder when finished there (whatever settings it was
     trained with: the comparison compares what exists); otherwise, with ``train_missing``,
     it is trained now in ``profile`` (and ``say`` tells the user), else left out (named in ``left_out``).
+    ``speed``: :data:`config.SPEED` settings for every training that follows from these settings (a model trained
+    now, chapter 07's fine-tunes): how fast they compute, never what they learn.
     """
     device = repro.get_device(device)
     shipped_in = paths.shown(weights.weights_root())
     out: dict[str, dict[str, Any]] = {}
     for dataset in ("mnist", "cifar10"):
-        s = config.settings(dataset, profile, seed)
+        s = config.settings(dataset, profile, seed, speed=dict(speed or {}))
         entries = zoo(dataset)
         models: dict[str, nn.Module] = {}
         sources: dict[str, str] = {}

@@ -302,14 +302,21 @@ def speed_bars(rows: Sequence[Mapping], keys: Sequence[str] = ("cpu_img_per_s",)
     names = [str(r[label]) for r in rows]
     fig, ax = plt.subplots(figsize=(6, 0.35 * len(rows) * len(keys) + 1.2))
     h = 0.8 / len(keys)
+    shown: list[float] = []
     for j, k in enumerate(keys):
         vals = [r.get(k) for r in rows]
         ys = [i + j * h for i, v in enumerate(vals) if v]
-        ax.barh(ys, [v for v in vals if v], height=h, label=k)
+        bars = ax.barh(ys, [v for v in vals if v], height=h, label=k)
+        ax.bar_label(bars, labels=[_bar_value(v) for v in vals if v], padding=2, fontsize=7)  # the value itself
+        shown += [float(v) for v in vals if v]
     ax.set_yticks([i + h * (len(keys) - 1) / 2 for i in range(len(rows))], names, fontsize=8)
     ax.invert_yaxis()
     if log:
         ax.set_xscale("log")
+        if shown:  # every bar starts at one power of ten below the smallest, and its label fits on the right
+            ax.set_xlim(10.0 ** math.floor(math.log10(min(shown))), max(shown) * 3)
+    elif shown:
+        ax.set_xlim(0, max(shown) * 1.18)
     ax.set_xlabel(xlabel)
     if title:
         ax.set_title(title, fontsize=10)
@@ -318,6 +325,12 @@ def speed_bars(rows: Sequence[Mapping], keys: Sequence[str] = ("cpu_img_per_s",)
     ax.grid(alpha=0.3, axis="x", which="both")
     fig.tight_layout()
     return _finish(fig, path_stem)
+
+
+def _bar_value(v: float) -> str:
+    """A bar's value as its label: 1,178 / 30 / 3.5 / 0.46."""
+    v = float(v)
+    return f"{v:,.0f}" if abs(v) >= 10 else f"{v:.2g}"
 
 
 def explorer(generators: Mapping[str, Callable[..., torch.Tensor]], class_names: Sequence[str] | None = None,

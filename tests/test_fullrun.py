@@ -208,6 +208,11 @@ def test_a_training_stage_runs_its_notebook_on_the_run_folders(results, monkeypa
     assert got["03"] == got["04"] == got["05"] == {"PROFILE": "full", "SEED": 0, "WEIGHTS": "train"}
     # these compare and compress what was shipped, and leave out (never train) a model an earlier stage has not
     assert got["06"] == got["07"] == {"PROFILE": "full", "SEED": 0, "TRAIN_MISSING": False}
+    got.clear()  # the command's speed settings reach chapter 07's fine-tunes (the only training a notebook of
+    fast = {"compile": "on", "channels_last": True}  # these stages does), and no other notebook
+    for stage in ("mnist", "compare", "compress"):
+        fullrun._notebook(stage, "full", 0, fast)
+    assert got["07"]["SPEED"] == fast and "SPEED" not in got["03"] and "SPEED" not in got["06"]
 
 
 def test_a_resume_archive_holds_each_paused_run_folder_once(results, tmp_path):
@@ -356,7 +361,7 @@ def test_the_curves_a_stage_notebook_scored_ship_after_it(results, mnist_train, 
     monkeypatch.setitem(config.MNIST["smoke"], "student_seeds", 1)
     run = runs.run_dir(e, config.settings("mnist", "smoke"))
     curve = {"protocol": "p", "points": [{"step": 1}, {"step": 8}]}
-    monkeypatch.setattr(fullrun, "_notebook", lambda stage, profile, seed: (run / "quality.json").write_text(
+    monkeypatch.setattr(fullrun, "_notebook", lambda stage, profile, seed, speed=None: (run / "quality.json").write_text(
         json.dumps(curve)))
     assert fullrun.run_stage("mnist", "smoke", say=lambda m: None)["finished"]
     key = "mnist/cdcgan_c32_scratch"

@@ -180,6 +180,13 @@ def test_collect_loads_what_is_finished_and_leaves_out_the_rest(tmp_path, monkey
     assert got["cifar10"]["models"] == {} and all("left out" in m for m in said)
     assert len(said) == len(zoo.mnist_zoo()) + len(zoo.cifar10_zoo()) - 1  # every model but the finished one
     assert got["cifar10"]["left_out"] == list(zoo.cifar10_zoo()) and "cdcgan_c32_kd" not in mnist["left_out"]
+    # speed settings (how a training computes: chapter 07's fine-tunes) reach every dataset's settings, and the
+    # finished run is still the one loaded: they never change what a run learns
+    fast = runs.collect("smoke", 0, device="cpu", train_missing=False, say=lambda m: None,
+                        speed={"channels_last": True, "compile": "on"})
+    assert all(p["settings"].speed == {"channels_last": True, "compile": "on"} for p in fast.values())
+    assert list(fast["mnist"]["models"]) == ["cdcgan_c32_kd"]
+    assert zoo.train_config(e, fast["mnist"]["settings"]).channels_last is True
 
 
 def test_seed_keys():

@@ -164,3 +164,17 @@ def test_pareto_size_axis_labels_are_readable(sizes):
     assert all(a.x1 + 4 <= b.x0 for a, b in zip(boxes, boxes[1:]))  # a gap between neighbours: none runs into the next
     texts = [t.label1.get_text() for t in shown]
     assert all(any(c.isdigit() for c in s) and "times" not in s and "^" not in s for s in texts), texts
+
+
+def test_speed_bars_name_each_value_and_start_at_one_baseline():
+    """On a log axis a bar's length says little: each bar carries its value, and all start at one power of ten."""
+    rows = [{"model": "teacher", "cpu_img_per_s": 30.4}, {"model": "student", "cpu_img_per_s": 1178.2},
+            {"model": "untimed", "cpu_img_per_s": None}]
+    fig = viz.speed_bars(rows)
+    ax = fig.axes[0]
+    assert {t.get_text() for t in ax.texts} == {"30", "1,178"}  # the untimed model gets no bar and no label
+    lo, hi = ax.get_xlim()
+    assert lo == 10 and hi >= 3 * 1178  # a common baseline below the slowest, room for the fastest's label
+    lin = viz.speed_bars([{"step": "fp32", "file_kb": 271.3}, {"step": "fp16", "file_kb": 3.5}], keys=["file_kb"],
+                         label="step", log=False)
+    assert {t.get_text() for t in lin.axes[0].texts} == {"271", "3.5"} and lin.axes[0].get_xlim()[0] == 0

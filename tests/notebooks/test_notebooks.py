@@ -226,7 +226,8 @@ def test_notebook_07_smoke(tmp_path, mnist_train, cifar_root, _results_root, mon
     pytest.importorskip("onnxruntime")
     monkeypatch.setenv("GANKD_TEACHERS", str(tmp_path / "teachers"))
     nbrun.run_notebook(nbrun.NOTEBOOK_DIR / "07_prune_quantize.ipynb", tmp_path / "07.ipynb",
-                       {"PROFILE": "smoke", "STUDENTS": ["mnist/cdcgan_c32_kd", "cifar10/cgan_student_xs_kd"]})
+                       {"PROFILE": "smoke", "STUDENTS": ["mnist/cdcgan_c32_kd", "cifar10/cgan_student_xs_kd"],
+                        "SPEED": {"channels_last": True}})  # how the fine-tunes compute (the compress stage's flags)
     res = _results_root / "smoke" / "07_compress"
     m = json.loads((res / "metrics.json").read_text())
     assert m["profile"] == "smoke" and set(m["students"]) == {"mnist/cdcgan_c32_kd", "cifar10/cgan_student_xs_kd"}
