@@ -213,7 +213,9 @@ def _rel(p: Path, base: Path) -> str:
     return p.relative_to(base).as_posix() if p.is_relative_to(base) else p.as_posix()
 
 
-def _paragraph(folder: Path, metrics: dict[str, Any]) -> str:
+def _paragraph(folder: Path, metrics: dict[str, Any], shipped: frozenset[str] = frozenset()) -> str:
+    """What a chapter ran, where and with what, from its ``metrics``; ``shipped``: the shipped models' keys (a model
+    the chapter left out that has shipped since is named as such, with the remedy)."""
     prof = metrics.get("profile", "?")
     where = metrics.get("machine") or metrics.get("device", "?")
     bits = [f"Run in the **{prof}** profile on **{where}** (seed {metrics.get('seed', '?')})."]
@@ -245,7 +247,13 @@ def _paragraph(folder: Path, metrics: dict[str, Any]) -> str:
                        else "")
                     + (f"; CPU timings with {metrics['cpu_threads']} threads." if metrics.get("cpu_threads") else "."))
     if metrics.get("left_out"):
-        bits.append(f"**Partial:** left out, as not trained yet: {', '.join(metrics['left_out'])}.")
+        since = [k for k in metrics["left_out"] if k in shipped]
+        still = [k for k in metrics["left_out"] if k not in shipped]
+        if still:
+            bits.append(f"**Partial:** left out, as not trained yet: {', '.join(still)}.")
+        if since:
+            bits.append(f"**Partial:** left out, as not trained when the chapter ran, and shipped since: "
+                        f"{', '.join(since)} (run the chapter again to include {'it' if len(since) == 1 else 'them'}).")
     for key in ("convergence_note", "collapse_note"):
         if metrics.get(key):
             bits.append(metrics[key])
@@ -298,7 +306,7 @@ def write_report(results: str | Path | None = None, profile: str = "full") -> Pa
         profiles.add(m.get("profile"))
         if m.get("left_out"):
             partial.append(title.split(" · ")[0])
-        lines += [_paragraph(folder, m), ""]
+        lines += [_paragraph(folder, m, frozenset(weights.available(root=wroot))), ""]
         for table in sorted(t for t in folder.glob("table*.md") if not t.stem.endswith("_full")):
             lines += [f"**{table.stem}** ([CSV]({_rel(table.with_suffix('.csv'), base)}))", "",
                       table.read_text().strip(), ""]
