@@ -295,5 +295,12 @@ def test_speed_table_of_torch_modules_and_generator_speed():
     G = CondDCGANGenerator(32).train()
     out = metrics.speed_table({"g": G, "u": IITGNGenerator("student")}, "cpu", batch_size=8, rounds=2)
     assert not G.training and set(out) == {"g", "u"}  # torch modules are timed in eval mode
+    # and in one memory layout: a model trained in channels-last (chapter 07's fine-tunes) is not timed in it
+    # while its parent, loaded from a file, is timed in the default one
+    C = CondDCGANGenerator(32).to(memory_format=torch.channels_last)
+    w = C.body[3].weight
+    assert w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+    metrics.speed_table({"c": C, "g": G}, "cpu", batch_size=8, rounds=1)
+    assert all(p.is_contiguous() for p in C.parameters())
     r = metrics.generator_speed(CondDCGANGenerator(32), "cpu", batch_size=8, rounds=2)
     assert r["ms_b1"] > 0 and r["img_per_s"] > 0 and r["batch_size"] == 8 and r["rounds"] == 2
