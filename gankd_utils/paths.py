@@ -67,17 +67,18 @@ def shown(path: str | Path) -> str:
     (``$GANKD_TEACHERS/cifar10_...``, ``$GANKD_DATA_ROOT/...``), else whole; so that saved files name no
     machine's folders."""
     path = Path(path)
-    bases = [("", REPO_ROOT), ("", results_root())]
+    whole = path.resolve()
+    bases: list[tuple[str | None, Path]] = [(None, REPO_ROOT), (None, results_root())]  # named by their path
     settings = (("GANKD_TEACHERS", teachers_dir), ("GANKD_DATA_ROOT", data_root))  # the folders they name
-    bases += [(f"${var}/", folder()) for var, folder in settings if os.environ.get(var, "").strip()]
-    for prefix, base in bases:
+    bases += [(f"${var}", folder()) for var, folder in settings if os.environ.get(var, "").strip()]
+    for name, base in bases:
         try:
-            rel = path.resolve().relative_to(Path(base).resolve()).as_posix()
+            rel = whole.relative_to(Path(base).resolve()).as_posix()
         except ValueError:
             continue
-        if not prefix:
+        if name is None:
             return rel
-        return prefix.rstrip("/") if rel == "." else prefix + rel
+        return name if rel == "." else f"{name}/{rel}"
     return path.as_posix()
 
 

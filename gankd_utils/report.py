@@ -291,6 +291,7 @@ def write_report(results: str | Path | None = None, profile: str = "full") -> Pa
               "is reported whatever its sign: 1 = as good as the teacher, 0 = no better than scratch, "
               "negative = worse).", "", tables.markdown_table(bars), ""]
     profiles, waiting, partial = set(), [], []
+    shipped = frozenset(weights.available(root=wroot))  # read once: a left-out model shipped since is named so
     for folder_name, title, what in REPORT_SECTIONS:
         folder = base / folder_name
         lines += [f"## {title}", "", what, ""]
@@ -306,7 +307,7 @@ def write_report(results: str | Path | None = None, profile: str = "full") -> Pa
         profiles.add(m.get("profile"))
         if m.get("left_out"):
             partial.append(title.split(" · ")[0])
-        lines += [_paragraph(folder, m, frozenset(weights.available(root=wroot))), ""]
+        lines += [_paragraph(folder, m, shipped), ""]
         for table in sorted(t for t in folder.glob("table*.md") if not t.stem.endswith("_full")):
             lines += [f"**{table.stem}** ([CSV]({_rel(table.with_suffix('.csv'), base)}))", "",
                       table.read_text().strip(), ""]

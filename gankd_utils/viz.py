@@ -304,11 +304,11 @@ def speed_bars(rows: Sequence[Mapping], keys: Sequence[str] = ("cpu_img_per_s",)
     h = 0.8 / len(keys)
     shown: list[float] = []
     for j, k in enumerate(keys):
-        vals = [r.get(k) for r in rows]
-        ys = [i + j * h for i, v in enumerate(vals) if v]
-        bars = ax.barh(ys, [v for v in vals if v], height=h, label=k)
-        ax.bar_label(bars, labels=[_bar_value(v) for v in vals if v], padding=2, fontsize=7)  # the value itself
-        shown += [float(v) for v in vals if v]
+        kept = [(i, float(r[k])) for i, r in enumerate(rows) if r.get(k)]  # a missing (or zero) value gets no bar
+        vals = [v for _, v in kept]
+        bars = ax.barh([i + j * h for i, _ in kept], vals, height=h, label=k)
+        ax.bar_label(bars, labels=[_bar_value(v) for v in vals], padding=2, fontsize=7)  # the value itself
+        shown += vals
     ax.set_yticks([i + h * (len(keys) - 1) / 2 for i in range(len(rows))], names, fontsize=8)
     ax.invert_yaxis()
     if log:
