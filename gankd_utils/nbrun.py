@@ -47,7 +47,7 @@ def run_notebook(src: str | Path, out: str | Path, parameters: Mapping[str, Any]
     finally:
         if sockets:
             shutil.rmtree(sockets, ignore_errors=True)
-    _relative_paths(out)
+    tidy_executed(out)
     return out
 
 
@@ -66,11 +66,17 @@ def _local_kernel() -> tuple[dict[str, Any], str | None]:
     return {"config": cfg}, folder
 
 
-def _relative_paths(executed: Path) -> None:
-    """Papermill records the notebook's input and output paths: keep them relative to the project, so that an
-    executed copy that is shared names no machine's folders."""
+def tidy_executed(executed: str | Path) -> None:
+    """Make an executed copy read as Jupyter shows it, and name no machine's folders.
+
+    Papermill records the notebook's input and output paths: they are kept relative to the project. A progress
+    bar reaches the kernel as one stream message per refresh, each redrawing its line after a carriage return;
+    Jupyter shows the last drawing of each line, and so does the executed copy (:func:`collapse_streams`), which
+    would otherwise keep every refresh of every training's bar.
+    """
     import nbformat
 
+    executed = Path(executed)
     nb = nbformat.read(executed, as_version=4)
     meta = nb.metadata.get("papermill", {})
     for key in ("input_path", "output_path"):
@@ -79,7 +85,40 @@ def _relative_paths(executed: Path) -> None:
                 meta[key] = Path(meta[key]).resolve().relative_to(paths.REPO_ROOT.resolve()).as_posix()
             except ValueError:
                 pass
+    for cell in nb.cells:
+        if cell.get("outputs"):
+            cell.outputs = collapse_streams(cell.outputs)
     nbformat.write(nb, executed)
+
+
+def collapse_streams(outputs: list) -> list:
+    """``outputs`` with each run of adjacent stream outputs of one name (stdout, stderr) joined into one, and each
+    line of their text cut to what follows its last carriage return: what a terminal or Jupyter leaves on screen
+    once a progress bar has redrawn that line. Other outputs (figures, tables, errors) keep their places."""
+    merged: list = []
+    for out in outputs:
+        prev = merged[-1] if merged else None
+        if (out.get("output_type") == "stream" and prev is not None and prev.get("output_type") == "stream"
+                and prev.get("name") == out.get("name")):
+            prev["text"] = _text(prev) + _text(out)
+        else:
+            merged.append(out)
+    for out in merged:
+        if out.get("output_type") == "stream":
+            out["text"] = "\n".join(_last_drawing(line) for line in _text(out).split("\n"))
+    return merged
+
+
+def _text(stream) -> str:
+    text = stream.get("text", "")
+    return text if isinstance(text, str) else "".join(text)
+
+
+def _last_drawing(line: str) -> str:
+    """The part of ``line`` after its last carriage return that has text after it (a bar's final drawing), without
+    the blanks a bar pads it with (a bar that clears itself when done leaves an empty line)."""
+    drawn = [part for part in line.split("\r") if part]
+    return drawn[-1].rstrip(" ") if drawn else ""
 
 
 def run_all(profile: str, only: Sequence[str] | None = None, out_dir: str | Path | None = None,
