@@ -94,7 +94,8 @@ def tidy_executed(executed: str | Path) -> None:
 def collapse_streams(outputs: list) -> list:
     """``outputs`` with each run of adjacent stream outputs of one name (stdout, stderr) joined into one, and each
     line of their text cut to what follows its last carriage return: what a terminal or Jupyter leaves on screen
-    once a progress bar has redrawn that line. Other outputs (figures, tables, errors) keep their places."""
+    once a progress bar has redrawn that line. Other outputs (figures, tables, errors) keep their places. The
+    stream outputs kept are changed in place."""
     merged: list = []
     for out in outputs:
         prev = merged[-1] if merged else None
