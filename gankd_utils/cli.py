@@ -253,6 +253,8 @@ def cmd_full_run(args: argparse.Namespace) -> int:
                             speed=config.speed_of(args))
     state = "finished" if res["finished"] else "paused"
     print(f"stage {args.stage}: {state} in {res['seconds']:.0f} s; trained now: {', '.join(res['trained']) or 'none'}")
+    if "finetuned" in res:
+        print(f"stage {args.stage}: fine-tuned {', '.join(res['finetuned']) or 'nothing'} (notebook 07 loads them)")
     if args.pack:
         for f in fullrun.pack(args.stage, args.pack, res["paused"], args.profile):
             print(f"packed {f} ({f.stat().st_size / 2 ** 20:.1f} MiB)")
@@ -423,7 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--budget-s", type=float, default=None, help="pause a training at a checkpoint after this long")
     f.add_argument("--device", default="auto")
     speed_arguments(f)
-    f.add_argument("--no-notebook", action="store_true", help="train and ship only; do not execute the notebook")
+    f.add_argument("--no-notebook", action="store_true",
+                   help="train and ship only; do not execute the notebook (compress: its fine-tunes alone, for the "
+                        "notebook to load on another machine)")
     f.add_argument("--only", default=None, metavar="NAME[,NAME]",
                    help="train and ship only these models of the stage (no notebook)")
     f.add_argument("--student-seeds", type=int, default=None, metavar="N",

@@ -16,7 +16,9 @@ made into archives of at most 16 MiB, to be carried off a remote machine:
 | ``compress``       | chapter 07's KD fine-tunes of the pruned students      | 07       |
 
 ``compare`` and ``compress`` leave out a model no earlier stage has shipped (their notebooks say which), so
-they can run before the walk is complete and again when it is.
+they can run before the walk is complete and again when it is. ``compress --no-notebook`` runs chapter 07's
+fine-tunes alone (:func:`compress_finetunes`), without papermill: on a GPU lent for minutes they train there,
+and notebook 07 on another machine (``--unpack``, then the stage again) loads them and scores every step.
 
 ``--only NAME[,NAME]`` trains and ships only those models of a stage (a KD student's teacher is
 trained or loaded too, but not shipped), without the notebook: a model at a time on a small
@@ -40,7 +42,8 @@ machine the shipped weights are copied back into their run folders
 Archives (``--pack DIR``): ``<stage>.results.tar.gz`` (tables, figures, metrics.json,
 the executed notebook, REPORT.md, the shipped weights of the stage) and, while a
 training is paused, ``<stage>.resume.tar.gz`` (its run folders with resume state:
-never committed, only carried to the next machine); a larger archive is split into
+never committed, only carried to the next machine); ``compress.finetunes.tar.gz``: chapter 07's
+fine-tuned students (:data:`study.FINETUNED`; carried, never committed); a larger archive is split into
 ``.partNN`` files of at most 16 MiB. ``--unpack DIR`` puts them back in place.
 """
 from __future__ import annotations
@@ -53,7 +56,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import config, data, evaluation, metrics, nbrun, paths, recipes, repro, runs, weights, zoo
+from . import config, data, evaluation, metrics, nbrun, paths, recipes, repro, runs, study, weights, zoo
 
 STAGES = ("mnist", "cifar10-teacher", "cifar10-students", "tinygan", "compare", "compress")
 PART_BYTES = 16 * 2 ** 20  # the most one carried file may hold
@@ -170,6 +173,32 @@ def _notebook(stage: str, profile: str, seed: int, speed: dict[str, Any] | None 
     return nbrun.run_notebook(nb, paths.chapter_dir("executed", profile) / nb.name, params)
 
 
+COMPRESS_STUDENTS = ("mnist/cdcgan_c32_kd", "cifar10/cgan_student_s_kd", "cifar10/tinygan_student")
+"""The students chapter 07 compresses (notebook 07's ``STUDENTS``)."""
+
+
+def compress_finetunes(profile: str = "full", seed: int = 0, device="auto", speed: dict[str, Any] | None = None,
+                       say=print) -> list[str]:
+    """Chapter 07's KD fine-tunes of every shipped student of :data:`COMPRESS_STUDENTS`, as notebook 07 runs them
+    (its default parameters), without scoring or timing them (:func:`study.finetunes`): the ``compress`` stage
+    with ``--no-notebook``, for a GPU lent for minutes, where papermill may be missing. Notebook 07 (the stage
+    run again, after ``--unpack`` on another machine) then loads them. Returns the students fine-tuned."""
+    device = repro.get_device(device)
+    found = runs.collect(profile, seed, device, train_missing=False, say=say, weights_="auto",
+                         only=list(COMPRESS_STUDENTS), speed=speed or {})
+    sizes = config.settings("mnist", profile, seed).compress  # notebook 07's: one set of sizes for every dataset
+    done = []
+    for key in COMPRESS_STUDENTS:
+        ds, name = key.split("/")
+        if name not in found[ds]["models"]:
+            say(f"stage compress: {key} left out (not trained yet)")
+            continue
+        study.finetunes(name, found[ds]["models"][name], found[ds], paths.chapter_dir("07_compress", profile), device,
+                        sizes.amounts, sizes.finetune_steps, min_channels=sizes.min_channels)
+        done.append(key)
+    return done
+
+
 def stage_models(stage: str) -> list[str]:
     """The models ``stage`` trains and ships (its ``--only`` choices)."""
     if stage == "mnist":
@@ -261,6 +290,8 @@ def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float 
             got = runs.train_all({n: entries[n] for n in names}, s, cifar, teacher_set=ts["set"],
                                  teacher_set_dir=ts["folder"], device=device, deadline=deadline, parallel=parallel)
             _ship("cifar10", names, s, str(device))
+    elif stage == "compress" and not notebook:  # chapter 07's fine-tunes alone, for the notebook to load later
+        out["finetuned"] = compress_finetunes(profile, seed, device, speed, say)
     # compare, compress: their notebooks read the shipped weights themselves (WEIGHTS = "auto"), and compress
     # only its students' and their teachers' files: a machine needs no others
     out["trained"] = [k for k, t in got.items() if not t.loaded and t.steps]
@@ -345,6 +376,13 @@ def pack(stage: str, out_dir: str | Path, paused: Sequence[str] = (), profile: s
                 if f.is_file() and (rel.startswith(SHIPS[stage]) or "/" not in rel):
                     tar.add(f, arcname=(Path("weights") / rel).as_posix(), recursive=False)
     files = _write_split(buf.getvalue(), out_dir / f"{stage}.results.tar.gz")
+    tuned = sorted((root / mine / "07_compress" / "runs").glob(f"*/finetune_*/{study.FINETUNED}.*"))
+    if stage == "compress" and tuned:  # chapter 07's fine-tunes, for the notebook on another machine to load
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            for f in tuned:
+                tar.add(f, arcname=f.relative_to(root).as_posix(), recursive=False)
+        files += _write_split(buf.getvalue(), out_dir / f"{stage}.finetunes.tar.gz")
     if paused:
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w:gz") as tar:

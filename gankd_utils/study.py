@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.nn as nn
 
 from . import checkpoint, compress, data, metrics, recipes, repro, runs, shards
@@ -56,6 +59,36 @@ def trained_rates(folder: str | Path) -> dict[str, float]:
     return {k: float(trained[k]) for k in ("lr_g", "lr_d") if k in trained}
 
 
+FINETUNED = "finetuned"
+"""A fine-tune's result in its run folder (``finetuned.safetensors`` + ``.json``), with the fingerprint of what it
+started from: a later fine-tune that starts alike loads it instead of training again (:func:`kd_finetune`)."""
+
+
+def start_fingerprint(G: nn.Module, cfg: Any, D: nn.Module | None = None, teacher: nn.Module | None = None) -> str:
+    """sha256 of a fine-tune's starting point: ``G``'s weights and buffers, the critic ``D`` it continues (None:
+    a recipe that never calls one), the online KD ``teacher`` it learns from (None: black-box KD), and the
+    settings that define the training (:func:`checkpoint.resume_key`, with its step count). How it computes
+    (fast path, compile, channels-last) is not part of it: that never changes what a run learns. Nor are the
+    images it learns from (a class-balanced subset on a GPU lent for minutes): its sidecar records how many."""
+    h = hashlib.sha256(json.dumps({"config": checkpoint.resume_key(cfg), "steps": cfg.max_steps},
+                                  sort_keys=True).encode())
+    for prefix, model in (("G.", G), ("D.", D), ("T.", teacher)):
+        for k, v in sorted(model.state_dict().items()) if model is not None else ():
+            h.update((prefix + k).encode())
+            h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def finished_finetune(run_dir: str | Path, fingerprint: str) -> Path | None:
+    """``run_dir``'s fine-tune result when its sidecar says it started from ``fingerprint``, else None (none
+    there, another start, or a damaged sidecar: the fine-tune then runs again and replaces it)."""
+    path = Path(run_dir) / FINETUNED
+    try:
+        return path if checkpoint.read_sidecar(path).get("start") == fingerprint else None
+    except checkpoint.CheckpointError:
+        return None
+
+
 def kd_finetune(G: nn.Module, name: str, part: Mapping[str, Any], steps: int, run_dir: str | Path, device="auto",
                 progress: bool = True, inputs: Mapping[str, Any] | None = None,
                 adversarial: bool = True) -> nn.Module:
@@ -69,23 +102,71 @@ def kd_finetune(G: nn.Module, name: str, part: Mapping[str, Any], steps: int, ru
     trains, and TinyGAN's feature term still reads it). A student trained by distillation alone
     (``recipes.NO_CRITIC``) has no critic to continue, and ships none: its step never calls one, so a
     new one only fills the trainer's slot. ``inputs``: :func:`finetune_inputs`'s result.
+
+    The result is saved in ``run_dir`` (:data:`FINETUNED`) with the fingerprint of its start
+    (:func:`start_fingerprint`); a fine-tune that starts alike (the same weights, recipe and steps) loads it
+    instead of training again, e.g. chapter 07 on a CPU after the ``compress`` stage fine-tuned on a GPU.
     """
     device = repro.get_device(device)
     inputs = inputs or finetune_inputs(name, part, device, progress)
-    if inputs["cfg"].kd in recipes.NO_CRITIC:
-        D = part["entries"][name].make_d(part["settings"]).to(device)
-    else:
-        D = checkpoint.load_model(Path(part["run_dirs"][name]) / "D", device)
     # stop after `steps`; epochs only need to be enough to get there
     cfg = dataclasses.replace(inputs["cfg"], name=f"{name}_finetune", max_steps=steps, n_train=None,
                               epochs=max(inputs["cfg"].epochs, math.ceil(steps / 10)), ckpt_every=max(steps, 1),
                               snapshots=0,  # a short fine-tune: no quality-over-training snapshots
                               **({} if adversarial else {"w_adv": 0.0}))
+    critic = inputs["cfg"].kd not in recipes.NO_CRITIC
+    if critic:
+        D = checkpoint.load_model(Path(part["run_dirs"][name]) / "D", device)
+    start = start_fingerprint(G, cfg, D if critic else None, inputs["teacher"])
+    done = finished_finetune(run_dir, start)
+    if done is not None:
+        side = checkpoint.read_sidecar(done)
+        try:
+            checkpoint.load_into(G, done)
+        except checkpoint.CheckpointError as e:  # cut off or damaged: it trains again and replaces it
+            print(f"{name}: {e}; fine-tuning again")
+        else:
+            if progress:
+                print(f"{name}: {Path(run_dir).name} loaded ({side.get('steps')} steps, fine-tuned on "
+                      f"{side.get('device')}, {side.get('images')} images) instead of training again")
+            return G.eval()
+    if not critic:
+        D = part["entries"][name].make_d(part["settings"]).to(device)
     if inputs["teacher_set"] is not None:
         fit(G, D, inputs["teacher_set"], cfg, run_dir, device, real=inputs["real"], resume=False, progress=progress)
     else:
         fit(G, D, inputs["real"], cfg, run_dir, device, teacher=inputs["teacher"], resume=False, progress=progress)
+    images = {"real": len(inputs["real"]),
+              **({} if inputs["teacher_set"] is None else {"teacher_set": len(inputs["teacher_set"])})}
+    checkpoint.save_model(Path(run_dir) / FINETUNED, G, start=start, steps=steps, adversarial=adversarial,
+                          device=repro.describe_device(device), images=images)
     return G.eval()
+
+
+def _tuner(name: str, part: Mapping[str, Any], steps: int, out: Path, device, progress: bool, adversarial: bool):
+    """``tune(model, percent)``: the KD fine-tune of ``model`` in ``out/finetune_<percent>``, returned on the CPU in
+    eval mode; every fine-tune of one student alike (the pruned ones and the control), its inputs loaded once."""
+    inputs = finetune_inputs(name, part, device, progress)
+
+    def tune(model: nn.Module, percent: int) -> nn.Module:
+        return kd_finetune(model, name, part, steps, out / f"finetune_{percent}", device, progress, inputs,
+                           adversarial=adversarial).cpu().eval()
+    return tune
+
+
+def finetunes(name: str, G: nn.Module, part: Mapping[str, Any], out_dir: str | Path, device="auto",
+              amounts: Sequence[float] = (0.3, 0.5), finetune_steps: int = 200, progress: bool = True,
+              min_channels: int = 1, finetune_adversarial: bool = True) -> list[Path]:
+    """:func:`compression_study`'s fine-tunes alone, with the same arguments: the control and each pruned
+    student, nothing scored or timed. Where a GPU is lent for minutes, they train there (the ``compress`` stage
+    without its notebook), and the study run later on a CPU loads them. Returns their run folders."""
+    out = Path(out_dir) / "runs" / name
+    G = copy.deepcopy(G).cpu().eval()
+    tune = _tuner(name, part, finetune_steps, out, device, progress, finetune_adversarial)
+    tune(copy.deepcopy(G), 0)
+    for a in amounts:
+        tune(compress.prune_channels(G, a, min_channels=min_channels), int(a * 100))
+    return [out / f"finetune_{p}" for p in (0, *(int(a * 100) for a in amounts))]
 
 
 CONTROL = "unpruned + KD fine-tune"  # compression_study's control row: the student fine-tuned as the pruned ones
@@ -140,12 +221,7 @@ def compression_study(name: str, G: nn.Module, part: Mapping[str, Any], evaluato
     q8 = add("int8 ONNX", "onnxruntime", compress.OnnxGenerator(int8, G, threads), G=G, onnx_path=int8)
     prune_rows = []
     if amounts:
-        ft_inputs = finetune_inputs(name, part, device, progress)
-
-        def tune(model: nn.Module, percent: int) -> nn.Module:  # every fine-tune alike: the pruned ones and the control
-            return kd_finetune(model, name, part, finetune_steps, out / f"finetune_{percent}", device, progress,
-                               ft_inputs, adversarial=finetune_adversarial).cpu().eval()
-
+        tune = _tuner(name, part, finetune_steps, out, device, progress, finetune_adversarial)
         C = tune(copy.deepcopy(G), 0)
         control = add(CONTROL, "torch", C, G=C)
     for a in amounts:

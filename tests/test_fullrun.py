@@ -62,9 +62,12 @@ def test_compare_and_compress_stages_open_no_shipped_file_themselves(results, tm
     checkpoint.save_model(run / "G", zoo.build(e, s)[0], finished=True, step=1, config={"seed": 0})
     weights.ship({"mnist/cdcgan_c32_scratch": run}, profile="smoke")
     (weights.weights_root() / "mnist" / "cdcgan_c32_scratch" / "G.safetensors").unlink()
-    for stage in ("compare", "compress"):
-        done = fullrun.run_stage(stage, "smoke", notebook=False, say=lambda m: None)
-        assert done["finished"] and done["trained"] == [] and not (results / "03_mnist" / "runs").exists()
+    done = fullrun.run_stage("compare", "smoke", notebook=False, say=lambda m: None)
+    assert done["finished"] and done["trained"] == [] and not (results / "03_mnist" / "runs").exists()
+    # compress without its notebook fine-tunes the students it finds (none trained in smoke here), no other file
+    done = fullrun.run_stage("compress", "smoke", notebook=False, say=lambda m: None)
+    assert done["finished"] and done["trained"] == [] and done["finetuned"] == []
+    assert not list((results / "03_mnist" / "runs").rglob("*.safetensors"))
 
 
 def test_split_parts_join_back(tmp_path, monkeypatch):
@@ -372,3 +375,47 @@ def test_the_curves_a_stage_notebook_scored_ship_after_it(results, mnist_train, 
     (run / "quality.json").unlink()
     fullrun.run_stage("mnist", "smoke", notebook=False, say=lambda m: None)
     assert f"{key}/quality.json" not in weights.manifest()["models"][key]["files"]
+
+
+def test_compress_without_its_notebook_fine_tunes_and_carries_them(results, tmp_path, monkeypatch, capsys):
+    # a GPU lent for minutes, without papermill: the stage runs chapter 07's fine-tunes alone, and carries them
+    # (never committed) to the machine whose notebook 07 then loads them
+    from gankd_utils import study
+
+    asked = {}
+
+    def collect(profile, seed, device, train_missing, say, weights_, only, speed):
+        asked.update(profile=profile, train_missing=train_missing, weights_=weights_, only=only, speed=speed)
+        return {"mnist": {"models": {"cdcgan_c32_kd": "G"}}, "cifar10": {"models": {}}}
+
+    def finetunes(name, G, part, out_dir, device, amounts, steps, min_channels):
+        tuned.append((name, G, tuple(amounts), steps, min_channels))
+        folder = out_dir / "runs" / name / "finetune_50"
+        folder.mkdir(parents=True)
+        (folder / f"{study.FINETUNED}.safetensors").write_bytes(b"weights")
+        (folder / "metrics.jsonl").write_text("{}")  # the rest of the run folder stays behind
+
+    tuned = []
+    monkeypatch.setattr(runs, "collect", collect)
+    monkeypatch.setattr(study, "finetunes", finetunes)
+    assert cli.main(["full-run", "--stage", "compress", "--no-notebook", "--device", "cpu", "--compile", "on",
+                     "--pack", str(tmp_path / "packs")]) == 0
+    sizes = config.settings("mnist", "full").compress
+    assert tuned == [("cdcgan_c32_kd", "G", tuple(sizes.amounts), sizes.finetune_steps, sizes.min_channels)]
+    assert asked == {"profile": "full", "train_missing": False, "weights_": "auto",
+                     "only": list(fullrun.COMPRESS_STUDENTS), "speed": {"compile": "on"}}
+    out = capsys.readouterr().out
+    assert "cifar10/cgan_student_s_kd left out" in out and "fine-tuned mnist/cdcgan_c32_kd" in out
+    with tarfile.open(tmp_path / "packs" / "compress.finetunes.tar.gz", "r:gz") as tar:
+        assert tar.getnames() == ["07_compress/runs/cdcgan_c32_kd/finetune_50/finetuned.safetensors"]
+    fresh = tmp_path / "fresh"
+    monkeypatch.setenv("GANKD_RESULTS", str(fresh))
+    fullrun.unpack(tmp_path / "packs")
+    assert (fresh / "07_compress/runs/cdcgan_c32_kd/finetune_50/finetuned.safetensors").read_bytes() == b"weights"
+
+
+def test_the_stage_fine_tunes_the_students_notebook_07_compresses():
+    nb = json.loads((paths.REPO_ROOT / "notebooks" / "07_prune_quantize.ipynb").read_text())
+    params = next("".join(c["source"]) for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    line = next(x for x in params.splitlines() if x.startswith("STUDENTS ="))
+    assert tuple(json.loads(line.split("=", 1)[1].split("#")[0])) == fullrun.COMPRESS_STUDENTS

@@ -170,3 +170,52 @@ def test_a_student_distilled_alone_fine_tunes_without_a_critic_of_its_own(part, 
     with pytest.raises(checkpoint.CheckpointError, match="no checkpoint"):
         study.kd_finetune(copy.deepcopy(part["models"]["tiny_kd"]), "tiny_kd", part, 3, tmp_path / "ft2", "cpu",
                           progress=False)
+
+
+def test_a_finished_finetune_is_loaded_when_it_starts_alike(part, tmp_path, mnist_train, monkeypatch):
+    # the compress stage fine-tunes on one machine (a GPU), chapter 07 scores on another: it must load those
+    # fine-tunes, and only those that started from the very same student, critic, recipe and steps
+    import copy
+
+    G0 = part["models"]["tiny_kd"]
+    first = study.kd_finetune(copy.deepcopy(G0), "tiny_kd", part, 2, tmp_path / "ft", "cpu", progress=False)
+    side = checkpoint.read_sidecar(tmp_path / "ft" / study.FINETUNED)
+    assert side["steps"] == 2 and side["images"] == {"real": 60000} and len(side["start"]) == 64
+    calls = []
+    real_fit = study.fit
+    monkeypatch.setattr(study, "fit", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
+    again = study.kd_finetune(copy.deepcopy(G0), "tiny_kd", part, 2, tmp_path / "ft", "cpu", progress=False)
+    assert calls == [] and all(torch.equal(v, again.state_dict()[k]) for k, v in first.state_dict().items())
+    # another start trains again: other student weights, other steps, another critic, a damaged result
+    other = copy.deepcopy(G0)
+    with torch.no_grad():
+        next(other.parameters()).add_(0.01)
+    study.kd_finetune(other, "tiny_kd", part, 2, tmp_path / "ft", "cpu", progress=False)
+    assert calls == [1]
+    study.kd_finetune(copy.deepcopy(G0), "tiny_kd", part, 3, tmp_path / "ft", "cpu", progress=False)
+    assert calls == [1, 1]
+    checkpoint.save_model(part["run_dirs"]["tiny_kd"] / "D", dcgan_init(CondDCGANDiscriminator(4), 5))
+    study.kd_finetune(copy.deepcopy(G0), "tiny_kd", part, 3, tmp_path / "ft", "cpu", progress=False)
+    assert calls == [1, 1, 1]
+    with torch.no_grad():  # another teacher
+        next(part["models"]["tiny_teacher"].parameters()).add_(0.01)
+    study.kd_finetune(copy.deepcopy(G0), "tiny_kd", part, 3, tmp_path / "ft", "cpu", progress=False)
+    assert calls == [1, 1, 1, 1]
+    (tmp_path / "ft" / f"{study.FINETUNED}.safetensors").write_bytes(b"cut off")
+    study.kd_finetune(copy.deepcopy(G0), "tiny_kd", part, 3, tmp_path / "ft", "cpu", progress=False)
+    assert calls == [1, 1, 1, 1, 1]
+    assert study.finished_finetune(tmp_path / "ft", side["start"]) is None  # the first start's result is replaced
+
+
+def test_finetunes_are_the_studys_own(part, tmp_path, mnist_train, monkeypatch):
+    # study.finetunes (the compress stage without its notebook) runs exactly the fine-tunes the study runs:
+    # the study afterwards trains none of them again
+    folders = study.finetunes("tiny_kd", part["models"]["tiny_kd"], part, tmp_path / "out", "cpu", amounts=(0.5,),
+                              finetune_steps=2, progress=False, min_channels=3)
+    assert [f.name for f in folders] == ["finetune_0", "finetune_50"]
+    assert all((f / f"{study.FINETUNED}.safetensors").exists() for f in folders)
+    monkeypatch.setattr(study, "fit", lambda *a, **k: pytest.fail("the study trained a fine-tune again"))
+    res = study.compression_study("tiny_kd", part["models"]["tiny_kd"], part, tiny_evaluator(), tmp_path / "out",
+                                  device="cpu", amounts=(0.5,), finetune_steps=2, rounds=1, threads=1, progress=False,
+                                  min_channels=3)
+    assert list(res["variants"]) == STEPS
