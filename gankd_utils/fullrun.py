@@ -376,8 +376,9 @@ def pack(stage: str, out_dir: str | Path, paused: Sequence[str] = (), profile: s
                 if f.is_file() and (rel.startswith(SHIPS[stage]) or "/" not in rel):
                     tar.add(f, arcname=(Path("weights") / rel).as_posix(), recursive=False)
     files = _write_split(buf.getvalue(), out_dir / f"{stage}.results.tar.gz")
-    tuned = sorted((root / mine / "07_compress" / "runs").glob(f"*/finetune_*/{study.FINETUNED}.*"))
-    if stage == "compress" and tuned:  # chapter 07's fine-tunes, for the notebook on another machine to load
+    runs_07 = root / mine / "07_compress" / "runs"
+    tuned = sorted(runs_07.glob(f"*/finetune_*/{study.FINETUNED}.*")) if stage == "compress" else []
+    if tuned:  # chapter 07's fine-tunes, for the notebook on another machine to load
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w:gz") as tar:
             for f in tuned:

@@ -79,14 +79,15 @@ def start_fingerprint(G: nn.Module, cfg: Any, D: nn.Module | None = None, teache
     return h.hexdigest()
 
 
-def finished_finetune(run_dir: str | Path, fingerprint: str) -> Path | None:
-    """``run_dir``'s fine-tune result when its sidecar says it started from ``fingerprint``, else None (none
-    there, another start, or a damaged sidecar: the fine-tune then runs again and replaces it)."""
-    path = Path(run_dir) / FINETUNED
+def finished_finetune(run_dir: str | Path, fingerprint: str) -> dict[str, Any] | None:
+    """The sidecar of ``run_dir``'s fine-tune result (``run_dir/FINETUNED``) when it says it started from
+    ``fingerprint``, else None (none there, another start, or a damaged sidecar: the fine-tune then runs again and
+    replaces it)."""
     try:
-        return path if checkpoint.read_sidecar(path).get("start") == fingerprint else None
+        side = checkpoint.read_sidecar(Path(run_dir) / FINETUNED)
     except checkpoint.CheckpointError:
         return None
+    return side if side.get("start") == fingerprint else None
 
 
 def kd_finetune(G: nn.Module, name: str, part: Mapping[str, Any], steps: int, run_dir: str | Path, device="auto",
@@ -118,11 +119,10 @@ def kd_finetune(G: nn.Module, name: str, part: Mapping[str, Any], steps: int, ru
     if critic:
         D = checkpoint.load_model(Path(part["run_dirs"][name]) / "D", device)
     start = start_fingerprint(G, cfg, D if critic else None, inputs["teacher"])
-    done = finished_finetune(run_dir, start)
-    if done is not None:
-        side = checkpoint.read_sidecar(done)
+    side = finished_finetune(run_dir, start)
+    if side is not None:
         try:
-            checkpoint.load_into(G, done)
+            checkpoint.load_into(G, Path(run_dir) / FINETUNED)
         except checkpoint.CheckpointError as e:  # cut off or damaged: it trains again and replaces it
             print(f"{name}: {e}; fine-tuning again")
         else:
