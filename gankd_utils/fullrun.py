@@ -322,16 +322,25 @@ def _check_weights_root() -> None:
                          "GANKD_WEIGHTS to pack or unpack")
 
 
-def _add_tree(tar: tarfile.TarFile, root: Path, rel: Path, exclude_runs: bool) -> None:
+def _tree(root: Path, rel: Path, exclude_runs: bool = False) -> list[tuple[Path, str]]:
+    """(file, its name in an archive) for the file ``root/rel`` or every file below that folder, named
+    relative to ``root``; nothing where it does not exist. ``exclude_runs``: not what lies in a ``runs``
+    folder (run folders: resume state, checkpoints)."""
     p = root / rel
     if not p.exists():
-        return
+        return []
     files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
-    for f in files:
-        r = f.relative_to(root)
-        if exclude_runs and "runs" in r.parts:
-            continue
-        tar.add(f, arcname=r.as_posix(), recursive=False)
+    named = [(f, f.relative_to(root)) for f in files]
+    return [(f, r.as_posix()) for f, r in named if not (exclude_runs and "runs" in r.parts)]
+
+
+def _tarball(members: Sequence[tuple[Path, str]]) -> bytes:
+    """A gzipped tar of ``members``, (file, name in the archive) pairs, in memory."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for f, name in members:
+            tar.add(f, arcname=name, recursive=False)
+    return buf.getvalue()
 
 
 def _write_split(blob: bytes, stem: Path) -> list[Path]:
@@ -361,38 +370,29 @@ def pack(stage: str, out_dir: str | Path, paused: Sequence[str] = (), profile: s
     root = paths.results_root()
     mine = paths.profile_root(profile).relative_to(root)  # "." for full
     out_dir = Path(out_dir)
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for chapter in RESULTS[stage]:
-            _add_tree(tar, root, mine / chapter, exclude_runs=True)
-        if stage in NOTEBOOK:
-            for nb in nbrun.notebooks([NOTEBOOK[stage]]):
-                _add_tree(tar, root, mine / "executed" / nb.name, exclude_runs=False)
-        _add_tree(tar, root, mine / "REPORT.md", exclude_runs=False)
-        wroot = weights.weights_root()
-        if SHIPS[stage] and wroot.is_dir():  # this stage's weights and the manifest of all
-            for f in sorted(wroot.rglob("*")):
-                rel = f.relative_to(wroot).as_posix()
-                if f.is_file() and (rel.startswith(SHIPS[stage]) or "/" not in rel):
-                    tar.add(f, arcname=(Path("weights") / rel).as_posix(), recursive=False)
-    files = _write_split(buf.getvalue(), out_dir / f"{stage}.results.tar.gz")
+    members = [m for chapter in RESULTS[stage] for m in _tree(root, mine / chapter, exclude_runs=True)]
+    if stage in NOTEBOOK:
+        members += [m for nb in nbrun.notebooks([NOTEBOOK[stage]]) for m in _tree(root, mine / "executed" / nb.name)]
+    members += _tree(root, mine / "REPORT.md")
+    wroot = weights.weights_root()
+    if SHIPS[stage] and wroot.is_dir():  # this stage's weights and the manifest of all
+        for f, rel in _tree(wroot, Path(".")):
+            if rel.startswith(SHIPS[stage]) or "/" not in rel:
+                members.append((f, f"weights/{rel}"))
+    files = _write_split(_tarball(members), out_dir / f"{stage}.results.tar.gz")
     runs_07 = root / mine / "07_compress" / "runs"
     tuned = sorted(runs_07.glob(f"*/finetune_*/{study.FINETUNED}.*")) if stage == "compress" else []
     if tuned:  # chapter 07's fine-tunes, for the notebook on another machine to load
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-            for f in tuned:
-                tar.add(f, arcname=f.relative_to(root).as_posix(), recursive=False)
-        files += _write_split(buf.getvalue(), out_dir / f"{stage}.finetunes.tar.gz")
+        blob = _tarball([(f, f.relative_to(root).as_posix()) for f in tuned])
+        files += _write_split(blob, out_dir / f"{stage}.finetunes.tar.gz")
     if paused:
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-            names = {runs.base_name(key) for key in paused}  # a student's seeds share one name: each folder once
-            for chapter in ("04_cifar10", "05_tinygan", "03_mnist"):
-                runs_dir = root / chapter / "runs"
-                for folder in sorted({f for n in names for f in runs_dir.glob(f"*/{n}")}):
-                    _add_tree(tar, root, folder.relative_to(root), exclude_runs=False)
-        blob = buf.getvalue()
+        names = {runs.base_name(key) for key in paused}  # a student's seeds share one name: each folder once
+        members = []
+        for chapter in ("04_cifar10", "05_tinygan", "03_mnist"):
+            runs_dir = root / chapter / "runs"
+            for folder in sorted({f for n in names for f in runs_dir.glob(f"*/{n}")}):
+                members += _tree(root, folder.relative_to(root))
+        blob = _tarball(members)
         if len(blob) > 64 * 2 ** 20:
             say(f"note: the resume archive is {len(blob) / 2 ** 20:.0f} MiB; where a remote machine takes at most "
                 "64 MiB in, finish this stage there (run it again) rather than carrying it to another one")
