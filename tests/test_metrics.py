@@ -238,6 +238,22 @@ def test_kid_properties():
     assert abs(same) < 0.05 < shifted
 
 
+@pytest.mark.parametrize("n_a, n_b, subset", [(40, 60, 25), (40, 60, 40), (30, 30, 50)])
+def test_kid_is_the_unbiased_mmd_of_the_cubic_kernel_over_the_same_subsets(n_a, n_b, subset):
+    # the textbook formula, term by term, on the subsets kid draws (its seed): the kernel sums kid reuses
+    # where a subset is its whole set reordered (the second and third cases) change nothing but rounding
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(n_a, 5)), rng.normal(size=(n_b, 5)) + 0.3
+    draw, m, vals = np.random.default_rng(7), min(subset, n_a, n_b), []
+    for _ in range(6):
+        x, y = a[draw.choice(n_a, m, replace=False)], b[draw.choice(n_b, m, replace=False)]
+        k = lambda u, v: (u @ v.T / 5 + 1) ** 3  # noqa: E731
+        off = lambda kk: (kk.sum() - np.trace(kk)) / (m * (m - 1))  # noqa: E731
+        vals.append(off(k(x, x)) + off(k(y, y)) - 2 * k(x, y).mean())
+    got = kid(a, b, n_subsets=6, subset_size=subset, seed=7)
+    assert got == pytest.approx((np.mean(vals), np.std(vals)), rel=1e-12)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # speed: one measurement for every table
 

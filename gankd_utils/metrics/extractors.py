@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from .. import checkpoint, paths, repro
 from ..data import Batches, ImageSet, load_dataset, to_float
 from ..io import sha256_file
-from ..models import ConvClassifier
+from ..models import ConvClassifier, inference_layout
 
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
 INCEPTION_SHA_PREFIX = "6726825d"
@@ -48,13 +48,18 @@ class ClassifierExtractor:
 
     @torch.no_grad()
     def features_and_logits(self, images: torch.Tensor, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
-        """``images`` float (N, C, H, W) in [-1, 1] -> features (N, D), logits (N, K)."""
+        """``images`` float (N, C, H, W) in [-1, 1] -> features (N, D), logits (N, K).
+
+        On the CPU the classifier reads them in channels-last memory format (:func:`models.inference_layout`):
+        on 2 cores the CIFAR-10 classifier took 6.4-7.3 s instead of 10.1-10.8 s for 2,000 images, its features
+        differing by rounding alone (at most 5e-6)."""
         feats, logits = [], []
-        for i in range(0, len(images), batch_size):
-            x = images[i:i + batch_size].to(self.device).float()
-            f = self.model.features(x)
-            feats.append(f.cpu())
-            logits.append(self.model.head(f).cpu())
+        with inference_layout(self.model) as model:
+            for i in range(0, len(images), batch_size):
+                x = images[i:i + batch_size].to(self.device).float()
+                f = model.features(x)
+                feats.append(f.cpu())
+                logits.append(model.head(f).cpu())
         return torch.cat(feats).numpy(), torch.cat(logits).numpy()
 
     def features(self, images: torch.Tensor, batch_size: int = 500) -> np.ndarray:

@@ -18,14 +18,24 @@ def kid(feat_a: np.ndarray, feat_b: np.ndarray, n_subsets: int = 50, subset_size
     if m < 2:
         raise ValueError("KID needs at least 2 samples per set")
     d = a.shape[1]
+
+    def kernel_sum(x: np.ndarray, y: np.ndarray, off_diagonal: bool) -> float:
+        k = x @ y.T  # the cubic kernel, in place: a third of the time of ``(x @ y.T / d + 1) ** 3``
+        k /= d
+        k += 1
+        k3 = k * k
+        k3 *= k
+        return float(k3.sum() - np.trace(k3)) if off_diagonal else float(k3.sum())
+
     rng = np.random.default_rng(seed)
+    whole_a, whole_b = m == len(a), m == len(b)  # such a subset is its whole set reordered: one kernel sum serves
+    sum_aa = kernel_sum(a, a, True) if whole_a else None
+    sum_bb = kernel_sum(b, b, True) if whole_b else None
     vals = []
     for _ in range(n_subsets):
         x = a[rng.choice(len(a), m, replace=False)]
         y = b[rng.choice(len(b), m, replace=False)]
-        kxx = (x @ x.T / d + 1) ** 3
-        kyy = (y @ y.T / d + 1) ** 3
-        kxy = (x @ y.T / d + 1) ** 3
-        vals.append((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
-                    - 2 * kxy.mean())
+        kxx = sum_aa if whole_a else kernel_sum(x, x, True)
+        kyy = sum_bb if whole_b else kernel_sum(y, y, True)
+        vals.append((kxx + kyy) / (m * (m - 1)) - 2 * kernel_sum(x, y, False) / (m * m))
     return float(np.mean(vals)), float(np.std(vals))

@@ -85,11 +85,13 @@ def standing_stats(G: nn.Module, z: torch.Tensor, y: torch.Tensor | None = None,
 
 @contextlib.contextmanager
 def inference_layout(G: nn.Module) -> Iterator[nn.Module]:
-    """``G`` in channels-last memory format while sampling on the CPU, as it was afterwards.
+    """``G`` (a generator, or the evaluator classifier) in channels-last memory format while it runs on the
+    CPU, as it was afterwards.
 
     On 2 CPU cores the CIFAR-10 teacher draws an image in 12 ms instead of 23 ms so (its students
-    1.0-1.2 ms instead of 1.6-2.0 ms). The images differ from the default layout's only in how the
-    convolutions' sums are rounded. On a GPU the layout is left as the model has it.
+    1.0-1.2 ms instead of 1.6-2.0 ms), and the evaluator classifiers read images 1.4-1.7x faster. The
+    outputs differ from the default layout's only in how the convolutions' sums are rounded. On a GPU
+    the layout is left as the model has it.
     """
     conv = next((p for p in G.parameters() if p.ndim == 4), None)
     if conv is None or conv.device.type != "cpu" or conv.is_contiguous(memory_format=torch.channels_last):
