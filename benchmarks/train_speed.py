@@ -22,9 +22,10 @@ profile plans for it (seeds included) and estimates the training time of the wal
 a run takes by default on that device (the fast path on CUDA, fp32 eager elsewhere). Timed pieces
 then price what the stages do besides training (evaluator classifiers, scoring, the teacher-set
 exports, chapter 07's fine-tunes), so the last line estimates the whole walk (``beyond_training``).
-``--concurrent 1 2 4`` then times n processes side by side, each training one model
-(as ``runs.train_all`` runs the independent runs on a GPU): the aggregate throughput
-against one process alone says how many runs the GPU has room for.
+``--concurrent 1 2 4`` then times n processes side by side, each training one model on the path
+a run takes there (or the one ``--base`` names; as ``runs.train_all`` runs the independent runs on a
+GPU, and ``--parallel`` on a CPU): the aggregate throughput against one process alone says how many
+runs the device has room for.
 It prints figures; it is not a test.
 """
 from __future__ import annotations
@@ -189,27 +190,31 @@ def _entry(name: str, profile: str):
     raise SystemExit(f"unknown model {name!r}: a zoo name of {', '.join(DATASET_SIZE)}")
 
 
-def worker(name: str, profile: str, device: torch.device, steps: int) -> None:
-    """One model's fast path in a process of its own (for --concurrent): prints ``WORKER_MS <ms per step>``."""
+def worker(name: str, profile: str, device: torch.device, steps: int, fast: str = "on") -> None:
+    """One model's training steps (``fast``: "on" the fast path, "off" fp32 eager) in a process of its own (for
+    --concurrent): prints ``WORKER_MS <ms per step>``."""
     e, s = _entry(name, profile)
     teacher = None
     if e.kd in recipes.ONLINE_KD:
         teacher = zoo.build(zoo.zoo(e.dataset)[e.teacher], s)[0].to(device).eval()
-    ms, _ = step_ms(e, s, device, "on", steps, teacher)
+    ms, _ = step_ms(e, s, device, fast, steps, teacher)
     print(f"WORKER_MS {ms:.4f}", flush=True)
 
 
-def concurrent(names: list[str], counts: list[int], profile: str, device: torch.device, steps: int) -> None:
+def concurrent(names: list[str], counts: list[int], profile: str, device: torch.device, steps: int,
+               fast: str = "on") -> None:
     """Independent runs side by side (what runs.train_all does on a GPU): n processes train the same model at
-    once; the figure is the aggregate throughput against one process alone."""
-    print(f"\nside by side: n processes, each {steps} timed steps of the fast path (as runs.train_all launches them)")
+    once, each on the path ``fast`` names ("on": the fast path, "off": fp32 eager); the figure is the aggregate
+    throughput against one process alone."""
+    path = "the fast path" if fast == "on" else "fp32 eager"
+    print(f"\nside by side: n processes, each {steps} timed steps of {path} (as runs.train_all launches them)")
     print(f"{'model':26s} {'n':>3s} {'ms/step each':>12s} {'agg. steps/s':>12s} {'vs n=1':>7s}")
     for name in names:
         e, s = _entry(name, profile)
         base = None
         for n in counts:
             cmd = [sys.executable, __file__, "--worker", name, "--profile", profile, "--device", str(device),
-                   "--steps", str(steps)]
+                   "--steps", str(steps), "--base", "fast" if fast == "on" else "fp32"]
             env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // n))}
             procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for _ in range(n)]
             outs = [p.communicate()[0] for p in procs]
@@ -252,8 +257,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = repro.get_device(args.device)
+    # the path a run takes here (TrainConfig.fast = "auto": the fast path on CUDA only), or the one --base names
+    default_fast = fast_enabled(config.TrainConfig(), device)
+    on = default_fast if args.base == "default" else args.base == "fast"
     if args.worker:
-        return worker(args.worker, args.profile, device, args.steps)
+        return worker(args.worker, args.profile, device, args.steps, "on" if on else "off")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device={device} ({name}) torch={torch.__version__} profile={args.profile} steps={args.steps}")
     extra = "".join(f" {sw + ' ms':>{len(sw) + 3}s} {'vs base':>7s} {'warm s':>6s}" for sw in args.switches)
@@ -261,8 +269,7 @@ def main() -> None:
           f"{'fast img/s':>10s} {'planned steps':>13s} {'runs':>4s} {'est. s':>7s}{extra}")
     total = 0.0
     step_cost: dict[str, float] = {}  # ms per step on the default path, by model
-    # the estimate prices each step on the path a run takes by default here (TrainConfig.fast = "auto")
-    default_fast = fast_enabled(config.TrainConfig(), device)
+    # the estimate prices each step on the path a run takes by default here (default_fast)
     for ds in args.only:
         s = config.settings(ds, args.profile)
         entries = zoo.zoo(ds)
@@ -277,7 +284,6 @@ def main() -> None:
             slow, _ = step_ms(e, s, device, "off", args.steps, teacher)
             fast, _ = step_ms(e, s, device, "on", args.steps, teacher)
             cols = ""
-            on = default_fast if args.base == "default" else args.base == "fast"  # default: the path a run takes here
             base, base_ms = ("on", fast) if on else ("off", slow)
             for sw in args.switches:
                 ms, warm = step_ms(e, s, device, base, args.steps, teacher, **switches[sw])
@@ -304,7 +310,7 @@ def main() -> None:
                   f"{(total + sum(extra.values())) / 60:.1f} min (compare, which runs on a CPU, not included)")
     if args.concurrent:
         concurrent(args.models or ["cdcgan_c32_kd", "cgan_student_xs_kd"], args.concurrent, args.profile, device,
-                   args.steps)
+                   args.steps, "on" if on else "off")
 
 
 if __name__ == "__main__":
