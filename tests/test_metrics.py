@@ -245,11 +245,16 @@ def test_kid_is_the_unbiased_mmd_of_the_cubic_kernel_over_the_same_subsets(n_a, 
     rng = np.random.default_rng(3)
     a, b = rng.normal(size=(n_a, 5)), rng.normal(size=(n_b, 5)) + 0.3
     draw, m, vals = np.random.default_rng(7), min(subset, n_a, n_b), []
+
+    def k(u, v):
+        return (u @ v.T / 5 + 1) ** 3
+
+    def off_diagonal_mean(kk):
+        return (kk.sum() - np.trace(kk)) / (m * (m - 1))
+
     for _ in range(6):
         x, y = a[draw.choice(n_a, m, replace=False)], b[draw.choice(n_b, m, replace=False)]
-        k = lambda u, v: (u @ v.T / 5 + 1) ** 3  # noqa: E731
-        off = lambda kk: (kk.sum() - np.trace(kk)) / (m * (m - 1))  # noqa: E731
-        vals.append(off(k(x, x)) + off(k(y, y)) - 2 * k(x, y).mean())
+        vals.append(off_diagonal_mean(k(x, x)) + off_diagonal_mean(k(y, y)) - 2 * k(x, y).mean())
     got = kid(a, b, n_subsets=6, subset_size=subset, seed=7)
     assert got == pytest.approx((np.mean(vals), np.std(vals)), rel=1e-12)
 
