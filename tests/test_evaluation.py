@@ -280,6 +280,10 @@ def test_learning_curves_score_each_student_at_every_chunk_and_leave_it_finished
     assert pts[0]["fid32_tinycls"] != pts[1]["fid32_tinycls"]  # scored after each chunk, not twice the same G
     done = runs.train_or_load(student, s, real, device="cpu", progress=False)
     assert done.loaded and done.finished and done.steps == 4  # the curve's last chunk is the finished run
+    # and the chapter's table, scoring the finished run loaded from its folder, gets the curve's last scores
+    # without scoring it again (metrics.scorecache: the same generator, the same pipeline)
+    monkeypatch.setattr(metrics.Evaluator, "samples", lambda *a: pytest.fail("the finished run was scored again"))
+    assert tiny_evaluator()(done.G) == {k: v for k, v in pts[-1].items() if k != "step"}
 
 
 def test_snapshot_curves_score_every_kept_generator_then_the_finished_one(tmp_path, monkeypatch):

@@ -23,6 +23,7 @@ from .extractors import (ClassifierExtractor, InceptionExtractor, WeightsUnavail
                          classifier_path, get_classifier, inception_weights, load_classifier, train_classifier)
 from .frechet import feature_stats, frechet_distance
 from .kid import kid
+from . import scorecache
 from .prdc import precision_recall
 from .size import count_keras_style, count_macs, count_nonzero, count_params, size_report, state_bytes
 from .speed import generator_speed, speed_table
@@ -63,15 +64,20 @@ class Evaluator:
     Same number of samples, same noise (from ``seed``), same feature
     extractor and same reference set for each generator it scores.
     Conditional generators get class-balanced labels, and their class
-    accuracy is measured when the extractor is a classifier.
+    accuracy is measured when the extractor is a classifier. A generator
+    it has scored before, here or in another chapter, gets the scores kept
+    then (:mod:`.scorecache`; ``cache_scores=False`` scores every time).
     """
 
     def __init__(self, extractor, real: ImageSet, n_samples: int, seed: int = 0, reference: str | None = None,
-                 batch_size: int = 500, n_ref: int | None = None):
+                 batch_size: int = 500, n_ref: int | None = None, cache_scores: bool = True):
         self.extractor, self.n, self.seed, self.batch_size = extractor, n_samples, seed, batch_size
         self.real = real.subset(n_ref, seed)
         self.reference = reference
+        self.cache_scores = cache_scores
         self._stats = None
+        self._reference_id = None
+        self._score_key = None
 
     def names(self) -> dict[str, str]:
         ex = self.extractor.name
@@ -83,7 +89,9 @@ class Evaluator:
 
     def _reference_key(self) -> str:
         """The features (extractor and its weights) and the reference set: what the cached statistics depend on."""
-        return f"{self.extractor.name}_{self.extractor.weights_id}_{self.real.fingerprint()}"
+        if self._reference_id is None:  # the reference set's hash, once: it reads every image
+            self._reference_id = self.real.fingerprint()
+        return f"{self.extractor.name}_{self.extractor.weights_id}_{self._reference_id}"
 
     def protocol_id(self) -> str:
         """What makes two scorings comparable: the features (extractor and its weights), the reference set,
@@ -125,9 +133,26 @@ class Evaluator:
         return x, y
 
     def __call__(self, G) -> dict[str, float]:
-        """Score one generator; returns ``{protocol name: value}``."""
+        """Score one generator; returns ``{protocol name: value}``: kept from an earlier scoring of the same
+        generator by this pipeline where there is one (:mod:`.scorecache`), else scored now and kept."""
+        model = scorecache.fingerprint(G) if self.cache_scores else None
+        protocol = self._score_protocol() if model is not None else None
+        if protocol is not None and (kept := scorecache.load(protocol, model)) is not None:
+            return kept
         x, y = self.samples(G)
-        return self.score_images(x, y)
+        out = {k: float(v) for k, v in self.score_images(x, y).items()}
+        if protocol is not None:
+            scorecache.store(protocol, model, out)
+        return out
+
+    def _score_protocol(self) -> str:
+        """What kept scores are keyed by besides the generator: :meth:`protocol_id`, the batch (it can change the
+        last digits) and the features' own weights (a classifier's id names its training settings, and a
+        retrained one may differ)."""
+        if self._score_key is None:
+            own = scorecache.fingerprint(self.extractor.model) if hasattr(self.extractor, "model") else None
+            self._score_key = f"{self.protocol_id()}_b{self.batch_size}_{own or self.extractor.weights_id}"
+        return self._score_key
 
     def score_images(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, float]:
         """Score generated images ``x`` (N, C, H, W) in [-1, 1], asked-for classes ``y`` (N,) or None."""
