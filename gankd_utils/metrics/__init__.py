@@ -5,7 +5,9 @@ features: ``fid2k_mnistcls`` is the Frechet distance of 2,000 generated
 images to the MNIST training set in the features of the project's own MNIST
 classifier; ``fid10k_inception_cifar10train`` uses pytorch-fid's Inception
 against the CIFAR-10 training set. Real-data statistics are cached on disk,
-keyed by a hash of (extractor weights, real images, sample count).
+keyed by a hash of (extractor weights, real images, sample count), and so are
+a generator's scores (:mod:`.scorecache`: keyed by the pipeline and the
+generator's fingerprint), so each model is scored once per pipeline.
 """
 from __future__ import annotations
 
