@@ -95,6 +95,7 @@ def evaluate_models(models: Mapping[str, nn.Module], entries: Mapping[str, Entry
     """
     rows = []
     cols = metric_columns(evs)
+    read_before = sum(ev.kept_scores_read for ev in evs)
     for name, G in tqdm(list(models.items()), desc="evaluate", disable=not progress, leave=False):
         e = entries[base_name(name)]  # "name@seed": another seed of the same model
         t_name = family_teacher(entries, e.name)
@@ -112,6 +113,10 @@ def evaluate_models(models: Mapping[str, nn.Module], entries: Mapping[str, Entry
                 got = {k: v for k, v in got.items() if not k.startswith("acc")}
             row.update(got)
         rows.append(row)
+    read = sum(ev.kept_scores_read for ev in evs) - read_before
+    if read and progress:
+        print(f"{read} of {len(models) * len(evs)} scorings read from {paths.shown(metrics.scorecache.folder())}: "
+              "the same generators, scored by the same pipeline before (delete that folder to score them again).")
     cpu = metrics.speed_table({n: copy.deepcopy(G).cpu() for n, G in models.items()}, "cpu", speed_batch, rounds,
                               threads=threads)
     devices = {next(G.parameters()).device for G in models.values()}

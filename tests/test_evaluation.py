@@ -40,7 +40,7 @@ def models():
             "u": dcgan_init(IITGNGenerator("student"), 2).eval()}
 
 
-def test_evaluate_models_gives_one_row_per_model(models):
+def test_evaluate_models_gives_one_row_per_model(models, capsys):
     ev = tiny_evaluator()
     threads = torch.get_num_threads()
     rows = evaluation.evaluate_models(models, ENTRIES, [ev], speed_batch=4, rounds=2, threads=1, progress=False)
@@ -61,10 +61,17 @@ def test_evaluate_models_gives_one_row_per_model(models):
     assert by["s_kd"]["compression_x"] == pytest.approx(by["t"]["params"] / by["s_kd"]["params"])
     assert by["t"]["compression_x"] == 1.0 and by["u"]["compression_x"] is None  # no teacher in its family
     assert (by["s_kd"]["family"], by["s_kd"]["role"]) == ("cdc", "kd")
-    # the same evaluator gives the same numbers again (same samples, same reference)
-    again = evaluation.evaluate_models({"s_kd": models["s_kd"]}, ENTRIES, [ev], speed_batch=4, rounds=1,
+    # the same pipeline gives the same numbers again (same samples, same reference), scored anew ...
+    fresh = tiny_evaluator()
+    fresh.cache_scores = False
+    again = evaluation.evaluate_models({"s_kd": models["s_kd"]}, ENTRIES, [fresh], speed_batch=4, rounds=1,
                                        progress=False)
     assert again[0][names["fid"]] == pytest.approx(by["s_kd"][names["fid"]])
+    # ... or read from the scores kept the first time, which the table's maker is told
+    kept = evaluation.evaluate_models({"s_kd": models["s_kd"]}, ENTRIES, [tiny_evaluator()], speed_batch=4,
+                                      rounds=1, progress=True)
+    assert kept[0][names["fid"]] == by["s_kd"][names["fid"]]
+    assert "1 of 1 scorings read from" in capsys.readouterr().out
     assert all(next(G.parameters()).device.type == "cpu" and not G.training for G in models.values())
 
 

@@ -77,6 +77,7 @@ class Evaluator:
         self.real = real.subset(n_ref, seed)
         self.reference = reference
         self.cache_scores = cache_scores
+        self.kept_scores_read = 0  # how many calls read kept scores instead of scoring
         self._stats = None
         self._reference_id = None
         self._score_key = None
@@ -140,6 +141,7 @@ class Evaluator:
         model = scorecache.fingerprint(G) if self.cache_scores else None
         protocol = self._score_protocol() if model is not None else None
         if protocol is not None and (kept := scorecache.load(protocol, model)) is not None:
+            self.kept_scores_read += 1
             return kept
         x, y = self.samples(G)
         out = {k: float(v) for k, v in self.score_images(x, y).items()}

@@ -71,8 +71,6 @@ def fingerprint(G: nn.Module) -> str | None:
         cls = type(m)
         if not cls.__module__.startswith(_KNOWN_MODULES) or m._forward_hooks or m._forward_pre_hooks:
             return None
-        if getattr(m, "_backward_hooks", None) or getattr(m, "_forward_hooks_with_kwargs", None):
-            return None
         h.update(f"{name}: {cls.__module__}.{cls.__qualname__}({m.extra_repr()})\n".encode())
         for k, v in sorted(vars(m).items()):
             if k.startswith("_") or k == "training":
@@ -92,9 +90,13 @@ def fingerprint(G: nn.Module) -> str | None:
     return h.hexdigest()
 
 
+def folder() -> Path:
+    """Where the scores are kept: ``results/cache/scores`` (delete it to score every model again)."""
+    return paths.results_root() / "cache" / "scores"
+
+
 def _path(protocol: str, model: str) -> Path:
-    key = hashlib.sha256(f"{protocol}|{model}".encode()).hexdigest()[:32]
-    return paths.results_root() / "cache" / "scores" / f"{key}.json"
+    return folder() / f"{hashlib.sha256(f'{protocol}|{model}'.encode()).hexdigest()[:32]}.json"
 
 
 def load(protocol: str, model: str) -> dict[str, float] | None:
