@@ -110,3 +110,18 @@ def test_fingerprint_names_what_a_generator_computes():
     with_file = copy.deepcopy(G)
     with_file.path = Path("G.onnx")
     assert scorecache.fingerprint(with_file) is None
+
+
+def test_an_edit_of_the_code_scores_again(tmp_path, counted, monkeypatch):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "models.py").write_text("def forward(x):\n    return x\n")
+    before = scorecache.code_id(pkg)
+    (pkg / "models.py").write_text("def forward(x):\n    return -x\n")
+    scorecache.code_id.cache_clear()  # read once per process: a new process reads the edit
+    assert scorecache.code_id(pkg) != before
+    G = dcgan_init(CondDCGANGenerator(32), 15).eval()
+    tiny_evaluator()(G)
+    monkeypatch.setattr(scorecache, "code_id", lambda: "edited")
+    tiny_evaluator()(G)
+    assert len(counted) == 2

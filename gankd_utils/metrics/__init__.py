@@ -151,11 +151,12 @@ class Evaluator:
 
     def _score_protocol(self) -> str:
         """What kept scores are keyed by besides the generator: :meth:`protocol_id`, the batch (it can change the
-        last digits) and the features' own weights (a classifier's id names its training settings, and a
-        retrained one may differ)."""
+        last digits), the features' own weights (a classifier's id names its training settings, and a
+        retrained one may differ) and the code (:func:`scorecache.code_id`)."""
         if self._score_key is None:
             own = scorecache.fingerprint(self.extractor.model) if hasattr(self.extractor, "model") else None
-            self._score_key = f"{self.protocol_id()}_b{self.batch_size}_{own or self.extractor.weights_id}"
+            self._score_key = (f"{self.protocol_id()}_b{self.batch_size}_{own or self.extractor.weights_id}_"
+                               f"code{scorecache.code_id()}")
         return self._score_key
 
     def score_images(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, float]:

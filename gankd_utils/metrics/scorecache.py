@@ -9,17 +9,23 @@ so a score is kept under ``results/cache/scores/`` and read back when the same g
 same pipeline again: the numbers are those a scoring would give, and every table that shows a model
 shows the same ones.
 
+The pipeline includes the code (:func:`code_id`): any change to this package's source, or another numpy
+or torch, scores everything again, so an edited ``forward`` or metric is never answered from before.
+
 "The same generator" is :func:`fingerprint`: the class of every module, its settings and the bytes of
 every parameter and buffer. A model with a forward hook (a pruning mask still attached), a module from
-outside ``torch.nn`` and this package (a quantized or compiled module) has none and is always scored.
+outside ``torch.nn`` and this package (a quantized or compiled module) or an attribute that is not plain
+data (an ONNX generator's file) has none and is always scored.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -90,6 +96,17 @@ def fingerprint(G: nn.Module) -> str | None:
     return h.hexdigest()
 
 
+@functools.lru_cache(maxsize=None)
+def code_id(package: Path = Path(__file__).resolve().parents[1]) -> str:
+    """sha256 of the package's Python source (every ``.py`` file under ``package``, by relative path) and of
+    numpy's and torch's versions: what draws the samples and computes the numbers. Read once per process."""
+    h = hashlib.sha256(f"numpy {np.__version__} torch {torch.__version__}\n".encode())
+    for f in sorted(package.rglob("*.py")):
+        h.update(f"{f.relative_to(package).as_posix()}\n".encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def folder() -> Path:
     """Where the scores are kept: ``results/cache/scores`` (delete it to score every model again)."""
     return paths.results_root() / "cache" / "scores"
@@ -115,4 +132,5 @@ def store(protocol: str, model: str, scores: dict[str, float]) -> None:
     """Keep ``scores`` for (``protocol``, ``model``); scores that are not all finite are not kept (scored again)."""
     if not all(math.isfinite(v) for v in scores.values()):
         return
-    atomic_write_text(_path(protocol, model), json.dumps({"protocol": protocol, "model": model, "scores": scores}, indent=1) + "\n")
+    kept = {"protocol": protocol, "model": model, "scores": scores}
+    atomic_write_text(_path(protocol, model), json.dumps(kept, indent=1) + "\n")
