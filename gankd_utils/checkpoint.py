@@ -82,6 +82,12 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
     return side
 
 
+def tensor_bytes(t: torch.Tensor) -> bytes:
+    """A tensor's values as raw bytes in logical order, whatever its dtype, device or memory format: what a hash of
+    a model's weights reads (:func:`study.start_fingerprint`, :func:`metrics.scorecache.fingerprint`)."""
+    return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+
+
 def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
     weights, _ = _paths(path)
     try:

@@ -17,7 +17,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.nn as nn
 
 from . import checkpoint, compress, data, metrics, recipes, repro, runs, shards
@@ -75,7 +74,7 @@ def start_fingerprint(G: nn.Module, cfg: Any, D: nn.Module | None = None, teache
     for prefix, model in (("G.", G), ("D.", D), ("T.", teacher)):
         for k, v in sorted(model.state_dict().items()) if model is not None else ():
             h.update((prefix + k).encode())
-            h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+            h.update(checkpoint.tensor_bytes(v))
     return h.hexdigest()
 
 

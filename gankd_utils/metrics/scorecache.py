@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .. import paths
+from .. import checkpoint, paths
 from ..io import atomic_write_text
 
 # modules whose forward is their class, their settings, parameters and buffers (torch's parametrizations,
@@ -56,15 +56,13 @@ def _plain(v, depth: int = 0):
 
 
 def _update_tensor(h, t: torch.Tensor) -> None:
-    t = t.detach().cpu().contiguous()  # the values in logical order: the memory format is not part of the model
     h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-    if t.numel():
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    h.update(checkpoint.tensor_bytes(t))  # in logical order: the memory format is not part of the model
 
 
 def fingerprint(G: nn.Module) -> str | None:
     """sha256 of what a generator computes: every module's class and settings, every parameter and buffer,
-    the device kind and torch's version. None for a model that cannot be fingerprinted so (a module from
+    the device kind (torch's version is in :func:`code_id`). None for a model that cannot be fingerprinted so (a module from
     outside ``torch.nn`` and this package, a forward hook, an attribute that is neither plain data nor a
     tensor): such a model is always scored."""
     h = hashlib.sha256()
@@ -72,7 +70,7 @@ def fingerprint(G: nn.Module) -> str | None:
         device = next(G.parameters()).device.type
     except StopIteration:
         return None
-    h.update(f"torch {torch.__version__} on {device}\n".encode())
+    h.update(f"on {device}\n".encode())
     for name, m in G.named_modules():
         cls = type(m)
         if not cls.__module__.startswith(_KNOWN_MODULES) or m._forward_hooks or m._forward_pre_hooks:
