@@ -143,6 +143,8 @@ class EvalConfig:
     cls_width: int = 16  # evaluator classifier: channels of its first block
     cls_n_train: int | None = None  # evaluator classifier: training images (None: all)
     timing_repeats: int = 30  # latency: timed batch-1 calls (after warm-up)
+    timing_budget_s: float | None = None  # a model's timing stops after 3 rounds once its timed calls took this
+    # long (None: every round): the CIFAR-10 teacher's round takes ~2 s on 2 CPU cores (metrics.speed_table)
     speed_batch: int = 64  # throughput: images per generator call on the CPU
 
 
@@ -234,7 +236,7 @@ MNIST: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {"train": dict(n_train=20_000, epochs=1, batch_size=64, ckpt_every=100),
               "students": {"columbia": dict(lr_g=1e-3)},
               "eval": dict(n_samples=2_000, n_ref=10_000, batch_size=500, cls_epochs=1, cls_n_train=None,
-                           timing_repeats=10),
+                           timing_repeats=10, timing_budget_s=5.0),
               "export": dict(per_class=100, shard_size=250),
               "compress": dict(amounts=(0.5,), finetune_steps=100, repeats=5)},
     # One GPU, the whole walk in 25 minutes (planned from DESIGN.md's measured 3.7-4.4 ms per D+G step on an
@@ -272,7 +274,7 @@ CIFAR10: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {"train": dict(n_train=1_280, epochs=2, batch_size=32, ckpt_every=100, channels_last=True),
               "students": {"cifar10": dict(ema_decay=0.0)},
               "eval": dict(n_samples=1_000, n_ref=5_000, cls_epochs=2, cls_n_train=20_000, cls_width=16,
-                           timing_repeats=10),
+                           timing_repeats=10, timing_budget_s=5.0),
               "export": dict(per_class=128, shard_size=640),
               "distill": dict(train=dict(epochs=8, batch_size=32, ckpt_every=100, log_every=10, channels_last=True)),
               "compress": dict(amounts=(0.5,), finetune_steps=100, repeats=5)},

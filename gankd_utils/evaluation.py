@@ -86,12 +86,13 @@ def metric_columns(evs: Sequence[metrics.Evaluator]) -> list[str]:
 
 def evaluate_models(models: Mapping[str, nn.Module], entries: Mapping[str, Entry], evs: Sequence[metrics.Evaluator],
                     speed_batch: int = 64, rounds: int = 10, threads: int | None = None,
-                    progress: bool = True) -> list[dict[str, Any]]:
+                    progress: bool = True, budget_s: float | None = None) -> list[dict[str, Any]]:
     """One row per model: size, compression against its family's teacher, every evaluator's metrics, speed.
 
     Every model is scored by the same evaluators (same samples, features and reference).
     CPU speed is measured for all models together on the CPU; GPU throughput where
-    the models sit on a GPU.
+    the models sit on a GPU. ``rounds`` and ``budget_s``: how long each model is timed
+    (:func:`metrics.speed_table`; the profile's ``timing_repeats`` and ``timing_budget_s``).
     """
     rows = []
     cols = metric_columns(evs)
@@ -118,10 +119,10 @@ def evaluate_models(models: Mapping[str, nn.Module], entries: Mapping[str, Entry
         print(f"{read} of {len(models) * len(evs)} scorings read from {paths.shown(metrics.scorecache.folder())}: "
               "the same generators, scored by the same pipeline before (delete that folder to score them again).")
     cpu = metrics.speed_table({n: copy.deepcopy(G).cpu() for n, G in models.items()}, "cpu", speed_batch, rounds,
-                              threads=threads)
+                              threads=threads, budget_s=budget_s)
     devices = {next(G.parameters()).device for G in models.values()}
     gpu_dev = next((d for d in devices if d.type == "cuda"), None)
-    gpu = metrics.speed_table(dict(models), gpu_dev, 1024, rounds) if gpu_dev is not None else {}
+    gpu = metrics.speed_table(dict(models), gpu_dev, 1024, rounds, budget_s=budget_s) if gpu_dev is not None else {}
     for row in rows:
         c = cpu[row["model"]]
         row.update(cpu_latency_ms_b1=c["ms_b1"], cpu_latency_spread_pct=c["ms_b1_spread_pct"],

@@ -312,6 +312,60 @@ def test_speed_table_reports_the_fastest_round_and_the_spread(monkeypatch):
     assert out["a"]["ms_b1_spread_pct"] == 0.0 and out["a"]["threads"] == torch.get_num_threads()
 
 
+class Clocked(Recorder):
+    """A Recorder whose every call moves a fake clock on by ``cost`` seconds per image."""
+
+    def __init__(self, name, log, cost, clock):
+        super().__init__(name, log)
+        self.cost, self.clock = cost, clock
+
+    def __call__(self, z, y=None):
+        self.clock[0] += self.cost * len(z)
+        return super().__call__(z, y)
+
+
+def test_speed_table_time_budget_stops_a_slow_model_after_min_rounds(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+    log = []
+    models = {"big": Clocked("big", log, 0.1, clock), "small": Clocked("small", log, 0.001, clock)}
+    # a round of "big" times 0.1 s (batch 1) + 1.0 s (batch 10): over the 2 s budget after two rounds, so it
+    # stops after min_rounds = 3; "small" (0.011 s a round) stays under it and gets all 8
+    out = metrics.speed_table(models, "cpu", batch_size=10, rounds=8, warmup=0, budget_s=2.0, min_rounds=3)
+    assert (out["big"]["rounds"], out["small"]["rounds"]) == (3, 8)
+    assert [n for n, b, _ in log if b == 10] == ["big", "small", "small", "big", "big", "small"] + ["small"] * 5
+    assert out["big"]["ms_b1"] == pytest.approx(100.0) and out["big"]["img_per_s"] == pytest.approx(10.0)
+    assert out["small"]["ms_b1"] == pytest.approx(1.0) and out["small"]["img_per_s"] == pytest.approx(1000.0)
+    log.clear()  # every model over the budget: the rounds end when the last one is done
+    out = metrics.speed_table(models, "cpu", batch_size=10, rounds=8, warmup=0, budget_s=0.001, min_rounds=2)
+    assert (out["big"]["rounds"], out["small"]["rounds"]) == (2, 2) and len(log) == 2 * 2 * 3
+    log.clear()  # no budget: every model every round
+    out = metrics.speed_table(models, "cpu", batch_size=10, rounds=8, warmup=0)
+    assert (out["big"]["rounds"], out["small"]["rounds"]) == (8, 8)
+    for bad in ({"budget_s": 0}, {"budget_s": -1.0}, {"rounds": 0}, {"min_rounds": 0}):
+        with pytest.raises(ValueError, match="budget_s|rounds"):
+            metrics.speed_table(models, "cpu", **bad)
+
+
+def test_evaluate_models_times_each_model_within_the_profile_budget(monkeypatch):
+    seen = []
+
+    def fake_speed_table(models, device, batch_size, rounds, **kw):
+        seen.append((str(device), batch_size, rounds, kw.get("budget_s")))
+        return {n: {"ms_b1": 1.0, "ms_b1_spread_pct": 0.0, "img_per_s": 1.0} for n in models}
+
+    monkeypatch.setattr(metrics, "speed_table", fake_speed_table)
+    from gankd_utils import config, evaluation, zoo
+    entries = zoo.mnist_zoo()
+    S = config.settings("mnist", "quick")
+    assert (S.eval.timing_repeats, S.eval.timing_budget_s) == (10, 5.0)
+    assert config.settings("mnist", "full").eval.timing_budget_s is None  # the report times every round
+    models = {"cdcgan_c32_scratch": CondDCGANGenerator(32)}
+    evaluation.evaluate_models(models, entries, [], speed_batch=8, rounds=S.eval.timing_repeats,
+                               budget_s=S.eval.timing_budget_s, progress=False)
+    assert seen == [("cpu", 8, 10, 5.0)]
+
+
 def test_speed_table_of_torch_modules_and_generator_speed():
     G = CondDCGANGenerator(32).train()
     out = metrics.speed_table({"g": G, "u": IITGNGenerator("student")}, "cpu", batch_size=8, rounds=2)
