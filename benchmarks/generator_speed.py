@@ -42,8 +42,7 @@ def main() -> None:
     gens = {n: e.make_g(settings[e.dataset]) for n, e in entries.items()
             if (e.role != "kd" or n == "tinygan_student") and args.only in (None, e.dataset)}
     threads = args.threads or torch.get_num_threads()
-    runs = [("budget", args.budget_s)] + ([("every round", None)] if args.vs_no_budget else [])
-    for label, budget in runs:
+    for budget in [args.budget_s] + ([None] if args.vs_no_budget else []):  # with the budget first, then without
         t0 = time.perf_counter()
         r = speed_table(gens, args.device, args.batch, args.repeats, threads=threads, budget_s=budget)
         took = time.perf_counter() - t0
