@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--budget-s", type=float, default=None,
                     help="stop timing a model after 3 rounds once its timed calls took this long (quick: 5)")
     ap.add_argument("--vs-no-budget", action="store_true", help="with --budget-s: time every round too, after it")
-    ap.add_argument("--only", choices=("mnist", "cifar10"), default=None, help="one dataset's architectures")
+    ap.add_argument("--only", choices=sorted(zoo.ZOOS), default=None, help="one dataset's architectures")
     args = ap.parse_args()
     if args.vs_no_budget and args.budget_s is None:
         ap.error("--vs-no-budget compares against --budget-s: give both")

@@ -62,9 +62,9 @@ def _update_tensor(h, t: torch.Tensor) -> None:
 
 def fingerprint(G: nn.Module) -> str | None:
     """sha256 of what a generator computes: every module's class and settings, every parameter and buffer,
-    the device kind (torch's version is in :func:`code_id`). None for a model that cannot be fingerprinted so (a module from
-    outside ``torch.nn`` and this package, a forward hook, an attribute that is neither plain data nor a
-    tensor): such a model is always scored."""
+    the device kind (torch's version is in :func:`code_id`). None for a model that cannot be fingerprinted
+    so (a module from outside ``torch.nn`` and this package, a forward hook, an attribute that is neither
+    plain data nor a tensor): such a model is always scored."""
     h = hashlib.sha256()
     try:
         device = next(G.parameters()).device.type
