@@ -151,6 +151,23 @@ def test_a_finetune_without_its_adversarial_term_learns_from_the_teacher_alone(p
     assert not same(finetune(True, 2, "c"), finetune(True, 3, "d"))  # the recipe's adversarial term does
 
 
+def test_a_finetune_saves_its_raw_weights_not_an_average_that_began_at_its_start(part, tmp_path, mnist_train):
+    # a student trained with a weight average (TinyGAN's, the CIFAR-10 students': 0.999): the fine-tune's own
+    # average would begin as a copy of the (pruned, damaged) start and still hold 0.999^3 of it after 3 steps
+    import copy
+
+    averaged = Entry("tiny_kd", "mnist", "tiny", "kd", STUDENT.make_g, STUDENT.make_d,
+                     {**config.COLUMBIA, "ema_decay": 0.999}, teacher="tiny_teacher")
+    part = {**part, "entries": {**part["entries"], "tiny_kd": averaged}}
+    assert study.finetune_inputs("tiny_kd", part, "cpu", progress=False)["cfg"].ema_decay == 0.999
+    G = copy.deepcopy(part["models"]["tiny_kd"])
+    start = {k: v.clone() for k, v in G.named_parameters()}
+    study.kd_finetune(G, "tiny_kd", part, 3, tmp_path / "ft", "cpu", progress=False)
+    assert checkpoint.read_sidecar(tmp_path / "ft" / "G")["config"]["ema_decay"] == 0.0
+    moved = max((v - start[k]).abs().max().item() for k, v in G.named_parameters())
+    assert moved > 1e-4  # Adam moves a weight by about lr (2e-4) a step; 0.1% of that through an average
+
+
 def test_a_student_distilled_alone_fine_tunes_without_a_critic_of_its_own(part, tmp_path, mnist_train):
     import copy
 
