@@ -16,6 +16,7 @@ import copy
 import json
 import re
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -90,9 +91,10 @@ def evaluate_models(models: Mapping[str, nn.Module], entries: Mapping[str, Entry
     """One row per model: size, compression against its family's teacher, every evaluator's metrics, speed.
 
     Every model is scored by the same evaluators (same samples, features and reference).
-    CPU speed is measured for all models together on the CPU; GPU throughput where
-    the models sit on a GPU. ``rounds`` and ``budget_s``: how long each model is timed
-    (:func:`metrics.speed_table`; the profile's ``timing_repeats`` and ``timing_budget_s``).
+    CPU speed is measured for all models together on the CPU (on copies); GPU throughput where
+    a model sits on a GPU (every model timed there, then left where it was). ``rounds`` and ``budget_s``:
+    how long each model is timed (:func:`metrics.speed_table`; the profile's ``timing_repeats`` and
+    ``timing_budget_s``).
     """
     rows = []
     cols = metric_columns(evs)
@@ -120,14 +122,54 @@ def evaluate_models(models: Mapping[str, nn.Module], entries: Mapping[str, Entry
               "the same generators, scored by the same pipeline before (delete that folder to score them again).")
     cpu = metrics.speed_table({n: copy.deepcopy(G).cpu() for n, G in models.items()}, "cpu", speed_batch, rounds,
                               threads=threads, budget_s=budget_s)
-    devices = {next(G.parameters()).device for G in models.values()}
-    gpu_dev = next((d for d in devices if d.type == "cuda"), None)
-    gpu = metrics.speed_table(dict(models), gpu_dev, 1024, rounds, budget_s=budget_s) if gpu_dev is not None else {}
+    gpu_dev = _timing_gpu(models)
+    gpu = {}
+    if gpu_dev is not None:
+        with _left_as_they_are(models):  # speed_table moves them to the GPU; the caller's stay where they were
+            gpu = metrics.speed_table(dict(models), gpu_dev, 1024, rounds, budget_s=budget_s)
     for row in rows:
         c = cpu[row["model"]]
         row.update(cpu_latency_ms_b1=c["ms_b1"], cpu_latency_spread_pct=c["ms_b1_spread_pct"],
                    cpu_img_per_s=c["img_per_s"], gpu_img_per_s=gpu.get(row["model"], {}).get("img_per_s"))
     return rows
+
+
+def _timing_gpu(models: Mapping[str, nn.Module]) -> torch.device | None:
+    """The GPU :func:`evaluate_models` times the models on: the first a model sits on, else None (no GPU timing)."""
+    devices = {next(G.parameters()).device for G in models.values()}
+    return next((d for d in devices if d.type == "cuda"), None)
+
+
+@contextmanager
+def _left_as_they_are(models: Mapping[str, Any]):
+    """Puts every torch module of ``models`` back as it was on leaving: its very parameter, gradient and buffer
+    tensors (device, dtype, memory layout) and every submodule's train / eval mode.
+
+    :func:`metrics.speed_table` moves the modules it times to its device, in place: a notebook's teacher kept on
+    the CPU would sit on the GPU afterwards. Deep copies would hold a second copy of a large teacher on the
+    host; the tensors kept here are the ones the modules held already (nothing is copied, nor copied back).
+    """
+    kept = []
+    for G in models.values():
+        if not isinstance(G, nn.Module):
+            continue
+        for m in G.modules():
+            params = {k: (p, p.data, p.grad, None if p.grad is None else p.grad.data)
+                      for k, p in m._parameters.items() if p is not None}
+            kept.append((m, m.training, params, dict(m._buffers)))
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for m, training, params, buffers in kept:
+                for k, (p, data, grad, grad_data) in params.items():
+                    p.data = data  # the tensor moved in place (Module._apply sets .data) ...
+                    if grad is not None:
+                        grad.data = grad_data
+                    p.grad = grad
+                    m._parameters[k] = p  # ... or replaced by a new Parameter
+                m._buffers.update(buffers)
+                m.training = training
 
 
 def mean_over_seeds(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -410,11 +452,20 @@ def quality_over_training(trained: Mapping[str, Trained], evaluator: metrics.Eva
     return {"curves": curves, "convergence": rows, "note": note, "figure": figure}
 
 
-def kd_gap_closed(rows: Sequence[Mapping[str, Any]], metric: str) -> list[dict[str, Any]]:
+GAP_TOLERANCE = 1e-6
+"""A scratch-to-teacher gap at most this share of the larger of the two values (or of 1) counts as none."""
+
+
+def kd_gap_closed(rows: Sequence[Mapping[str, Any]], metric: str,
+                  lower_is_better: bool = True) -> list[dict[str, Any]]:
     """For each KD student: the share of its scratch twin's gap to the teacher that KD closed.
 
-    ``(scratch - kd) / (scratch - teacher)`` on ``metric`` (lower is better): 1 means
-    as good as the teacher, 0 no better than scratch, negative worse.
+    ``(scratch - kd) / (scratch - teacher)`` on ``metric``: 1 means as good as the teacher, 0 no better
+    than scratch, negative worse. The share only means that where the teacher is better than the scratch
+    twin (lower on a lower-is-better ``metric``); otherwise ``gap_closed`` is None and ``note`` says why:
+    a value missing, the teacher no better than scratch (a gap within :data:`GAP_TOLERANCE` of the values
+    would turn rounding into a share of millions), or the teacher worse than scratch (the share's sign
+    would flip, and a KD student that beat its scratch twin would read as worse).
     """
     by = {r["model"]: r for r in rows}
     teacher = {r["family"]: r for r in rows if r["role"] == "teacher"}
@@ -424,10 +475,19 @@ def kd_gap_closed(rows: Sequence[Mapping[str, Any]], metric: str) -> list[dict[s
         t = teacher.get(r["family"])
         if twin is None or t is None or r.get(metric) is None:
             continue
-        gap = twin[metric] - t[metric]
-        out.append({"student": r["model"], "compression_x": r.get("compression_x"), "teacher": t[metric],
-                    "scratch": twin[metric], "kd": r[metric],
-                    "gap_closed": (twin[metric] - r[metric]) / gap if gap else None})
+        tv, sv, kv = t.get(metric), twin.get(metric), r[metric]
+        row = {"student": r["model"], "compression_x": r.get("compression_x"), "teacher": tv, "scratch": sv,
+               "kd": kv, "gap_closed": None}
+        if tv is None or sv is None:
+            row["note"] = f"no {metric} for the {'teacher' if tv is None else 'scratch twin'}"
+        else:
+            gap = sv - tv if lower_is_better else tv - sv  # > 0: the teacher is better than scratch
+            tol = GAP_TOLERANCE * max(abs(sv), abs(tv), 1.0)
+            if gap > tol:
+                row["gap_closed"] = (sv - kv) / (sv - tv)
+            else:
+                row["note"] = "teacher no better than scratch" if gap >= -tol else "teacher worse than scratch"
+        out.append(row)
     return out
 
 

@@ -204,8 +204,10 @@ def quality_bars(results: str | Path | None = None, profile: str = "full") -> li
     for chapter in ("03_mnist", "04_cifar10"):
         m = _metrics(base, chapter)
         for g in (m or {}).get("kd_gap_closed", []):
+            share = g.get("gap_closed")  # None where there is no gap to close (evaluation.kd_gap_closed's note)
+            shown = f"{share:+.2f}" if share is not None else f"- ({g.get('note') or 'no gap to close'})"
             rows.append(_bar_row(f"{g['student']}: share of the scratch-to-teacher gap KD closed",
-                                 "reported, whatever its sign", f"{g['gap_closed']:+.2f}", None, m, chapter))
+                                 "reported, whatever its sign", shown, None, m, chapter))
     return rows
 
 

@@ -100,8 +100,66 @@ def test_kd_gap_closed():
     a, c, d = evaluation.kd_gap_closed(rows, "fid")
     assert a == {"student": "a_kd", "compression_x": 12.0, "teacher": 10.0, "scratch": 30.0, "kd": 15.0,
                  "gap_closed": pytest.approx(0.75)}
-    assert c["student"] == "c_kd" and c["gap_closed"] is None
+    assert c["student"] == "c_kd" and c["gap_closed"] is None and c["note"] == "teacher no better than scratch"
     assert d["student"] == "a_distill" and d["scratch"] == 30.0 and d["gap_closed"] == pytest.approx(-0.25)
+    assert "note" not in a and "note" not in d
+
+
+def _gap(teacher, scratch, kd, lower_is_better=True):
+    rows = [{"model": "t", "family": "f", "role": "teacher", "fid": teacher},
+            {"model": "a_scratch", "family": "f", "role": "scratch", "fid": scratch},
+            {"model": "a_kd", "family": "f", "role": "kd", "fid": kd}]
+    return evaluation.kd_gap_closed(rows, "fid", lower_is_better)[0]
+
+
+def test_kd_gap_closed_only_where_the_teacher_is_better_than_scratch():
+    assert _gap(10.0, 20.0, 12.0)["gap_closed"] == pytest.approx(0.8)
+    assert _gap(0.9, 0.5, 0.8, lower_is_better=False)["gap_closed"] == pytest.approx(0.75)  # accuracy: higher
+    assert _gap(0.9, 0.5, 0.4, lower_is_better=False)["gap_closed"] == pytest.approx(-0.25)
+    # a gap of rounding size is no gap: not a share of millions
+    for near in (_gap(10.0, 10.0 + 1e-9, 12.0), _gap(10.0, 10.0 - 1e-9, 12.0)):
+        assert near["gap_closed"] is None and near["note"] == "teacher no better than scratch"
+    # the scratch twin better than the teacher: the share's sign would flip (KD beat scratch, and read as worse)
+    for g in (_gap(10.0, 8.0, 6.0), _gap(0.5, 0.9, 0.95, lower_is_better=False)):
+        assert g["gap_closed"] is None and g["note"] == "teacher worse than scratch"
+    # a value missing: no share, and the row says which
+    missing = _gap(None, 20.0, 12.0)
+    assert missing["gap_closed"] is None and missing["note"] == "no fid for the teacher" and missing["scratch"] == 20.0
+    missing = _gap(10.0, None, 12.0)
+    assert missing["gap_closed"] is None and missing["note"] == "no fid for the scratch twin" and missing["kd"] == 12.0
+
+
+def test_gpu_timing_leaves_the_callers_models_where_they_were(monkeypatch):
+    """The GPU timing moves every model to the GPU: afterwards each is back on its device, in its layout and mode.
+    The "meta" device stands in for the GPU (it runs the real speed_table, and moving back from it is impossible:
+    only the tensors kept from before can put a model back)."""
+    monkeypatch.setattr(evaluation, "_timing_gpu", lambda models: torch.device("meta"))
+    t = dcgan_init(CondDCGANGenerator(64), 0).eval().to(memory_format=torch.channels_last)
+    s = dcgan_init(CondDCGANGenerator(32), 1).train()  # a notebook's student left in train mode
+    s.body[0].weight.grad = torch.ones_like(s.body[0].weight)
+    models = {"t": t, "s_kd": s}
+    before = {n: {k: v.clone() for k, v in G.state_dict().items()} for n, G in models.items()}
+    rows = evaluation.evaluate_models(models, ENTRIES, [], speed_batch=2, rounds=1, progress=False)
+    assert all(r["gpu_img_per_s"] > 0 for r in rows)  # timed on the stand-in
+    for n, G in models.items():
+        assert all(v.device.type == "cpu" for v in G.state_dict().values()), n
+        assert all(torch.equal(v, before[n][k]) for k, v in G.state_dict().items()), n
+    assert t.body[3].weight.is_contiguous(memory_format=torch.channels_last) and not t.training
+    assert s.training and all(m.training for m in s.modules())
+    assert s.body[0].weight.grad.device.type == "cpu" and torch.equal(s.body[0].weight.grad,
+                                                                      torch.ones_like(s.body[0].weight))
+
+    def failing(models, device, *a, **k):  # a timing that fails half-way: the models are put back all the same
+        for G in models.values():
+            G.to(device)
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(metrics, "speed_table", lambda models, device, *a, **k: (
+        {n: {"ms_b1": 1.0, "ms_b1_spread_pct": 0.0, "img_per_s": 1.0} for n in models} if str(device) == "cpu"
+        else failing(models, device)))
+    with pytest.raises(RuntimeError, match="out of memory"):
+        evaluation.evaluate_models(models, ENTRIES, [], speed_batch=2, rounds=1, progress=False)
+    assert all(p.device.type == "cpu" for G in models.values() for p in G.parameters())
 
 
 def test_evaluators_and_chapter_metrics(tmp_path, monkeypatch):

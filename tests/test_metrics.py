@@ -127,8 +127,27 @@ def test_pytorch_fid_path_with_an_inception_shaped_checkpoint(inception_shaped_c
     assert f.shape == (4, 2048) and np.isfinite(f).all()
     mu, s = metrics.feature_stats(f)
     assert metrics.frechet_distance(mu, s, mu, s) == pytest.approx(0, abs=1e-6)
-    logits = ex.logits(f)  # the checkpoint's 1008-way fc layer gives the Inception Score's logits
-    assert logits.shape == (4, 1008) and 1.0 <= metrics.inception_score(logits, splits=2)[0] <= 1008
+    logits = ex.logits(f)  # the checkpoint's 1008-way fc layer gives the Inception Score's logits (no bias)
+    # random weights give every image the same features: an IS of 1, to the last digit either way
+    assert logits.shape == (4, 1008) and 1.0 - 1e-9 <= metrics.inception_score(logits, splits=2)[0] <= 1008
+    w = torch.load(inception_shaped_checkpoint, weights_only=True)["fc.weight"].numpy()
+    assert np.allclose(logits, f @ w.T, rtol=1e-4, atol=1e-4)
+
+
+def test_inception_score_logits_leave_out_the_fc_bias():
+    """The IS logits are pool3 @ W.T, without the fc layer's bias, as the original code and torch-fidelity's
+    ``logits_unbiased`` compute them; with the bias the score is another number."""
+    ex = object.__new__(metrics.InceptionExtractor)  # its fc layer alone: no Inception network needed
+    ex.fc = nn.Linear(6, 5)
+    with torch.no_grad():
+        ex.fc.bias.copy_(torch.tensor([3.0, -2.0, 0.5, 1.0, -4.0]))
+    feats = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)
+    want = feats @ ex.fc.weight.detach().numpy().T
+    got = ex.logits(feats)
+    assert got.shape == (40, 5) and np.allclose(got, want, atol=1e-5)
+    assert metrics.inception_score(got, splits=2)[0] == pytest.approx(metrics.inception_score(want, splits=2)[0])
+    assert metrics.inception_score(got, splits=2)[0] != pytest.approx(
+        metrics.inception_score(want + ex.fc.bias.detach().numpy(), splits=2)[0])
 
 
 def test_inception_score_by_hand():

@@ -146,6 +146,21 @@ def test_quality_bars_read_the_chapters_and_say_met_missed_or_not_measured(tmp_p
     assert "| cDCGAN c=32 KD student: class accuracy | >= 90% | 85.00% | missed |" in text
 
 
+def test_a_kd_student_without_a_gap_to_close_is_shown_with_the_reason(tmp_path):
+    """evaluation.kd_gap_closed gives no share (None) where the teacher is no better than scratch, and says why."""
+    rows = [{"model": "t", "family": "f", "role": "teacher", "fid": 10.0},
+            {"model": "cdcgan_c32_scratch", "family": "f", "role": "scratch", "fid": 8.0},
+            {"model": "cdcgan_c32_kd", "family": "f", "role": "kd", "fid": 6.0}]
+    gaps = evaluation.kd_gap_closed(rows, "fid") + [{"student": "cdcgan_c64_kd", "gap_closed": None}]  # no note
+    _full(tmp_path, "03_mnist", {"t": ("teacher", 0.98, 10.0, 1)}, "acc10k_mnistcls", "fid10k_mnistcls", 0.99,
+          gaps=gaps)
+    bars = {r["bar"]: r for r in report.quality_bars(tmp_path)}
+    gap = bars["cdcgan_c32_kd: share of the scratch-to-teacher gap KD closed"]
+    assert gap["measured"] == "- (teacher worse than scratch)" and gap["verdict"] == "n/a"
+    assert bars["cdcgan_c64_kd: share of the scratch-to-teacher gap KD closed"]["measured"] == "- (no gap to close)"
+    assert "| - (teacher worse than scratch) |" in report.write_report(tmp_path).read_text()
+
+
 def test_a_shipped_evaluator_classifier_is_its_own_quality_bar(tmp_path):
     from gankd_utils import checkpoint, weights
     from gankd_utils.models import ConvClassifier

@@ -4,6 +4,7 @@ import copy
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -57,6 +58,34 @@ def test_the_features_own_weights_are_part_of_the_pipeline(counted):
         for p in ev.extractor.model.parameters():
             p.mul_(1.5)
     assert ev(G) != first and len(counted) == 2
+
+
+def test_the_reference_statistics_are_those_of_the_features_own_weights():
+    """Two classifiers of the same settings id (one retrained) never share cached reference statistics: each
+    evaluator's FID is the one computed with its own classifier's statistics of the real images."""
+    G = dcgan_init(CondDCGANGenerator(32), 16).eval()
+    first = tiny_evaluator()
+    first(G)  # caches the reference statistics of the first classifier
+    ev = tiny_evaluator()  # the same classifier id ("tiny0"), but retrained: other weights
+    with torch.no_grad():
+        for p in ev.extractor.model.parameters():
+            p.mul_(1.5)
+    ev.cache_scores = False
+    assert ev.extractor.weights_id == first.extractor.weights_id and ev._cache_path() != first._cache_path()
+    assert ev._cache_path().name.startswith("tinycls_")  # readable: the extractor's name, then a hash
+    got = ev(G)["fid32_tinycls"]
+    real = ev.extractor.features(metrics.to_float(ev.real.images))
+    x, _ = ev.samples(G)
+    fake = ev.extractor.features(x)
+    assert got == pytest.approx(metrics.frechet_distance(*metrics.feature_stats(fake), *metrics.feature_stats(real)),
+                                rel=1e-6)
+    assert np.array_equal(tiny_evaluator().real_stats()[0], first.real_stats()[0])  # the first's are still read
+
+
+def test_an_edit_of_the_code_computes_the_reference_statistics_again(monkeypatch):
+    before = tiny_evaluator()._cache_path()
+    monkeypatch.setattr(scorecache, "code_id", lambda: "edited")
+    assert tiny_evaluator()._cache_path() != before
 
 
 def test_a_damaged_kept_score_is_scored_again_and_rewritten(counted):

@@ -5,12 +5,14 @@ features: ``fid2k_mnistcls`` is the Frechet distance of 2,000 generated
 images to the MNIST training set in the features of the project's own MNIST
 classifier; ``fid10k_inception_cifar10train`` uses pytorch-fid's Inception
 against the CIFAR-10 training set. Real-data statistics are cached on disk,
-keyed by a hash of (extractor weights, real images, sample count), and so are
-a generator's scores (:mod:`.scorecache`: keyed by the pipeline and the
-generator's fingerprint), so each model is scored once per pipeline.
+keyed by a hash of (the extractor's own weights, the real images, the batch,
+the code), and so are a generator's scores (:mod:`.scorecache`: keyed by the
+pipeline and the generator's fingerprint), so each model is scored once per
+pipeline.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -80,6 +82,7 @@ class Evaluator:
         self.kept_scores_read = 0  # how many calls read kept scores instead of scoring
         self._stats = None
         self._reference_id = None
+        self._features_id = None
         self._score_key = None
 
     def names(self) -> dict[str, str]:
@@ -90,19 +93,37 @@ class Evaluator:
                 "recall": protocol_name("recall", self.n, ex, ref), "acc": protocol_name("acc", self.n, ex),
                 **({"is": protocol_name("is", self.n, ex)} if ex == "inception" else {})}
 
-    def _reference_key(self) -> str:
-        """The features (extractor and its weights) and the reference set: what the cached statistics depend on."""
+    def _reference_set_id(self) -> str:
         if self._reference_id is None:  # the reference set's hash, once: it reads every image
             self._reference_id = self.real.fingerprint()
-        return f"{self.extractor.name}_{self.extractor.weights_id}_{self._reference_id}"
+        return self._reference_id
+
+    def _reference_key(self) -> str:
+        """The features (extractor and its weights id) and the reference set, as :meth:`protocol_id` names them."""
+        return f"{self.extractor.name}_{self.extractor.weights_id}_{self._reference_set_id()}"
 
     def protocol_id(self) -> str:
         """What makes two scorings comparable: the features (extractor and its weights), the reference set,
         the number of samples and the noise seed. Equal ids, equal numbers for the same generator."""
         return f"{self._reference_key()}_n{self.n}_seed{self.seed}"
 
+    def features_id(self) -> str:
+        """The features' own weights: the extractor model's fingerprint (:func:`scorecache.fingerprint`), else its
+        ``weights_id``. A classifier's ``weights_id`` names its training settings only: one retrained with the same
+        settings (``retrain=True``, or a profile's own beside the shipped one) has other weights and other features."""
+        if self._features_id is None:
+            own = scorecache.fingerprint(self.extractor.model) if hasattr(self.extractor, "model") else None
+            self._features_id = own or self.extractor.weights_id
+        return self._features_id
+
     def _cache_path(self) -> Path:
-        return paths.results_dir("cache", "stats") / f"{self._reference_key()}.npz"
+        """The reference statistics' file: named by the extractor, keyed by what they are computed from (the
+        features' own weights, the reference set, the batch, which can change the last digits) and by the code
+        (:func:`scorecache.code_id`), so that neither another classifier of the same settings nor an edit of the
+        feature extraction reads statistics of other features."""
+        key = f"{self.features_id()}|{self._reference_set_id()}|b{self.batch_size}|code{scorecache.code_id()}"
+        name = f"{self.extractor.name}_{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+        return paths.results_dir("cache", "stats") / name
 
     def real_stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(mu, sigma, feature rows for KID) of the reference set, cached on disk."""
@@ -154,9 +175,7 @@ class Evaluator:
         last digits), the features' own weights (a classifier's id names its training settings, and a
         retrained one may differ) and the code (:func:`scorecache.code_id`)."""
         if self._score_key is None:
-            own = scorecache.fingerprint(self.extractor.model) if hasattr(self.extractor, "model") else None
-            self._score_key = (f"{self.protocol_id()}_b{self.batch_size}_{own or self.extractor.weights_id}_"
-                               f"code{scorecache.code_id()}")
+            self._score_key = f"{self.protocol_id()}_b{self.batch_size}_{self.features_id()}_code{scorecache.code_id()}"
         return self._score_key
 
     def score_images(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, float]:

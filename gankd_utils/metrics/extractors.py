@@ -170,7 +170,7 @@ def load_classifier(stem: str | Path, device="cpu") -> ClassifierExtractor:
 
 def _inception_weights_path() -> Path:
     """The Inception weights file to use, without downloading (raises WeightsUnavailable)."""
-    env = os.environ.get("GANKD_INCEPTION_WEIGHTS")
+    env = os.environ.get("GANKD_INCEPTION_WEIGHTS", "").strip()  # empty or blank: unset
     if env:
         p = Path(env).expanduser()
         if not p.is_file():
@@ -244,13 +244,13 @@ class InceptionExtractor:
         dev = repro.get_device(device)
         self.model = model.to(dev).eval()
         # pytorch-fid keeps only the pool3 blocks; the checkpoint's 1008-way fc layer (the TF Inception
-        # graph of the original Inception Score) gives the logits for IS
+        # graph of the original Inception Score) gives the logits for IS: its weight only (see logits)
         state = torch.load(path, map_location="cpu", weights_only=True)
         self.fc = None
-        if "fc.weight" in state and "fc.bias" in state:
+        if "fc.weight" in state:
             w = state["fc.weight"]
-            self.fc = torch.nn.Linear(w.shape[1], w.shape[0]).to(dev).eval()
-            self.fc.load_state_dict({"weight": w, "bias": state["fc.bias"]})
+            self.fc = torch.nn.Linear(w.shape[1], w.shape[0], bias=False).to(dev).eval()
+            self.fc.load_state_dict({"weight": w})
         self.weights_path, self.weights_id = path, digest[:16]
         self.standard_weights = digest.startswith(INCEPTION_SHA_PREFIX)
 
@@ -269,9 +269,13 @@ class InceptionExtractor:
 
     @torch.no_grad()
     def logits(self, feats: np.ndarray) -> np.ndarray | None:
-        """pool3 features (N, 2048) -> the 1008-way logits of the checkpoint's fc layer (None without one)."""
+        """pool3 features (N, 2048) -> the 1008-way logits of the checkpoint's fc layer (None without one).
+
+        ``feats @ W.T`` without the layer's bias, as the original Inception Score code (improved-gan's
+        ``tf.matmul(pool3, w)``) and torch-fidelity (``logits_unbiased``) compute them: with the bias the
+        scores are not comparable with published ones."""
         if self.fc is None:
             return None
-        dev = self.fc.weight.device
-        return self.fc(torch.from_numpy(np.asarray(feats, np.float32)).to(dev)).cpu().numpy()
+        w = self.fc.weight
+        return F.linear(torch.from_numpy(np.asarray(feats, np.float32)).to(w.device), w).cpu().numpy()
 
