@@ -40,10 +40,13 @@ class CheckpointError(ValueError):
 
 
 def _paths(path: str | Path) -> tuple[Path, Path]:
+    """``NAME.safetensors`` and ``NAME.json`` of a checkpoint named by its stem or either file. The suffixes are
+    appended to the whole name: a name with a dot of its own (``cls_v1.5``) is never cut short (to ``cls_v1``,
+    another checkpoint's name)."""
     p = Path(path)
     if p.suffix in (".safetensors", ".json"):
         p = p.with_suffix("")
-    return p.with_suffix(".safetensors"), p.with_suffix(".json")
+    return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
 
 
 def save_model(path: str | Path, model: nn.Module, **meta: Any) -> Path:
@@ -74,8 +77,8 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{weights} has no sidecar {sidecar.name}: it was not saved by gankd "
                               "(gankd checkpoints are NAME.safetensors + NAME.json)")
     try:
-        side = json.loads(sidecar.read_text())
-    except json.JSONDecodeError as e:
+        side = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:  # a binary file is not UTF-8 text to begin with
         raise CheckpointError(f"{sidecar} is not valid JSON ({e}); the checkpoint is damaged, train again") from e
     if not isinstance(side, dict) or side.get("gankd") != FORMAT or "model" not in side:
         raise CheckpointError(f"{sidecar} is not a gankd checkpoint sidecar (format {FORMAT} with a 'model' spec)")
@@ -119,8 +122,13 @@ def load_into(model: nn.Module, path: str | Path) -> nn.Module:
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild a model from its sidecar spec and load its weights; returned in eval mode."""
     side = read_sidecar(path)
+    spec = side["model"]
+    if not isinstance(spec, dict) or not isinstance(spec.get("kwargs", {}), dict):
+        raise CheckpointError(f"cannot rebuild the model of {path}: its sidecar's 'model' is {spec!r}, not "
+                              "{'arch': ..., 'kwargs': {...}}; the sidecar is damaged or was not written by gankd: "
+                              "train again")
     try:
-        model = models.build(side["model"])
+        model = models.build(spec)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"cannot rebuild the model of {path}: {e}") from e
     return load_into(model, path).to(device).eval()
@@ -171,7 +179,18 @@ def resume_key(cfg: Any) -> dict[str, Any]:
 def is_finished(run_dir: str | Path) -> bool:
     """True when ``run_dir`` holds a finished generator (the notebooks then load instead of training)."""
     p = Path(run_dir) / "G.json"
-    return p.exists() and bool(json.loads(p.read_text()).get("finished"))
+    if not p.exists():
+        return False
+    try:
+        side = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{p} is not valid JSON ({e}); the run's checkpoint is damaged: train it again "
+                              "(RETRAIN=True in a notebook, --retrain on the command line)") from e
+    if not isinstance(side, dict):
+        raise CheckpointError(f"{p} holds a JSON {type(side).__name__}, not a gankd checkpoint sidecar (an object); "
+                              "the run's checkpoint is damaged: train it again (RETRAIN=True in a notebook, "
+                              "--retrain on the command line)")
+    return bool(side.get("finished"))
 
 
 def state_dir(run_dir: str | Path) -> Path:
@@ -203,10 +222,12 @@ def save_resume(run_dir: str | Path, run: RunState, rngs: list[dict[str, Any]]) 
     if run.G_ema is not None:
         save_model(sd / "G_ema", run.G_ema, step=run.step)
     adapter = {k: v.cpu() for k, v in run.adapter.state_dict().items()} if run.adapter else {}
+    # "scaler": fp16's gradient scaler (a dict of numbers), so a resume goes on with its scale, not 65536 again
+    scaler = run.scaler.state_dict() if run.scaler is not None else {}
     save_state(sd / "state.pt", {
         "step": run.step, "epoch": run.epoch, "batch": run.batch,
         "opt_g": run.opt_g.state_dict(), "opt_d": run.opt_d.state_dict(),
-        "rng": rngs[0], "rng_ranks": rngs[1:], "world": run.dist.world, "adapter": adapter,
+        "rng": rngs[0], "rng_ranks": rngs[1:], "world": run.dist.world, "adapter": adapter, "scaler": scaler,
     })
     # "autocast": the precision the run computes in (its BatchNorm statistics of the average too), "" for fp32;
     # "training": the processes that trained it so far, with their time and device (RunState.training_record)
@@ -234,6 +255,25 @@ def resumed_segments(progress: dict[str, Any], step: int, world: int = 1) -> lis
     return [{"steps": [0, step], "seconds": None, "device": None, "world_size": world}] if step else []
 
 
+def _progress(path: Path) -> dict[str, Any]:
+    """A resume state's ``progress.json``, or a :class:`CheckpointError` saying what to do when it is damaged."""
+    try:
+        prog = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing beside its state.pt: the resume state is damaged. Delete the run "
+                              "folder's state/ to start the run afresh (or start afresh: RETRAIN=True in a notebook, "
+                              "--retrain / --restart on the command line)") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        prog = e
+    if not isinstance(prog, dict) or not isinstance(prog.get("config", {}), dict):
+        why = (f"({prog})" if isinstance(prog, Exception) else f"(a JSON {type(prog).__name__}, not an object)"
+               if not isinstance(prog, dict) else "(its 'config' is not an object)")
+        raise CheckpointError(f"{path} is not a resume state's progress {why}: the resume state is damaged. Delete "
+                              "the run folder's state/ to start the run afresh (or start afresh: RETRAIN=True in a "
+                              "notebook, --retrain / --restart on the command line)")
+    return prog
+
+
 def load_resume(run_dir: str | Path, run: RunState) -> bool:
     """Restore ``run`` from ``run_dir/state``; False when there is nothing to resume.
 
@@ -249,7 +289,7 @@ def load_resume(run_dir: str | Path, run: RunState) -> bool:
         sd = run_dir / "state"
     if not (sd / "state.pt").exists():
         return False
-    prog = json.loads((sd / "progress.json").read_text())
+    prog = _progress(sd / "progress.json")
     if resume_key(prog.get("config", {})) != resume_key(run.cfg):
         raise ValueError(f"{run_dir} holds a run with other settings; resume it with the same config, "
                          "or start afresh (RETRAIN=True in a notebook, --retrain / --restart on the command "
@@ -269,7 +309,9 @@ def load_resume(run_dir: str | Path, run: RunState) -> bool:
     run.opt_d.load_state_dict(st["opt_d"])
     if run.adapter is not None:
         run.adapter.load_state_dict(st["adapter"])
-    run.set_rng_state(st["rng"] if run.dist.rank == 0 else st["rng_ranks"][run.dist.rank - 1])
+    if run.scaler is not None and st.get("scaler"):  # a state saved without it: the scaler starts afresh
+        run.scaler.load_state_dict(st["scaler"])
+    run.set_rng_state(st["rng"] if run.dist.rank == 0 else st["rng_ranks"][run.dist.rank - 1], int(st["step"]))
     run.step, run.epoch, run.batch = int(st["step"]), int(st["epoch"]), int(st["batch"])
     run.segments = resumed_segments(prog, run.step, saved_world)
     hist = run_dir / "history.json"

@@ -411,7 +411,7 @@ def unpack(in_dir: str | Path) -> list[str]:
     root = paths.results_root()
     wrel = weights.weights_root().resolve()
     stems = sorted({p.name.split(".part")[0] for p in in_dir.glob("*.tar.gz*")})
-    manifests, done = [], []
+    manifests, sources, done = [], [], []  # sources: the archive each manifest came from, for its errors
     for stem in stems:
         whole = in_dir / stem
         blob = whole.read_bytes() if whole.exists() else b"".join(
@@ -423,10 +423,14 @@ def unpack(in_dir: str | Path) -> list[str]:
                 if not m.isfile() or not target.is_relative_to(root.resolve()):
                     raise ValueError(f"{stem}: refusing {m.name!r} (not a plain file inside the results folder)")
                 if target.parent == wrel and target.name == weights.MANIFEST:
-                    manifests.append(json.loads(tar.extractfile(m).read()))
+                    try:
+                        manifests.append(json.loads(tar.extractfile(m).read()))
+                    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                        raise ValueError(f"{stem}: its {m.name} is not JSON ({e}); pack the stage again") from e
+                    sources.append(stem)
                 elif not (target.parent == wrel and target.name == weights.SUMS):
                     members.append(m)
             tar.extractall(root, members=members, filter="data")
         done.append(stem)
-    weights.merge(manifests)
+    weights.merge(manifests, sources=sources)
     return done

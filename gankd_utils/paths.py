@@ -9,6 +9,8 @@
 | ``GANKD_OFFLINE``              | unset                      | ``1``: never try a download, fail with a clear message |
 | ``GANKD_INCEPTION_WEIGHTS``    | unset                      | a local pytorch-fid Inception weights file |
 | ``TORCH_HOME``                 | torch's default            | where pytorch-fid's download is cached |
+
+A folder setting that is empty or blank counts as unset (:func:`setting`), never as the current folder.
 """
 from __future__ import annotations
 
@@ -18,19 +20,30 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def setting(var: str) -> str | None:
+    """The folder the environment variable ``var`` names; None where it is unset, empty or blank (an empty
+    ``GANKD_RESULTS=`` in a shell or a .env file would otherwise mean the current folder)."""
+    value = os.environ.get(var, "").strip()
+    return value or None
+
+
+def _folder(var: str, default: Path) -> Path:
+    return Path(setting(var) or default).expanduser()
+
+
 def data_root() -> Path:
     """Root folder of the datasets (``GANKD_DATA_ROOT``, else ``<repo>/data``)."""
-    return Path(os.environ.get("GANKD_DATA_ROOT", REPO_ROOT / "data")).expanduser()
+    return _folder("GANKD_DATA_ROOT", REPO_ROOT / "data")
 
 
 def teachers_dir() -> Path:
     """Where teacher exports go (``GANKD_TEACHERS``, else ``<data root>/teachers``)."""
-    return Path(os.environ.get("GANKD_TEACHERS", data_root() / "teachers")).expanduser()
+    return _folder("GANKD_TEACHERS", data_root() / "teachers")
 
 
 def results_root() -> Path:
     """Root folder of everything the notebooks save (``GANKD_RESULTS``)."""
-    return Path(os.environ.get("GANKD_RESULTS", REPO_ROOT / "results")).expanduser()
+    return _folder("GANKD_RESULTS", REPO_ROOT / "results")
 
 
 def results_dir(*parts: str) -> Path:
@@ -70,7 +83,7 @@ def shown(path: str | Path) -> str:
     whole = path.resolve()
     bases: list[tuple[str | None, Path]] = [(None, REPO_ROOT), (None, results_root())]  # named by their path
     settings = (("GANKD_TEACHERS", teachers_dir), ("GANKD_DATA_ROOT", data_root))  # the folders they name
-    bases += [(f"${var}", folder()) for var, folder in settings if os.environ.get(var, "").strip()]
+    bases += [(f"${var}", folder()) for var, folder in settings if setting(var)]
     for name, base in bases:
         try:
             rel = whole.relative_to(Path(base).resolve()).as_posix()

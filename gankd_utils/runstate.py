@@ -12,7 +12,10 @@ values kept on the device until every ``log_every`` steps, so no step waits for
 the host. On the CPU (the default there) every draw comes from a CPU generator
 and a resumed run is bit-identical to an uninterrupted one; on CUDA a resumed run
 continues the same data order and the same noise streams, but bitwise equality
-is not promised (cuDNN and autocast choose kernels freely).
+is not promised (cuDNN and autocast choose kernels freely). A run that moves to
+another kind of machine (or switches the fast path) resumes too: a CPU noise state
+keeps its CPU generator, and a GPU one that cannot be restored where the run now is
+is reseeded from the seed and the step, which the run says (:meth:`RunState.set_rng_state`).
 
 Two more switches, off by default until ``benchmarks/train_speed.py`` shows they pay
 on a given GPU: ``TrainConfig.compile = "on"`` runs G's and D's forward passes
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import sys
 import time
 import warnings
 from typing import Any
@@ -87,6 +91,19 @@ class FeatureAdapter(nn.Module):
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         return self.proj(f)
+
+
+def noise_kind(rng: dict[str, Any]) -> str:
+    """The device type ("cpu" or "cuda") of the noise generator whose state ``rng`` (:meth:`RunState.rng_state`)
+    holds: as recorded, else (a state saved before the kind was recorded) told by its size, a CPU generator's
+    state (Mersenne Twister) being thousands of bytes and a GPU's (Philox: a seed and an offset) 16."""
+    kind = rng.get("noise_kind")
+    if isinstance(kind, str) and kind:
+        return kind
+    return "cpu" if rng["noise"].numel() == _CPU_STATE_BYTES else "cuda"
+
+
+_CPU_STATE_BYTES = torch.Generator().get_state().numel()
 
 
 def fast_enabled(cfg: TrainConfig, device: torch.device) -> bool:
@@ -170,10 +187,10 @@ class RunState:
         self.opt_g = torch.optim.Adam(g_params, lr=cfg.lr_g, betas=tuple(cfg.betas), **opt_kw)
         self.opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas), **opt_kw)
         # rank 0 draws the noise a single-process run draws; other ranks their own stream
-        purpose = "train" if self.dist.rank == 0 else f"train:rank{self.dist.rank}"
+        self._purpose = "train" if self.dist.rank == 0 else f"train:rank{self.dist.rank}"
         noise_device = device if self.fast and device.type == "cuda" else torch.device("cpu")
         self.noise = torch.Generator(device=noise_device)
-        self.noise.manual_seed(repro.purpose_seed(cfg.seed, purpose))
+        self.noise.manual_seed(repro.purpose_seed(cfg.seed, self._purpose))
         # what draws from the global RNG (dropout in a critic) starts from the seed too, not from the process's
         # random initial seed, so that two fresh runs of one seed agree; a resume restores it (set_rng_state)
         torch.manual_seed(repro.purpose_seed(cfg.seed, f"global:rank{self.dist.rank}"))
@@ -340,14 +357,42 @@ class RunState:
         return done + (time.perf_counter() - self._began if self._segment is not None else 0.0)
 
     # ------------------------------------------------------------- resume
-    def rng_state(self) -> dict[str, torch.Tensor]:
-        s = {"noise": self.noise.get_state(), "torch": torch.get_rng_state()}
+    def rng_state(self) -> dict[str, Any]:
+        """The RNG states a resume restores; ``noise_kind``: the device type of the noise generator ("cpu" or
+        "cuda"), whose states do not fit each other's generators."""
+        s = {"noise": self.noise.get_state(), "noise_kind": self.noise.device.type, "torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             s["cuda"] = torch.cuda.get_rng_state(self.device)
         return s
 
-    def set_rng_state(self, s: dict[str, Any]) -> None:
-        self.noise.set_state(s["noise"])
+    def set_rng_state(self, s: dict[str, Any], step: int | None = None) -> None:
+        """Restore :meth:`rng_state` ``s``, saved at ``step`` (the step the run resumes at).
+
+        A run may move between machines (begun on a CPU, continued on a GPU, or the other way round), and
+        the fast path keeps the noise generator on the GPU: a state of the other kind than this run's
+        generator continues where it can. A CPU state (a run begun on a CPU, or off the fast path) keeps
+        drawing from a CPU generator, so the noise stream continues exactly; a CUDA state keeps a CUDA
+        generator on a CUDA training device. Elsewhere (a GPU run continued on a CPU) no generator can
+        take the state: a new one of this run's kind is seeded from (seed, step), so the resumed run is
+        still deterministic, and one line says that the noise changes from this step on (the data order
+        and the weights continue exactly).
+        """
+        kind = noise_kind(s)
+        if kind != self.noise.device.type:
+            if kind == "cpu" or kind == self.device.type:
+                self.noise = torch.Generator(device="cpu" if kind == "cpu" else self.device)
+            else:
+                at = "?" if step is None else step
+                self.noise = torch.Generator(device=self.noise.device)
+                self.noise.manual_seed(repro.purpose_seed(self.cfg.seed, f"{self._purpose}:from{at}"))
+                if self.dist.is_main:
+                    print(f"{self.cfg.name}: the noise stream was saved on a {kind} generator, which this "
+                          f"{self.device.type} run cannot continue: the noise changes from step {at} on "
+                          "(reseeded from the seed and the step; the data order and the weights continue "
+                          "exactly)", file=sys.stderr, flush=True)
+                kind = ""  # nothing to restore
+        if kind:
+            self.noise.set_state(s["noise"])
         torch.set_rng_state(s["torch"])
         if "cuda" in s and self.device.type == "cuda":
             torch.cuda.set_rng_state(s["cuda"], self.device)

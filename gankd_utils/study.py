@@ -101,7 +101,9 @@ def kd_finetune(G: nn.Module, name: str, part: Mapping[str, Any], steps: int, ru
     from the generator's loss (``w_adv = 0``): distillation alone (the discriminator still
     trains, and TinyGAN's feature term still reads it). A student trained by distillation alone
     (``recipes.NO_CRITIC``) has no critic to continue, and ships none: its step never calls one, so a
-    new one only fills the trainer's slot. ``inputs``: :func:`finetune_inputs`'s result.
+    new one only fills the trainer's slot. ``inputs``: :func:`finetune_inputs`'s result. The recipe starts again at
+    its first epoch: a weight decayed per epoch has its starting value (TinyGAN's pixel term 0.2, which its
+    distillation had brought to 0), so the fine-tune distils the teacher's images as the student began to.
 
     The result is saved in ``run_dir`` (:data:`FINETUNED`) with the fingerprint of its start
     (:func:`start_fingerprint`); a fine-tune that starts alike (the same weights, recipe and steps) loads it

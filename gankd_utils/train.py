@@ -18,6 +18,10 @@ Run folder layout::
     RUN/history.json         per-step losses
     RUN/metrics.jsonl        one JSON line every ``log_every`` steps (losses, step, epoch, seconds of training
                              since the run began, over its resumes)
+    RUN/previous/            where a fresh start (``resume=False``, a retrain) moves the finished result it
+                             replaces (G.*, D.*, history.json, quality.json) before training begins, so that a
+                             retrain cut off part way never leaves the old generator counted as finished beside
+                             the new run's history; removed once the new run finishes
 
 A run's ``G.json``/``D.json`` (and its resume state's ``progress.json``) record how it was
 trained: ``training`` lists one segment per process that trained it (steps, seconds, device),
@@ -33,6 +37,7 @@ the same number of processes continues exactly).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import sys
@@ -97,6 +102,53 @@ def _fixed_inputs(G: nn.Module, cfg: TrainConfig, data, batches, device) -> tupl
     else:
         fixed_y = repro.class_grid_labels(G.n_classes, max(1, cfg.n_fixed // G.n_classes), device)[:cfg.n_fixed]
     return fixed_z[: len(fixed_y)], fixed_y, (G.n_classes if G.n_classes <= 20 else 10)
+
+
+RESULT = ("G.json", "G.safetensors", "D.json", "D.safetensors", "history.json", "quality.json")
+"""A run folder's result: its final checkpoints and the curves that describe them; ``G.json`` first, as the sidecar
+that says the run finished."""
+PREVIOUS = "previous"
+
+
+def set_aside_result(run_dir: str | Path) -> Path | None:
+    """Before a fresh start of a run (a retrain) begins: move the result of the run it replaces out of the way,
+    into ``run_dir/previous/``, so that the folder no longer holds a finished generator (nor curves or scores
+    of it) until the new run writes its own. Returns the folder it went to, or None (nothing there).
+
+    A finished result replaces an earlier ``previous/``; an unfinished one (the final save of a paused run,
+    whose resume state a fresh start discards) is removed where ``previous/`` holds a finished one already
+    (a retrain of a retrain cut off part way), else it is kept there. The move goes through ``previous.new/``,
+    which a move cut off part way leaves behind; the next call completes it first.
+    """
+    run_dir = Path(run_dir)
+    prev, staging = run_dir / PREVIOUS, run_dir / f"{PREVIOUS}.new"
+
+    def move_into(folder: Path) -> None:
+        folder.mkdir(exist_ok=True)
+        for name in RESULT:  # G.json first: the folder stops counting as finished at once
+            if (run_dir / name).exists():
+                os.replace(run_dir / name, folder / name)
+        if prev.exists():
+            shutil.rmtree(prev)
+        os.replace(folder, prev)
+
+    moved = None
+    if staging.exists():  # a move cut off part way: what is left beside it belongs to it
+        move_into(staging)
+        moved = prev
+    found = [run_dir / name for name in RESULT if (run_dir / name).exists()]
+    if not found:
+        return moved
+    try:
+        finished = checkpoint.is_finished(run_dir)
+    except checkpoint.CheckpointError:  # a damaged sidecar counts as unfinished
+        finished = False
+    if not finished and (prev / "G.json").exists():
+        for f in found:
+            f.unlink()
+        return prev
+    move_into(staging)
+    return prev
 
 
 def snapshot_steps(total: int, snapshots: int) -> set[int]:
@@ -200,6 +252,7 @@ def fit(G: nn.Module, D: nn.Module, data, cfg: TrainConfig, run_dir: str | Path,
     device = repro.get_device(device)
     step = recipes.step_for(cfg)
     run_dir = Path(run_dir)
+    _refuse_weights_folder(run_dir)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
     on_device = fast_enabled(cfg, device) and device.type == "cuda"  # the data set moves to the GPU once
@@ -214,9 +267,10 @@ def fit(G: nn.Module, D: nn.Module, data, cfg: TrainConfig, run_dir: str | Path,
         for p in teacher.parameters():
             p.requires_grad_(False)
     run = RunState(G, D, cfg, device, teacher, real, dist, adapter=cfg.kd == "feature")
-    if not resume and checkpoint.state_dir(run_dir).exists():
+    if not resume:  # a fresh start: the result it replaces goes aside with its curves, then the state goes
         dist.barrier()
         if main:
+            set_aside_result(run_dir)
             checkpoint.clear_state(run_dir)
             for f in ("history.json", "metrics.jsonl"):
                 (run_dir / f).unlink(missing_ok=True)
@@ -233,6 +287,7 @@ def fit(G: nn.Module, D: nn.Module, data, cfg: TrainConfig, run_dir: str | Path,
         else:
             jsonl.unlink(missing_ok=True)
             shutil.rmtree(run_dir / "snapshots", ignore_errors=True)  # a fresh run keeps no older run's generators
+            set_aside_result(run_dir)  # nor its finished G: a retrain cut off now leaves nothing counted as done
         save_json(cfg, run_dir / "config.json")
     fixed_z, fixed_y, nrow = _fixed_inputs(G, cfg, data, batches, device)
 
@@ -313,8 +368,12 @@ def fit(G: nn.Module, D: nn.Module, data, cfg: TrainConfig, run_dir: str | Path,
             # the average is the model (BigGAN's habit), with BatchNorm statistics of its own
             G.load_state_dict(run.model().state_dict())
         if main:
-            checkpoint.save_model(run_dir / "G", G, **meta)
+            # D first, G (whose sidecar says finished) last: a save cut off between leaves no finished G with
+            # another run's D
             checkpoint.save_model(run_dir / "D", D, **meta)
+            checkpoint.save_model(run_dir / "G", G, **meta)
+            if finished:  # the result a fresh start set aside is superseded now
+                shutil.rmtree(run_dir / PREVIOUS, ignore_errors=True)
         dist.barrier()
     G.eval()
     # a signal caught above takes effect now that the run is saved
@@ -322,6 +381,18 @@ def fit(G: nn.Module, D: nn.Module, data, cfg: TrainConfig, run_dir: str | Path,
                  f"saved at step {run.step} in {run_dir}; run it again to go on")
     return {"history": run.history, "run_dir": str(run_dir), "steps": run.step, "resumed": resumed,
             "finished": finished, "seconds": time.perf_counter() - t0, "adapter": run.adapter, "fast": run.fast}
+
+
+def _refuse_weights_folder(run_dir: Path) -> None:
+    """A training never writes into the shipped weights folder (``results/weights``): those files are checked
+    against its MANIFEST.json, and only :func:`weights.ship` writes there."""
+    from . import weights  # here: importing it at the top would load the metrics package with every training
+    root = weights.weights_root().resolve()
+    d = run_dir.resolve()
+    if d == root or root in d.parents:
+        raise ValueError(f"refusing to train in {run_dir}: it lies in the shipped weights folder {root}; train in "
+                         "a run folder of its own (results/<chapter>/runs/...), and ship finished runs from there "
+                         "(weights.ship)")
 
 
 def _expect(cfg: TrainConfig, kinds: tuple[str, ...], fn: str, hint: str) -> None:

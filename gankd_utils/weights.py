@@ -84,7 +84,7 @@ class ManifestError(ShippedWeightsError, ValueError):
 
 def weights_root() -> Path:
     """The shipped weights folder: ``GANKD_WEIGHTS``, else ``paths.results_root()/"weights"``."""
-    env = os.environ.get("GANKD_WEIGHTS", "").strip()
+    env = paths.setting("GANKD_WEIGHTS")
     return Path(env).expanduser() if env else paths.results_root() / "weights"
 
 
@@ -135,6 +135,12 @@ def manifest(root: str | Path | None = None) -> dict[str, Any] | None:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ManifestError(f"{where} is not valid JSON ({e}): restore it with `git checkout -- {where}`, "
                             'or set WEIGHTS = "train" to train your own') from e
+    return check_manifest(m, where)
+
+
+def check_manifest(m: Any, where: str) -> dict[str, Any]:
+    """``m`` when it is a well-formed ``gankd-weights/1`` manifest (:func:`manifest` reads one from disk, :func:`merge`
+    is handed them); else :class:`ManifestError` naming ``where`` it came from and what is wrong."""
     if not isinstance(m, dict) or m.get("format") != FORMAT:
         got = m.get("format") if isinstance(m, dict) else type(m).__name__
         raise ManifestError(f"{where} is not a shipped-weights manifest: format {got!r}, expected {FORMAT!r} "
@@ -155,7 +161,7 @@ def manifest(root: str | Path | None = None) -> dict[str, Any] | None:
             raise ManifestError(f"{where}: {err}") from None
         if not isinstance(e, dict) or not isinstance(e.get("files"), list):
             raise ManifestError(f"{where}: the model {key} needs a 'files' list")
-        unknown = [r for r in e["files"] if r not in files]
+        unknown = [r for r in e["files"] if not isinstance(r, str) or r not in files]
         if unknown:
             raise ManifestError(f"{where}: the model {key} names files without a sha256 entry: {unknown}")
     return m
@@ -347,22 +353,32 @@ def restore(key: str, run_dir: str | Path, parts: Sequence[str] = ("G",), root: 
     training: how a later stage of the full walk, on a fresh machine, continues from what an
     earlier stage committed. The training curves come back too, where they were shipped (a
     chapter's loss plots then show the model), and so do its scored snapshots (its convergence check).
-    Files already there with the same bytes are left alone.
+    Files already there with the same bytes are left alone. ``G.json``, which says the run finished, is
+    written last (and one of other bytes is removed first): a copy cut off part way leaves no folder that
+    counts as finished without all of its files.
     """
     dataset, model = _split_key(key)
     run_dir = Path(run_dir)
-    for part in parts:
-        stem = path(dataset, model, part, root)
-        for suffix in (".safetensors", ".json"):
-            src = stem.with_suffix(suffix)
-            _write_if_changed(run_dir / src.name, src.read_bytes())
     r = _root(root)
     m = _need_manifest(r)
+    entry = _model_entry(m, key, r)
+    copies: list[tuple[Path, Path]] = []  # (source, destination), every one checked before anything is written
+    for part in parts:
+        stem = path(dataset, model, part, root)
+        copies += [(stem.with_name(stem.name + suffix), run_dir / (stem.name + suffix))
+                   for suffix in (".safetensors", ".json")]
     for name in CURVE_FILES:  # its training curves (loss plots) and scored snapshots (convergence)
         rel = f"{key}/{name}"
-        if rel in _model_entry(m, key, r)["files"]:
+        if rel in entry["files"]:
             _check_all(r, m, [rel])
-            _write_if_changed(run_dir / name, (r / rel).read_bytes())
+            copies.append((r / rel, run_dir / name))
+    marker = run_dir / "G.json"
+    copies.sort(key=lambda c: c[1] == marker)  # the finished mark last
+    new_mark = next((src for src, dst in copies if dst == marker), None)
+    if new_mark is not None and marker.is_file() and marker.read_bytes() != new_mark.read_bytes():
+        marker.unlink()  # another model's mark: the folder no longer counts as finished until every file is in
+    for src, dst in copies:
+        _write_if_changed(dst, src.read_bytes())
     return run_dir
 
 
@@ -581,15 +597,24 @@ def ship(run_dirs: Mapping[str, str | Path], root: str | Path | None = None, par
     return root
 
 
-def merge(others: Sequence[Mapping[str, Any]], root: str | Path | None = None) -> Path | None:
+def merge(others: Sequence[Mapping[str, Any]], root: str | Path | None = None,
+          sources: Sequence[str] | None = None) -> Path | None:
     """Fold the manifests ``others`` (e.g. from archives of several stages) into ``root``'s, oldest first.
 
     A model listed in a newer manifest replaces the older entry; the files must already be in
     place (they are checked now). Returns the manifest's path, or None when there was nothing.
+    Each manifest is checked as :func:`manifest` checks the one on disk before anything is written
+    (:class:`ManifestError` naming it: by ``sources``, e.g. the archives they came from, where given).
     """
     root = _root(root)
+    others = list(others)
+    if sources is not None and len(sources) != len(others):
+        raise ValueError(f"merge: {len(sources)} sources named for {len(others)} manifests")
+    wheres = ([f"the {MANIFEST} of {name}" for name in sources] if sources is not None else
+              [f"the manifest {i + 1} of {len(others)} given to merge" for i in range(len(others))])
+    checked = [check_manifest(dict(m) if isinstance(m, Mapping) else m, where) for m, where in zip(others, wheres) if m]
     current = manifest(root)
-    ms = sorted([dict(m) for m in others if m] + ([current] if current else []), key=lambda m: m.get("created", ""))
+    ms = sorted(checked + ([current] if current else []), key=lambda m: str(m.get("created", "")))
     if not ms:
         return None
     profiles = {m.get("profile") for m in ms}

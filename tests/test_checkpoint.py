@@ -64,6 +64,48 @@ def test_damaged_and_foreign_sidecars(tmp_path):
         checkpoint.load_model(tmp_path / "G")
 
 
+def test_a_name_with_a_dot_is_never_cut_short(tmp_path):
+    """``cls_v1.5`` is a name of its own, not ``cls_v1`` with a suffix: it must not overwrite that checkpoint."""
+    checkpoint.save_model(tmp_path / "cls_v1", CondDCGANGenerator(32), step=1)
+    w = checkpoint.save_model(tmp_path / "cls_v1.5", CondDCGANGenerator(32), step=2)
+    assert w == tmp_path / "cls_v1.5.safetensors" and (tmp_path / "cls_v1.5.json").exists()
+    assert checkpoint.read_sidecar(tmp_path / "cls_v1")["step"] == 1
+    for name in ("cls_v1.5", "cls_v1.5.json", "cls_v1.5.safetensors"):  # the stem, or either file
+        assert checkpoint.read_sidecar(tmp_path / name)["step"] == 2
+        assert isinstance(checkpoint.load_model(tmp_path / name), CondDCGANGenerator)
+
+
+def test_bad_sidecars_and_progress_files_say_what_is_wrong(tmp_path):
+    checkpoint.save_model(tmp_path / "G", CondDCGANGenerator(32), finished=True)
+    good = (tmp_path / "G.json").read_text()
+    (tmp_path / "G.json").write_bytes(b"\x80\xff\x00binary")
+    with pytest.raises(CheckpointError, match="G.json is not valid JSON"):
+        checkpoint.read_sidecar(tmp_path / "G")
+    with pytest.raises(CheckpointError, match="G.json is not valid JSON.*train it again"):
+        checkpoint.is_finished(tmp_path)
+    (tmp_path / "G.json").write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match="holds a JSON list, not a gankd checkpoint sidecar"):
+        checkpoint.is_finished(tmp_path)
+    (tmp_path / "G.json").write_text(json.dumps({**json.loads(good), "model": "CondDCGANGenerator"}))
+    with pytest.raises(CheckpointError, match="cannot rebuild the model.*'model' is 'CondDCGANGenerator'"):
+        checkpoint.load_model(tmp_path / "G")
+    (tmp_path / "G.json").write_text(good)
+    assert checkpoint.is_finished(tmp_path)
+    # a damaged progress.json beside a resume state
+    G, D = cond_pair()
+    train_gan(G, D, tiny_set(32), cfg(max_steps=1, epochs=1), tmp_path / "r", "cpu", progress=False)
+    prog = tmp_path / "r" / "state" / "progress.json"
+    for text, match in (("{oops", "not a resume state's progress \\(Expecting"), ("[]", "a JSON list, not an object"),
+                        ('{"config": 3}', "its 'config' is not an object"), (None, "is missing beside its state.pt")):
+        if text is None:
+            prog.unlink()
+        else:
+            prog.write_text(text)
+        with pytest.raises(CheckpointError, match=match) as e:
+            train_gan(*cond_pair(), tiny_set(32), cfg(max_steps=2, epochs=1), tmp_path / "r", "cpu", progress=False)
+        assert "start the run afresh" in str(e.value)
+
+
 def test_resume_state_is_never_unpickled(tmp_path):
     class Evil:
         def __reduce__(self):

@@ -25,3 +25,24 @@ def test_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path):
     with pytest.raises(RuntimeError, match="crash"):
         io.atomic_write(p, boom)
     assert p.read_text() == "old" and [q.name for q in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_atomic_writes_keep_the_mode_of_the_file_they_replace_or_follow_the_umask(tmp_path):
+    """``mkstemp`` makes 0600 files: on a shared machine nobody else could read the results."""
+    import os
+    import stat
+
+    def mode(p):
+        return stat.S_IMODE(os.stat(p).st_mode)
+
+    old = os.umask(0o022)
+    try:
+        p = io.atomic_write_text(tmp_path / "new.txt", "x")
+        assert mode(p) == 0o644  # 0666 less the umask, as open() would make it
+        os.umask(0o027)
+        assert mode(io.atomic_write_text(tmp_path / "other.txt", "x")) == 0o640
+        os.chmod(p, 0o664)
+        assert mode(io.atomic_write_bytes(p, b"y")) == 0o664 and p.read_bytes() == b"y"  # kept when rewritten
+        assert os.umask(0o027) == 0o027  # the umask is read, never left changed
+    finally:
+        os.umask(old)

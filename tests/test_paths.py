@@ -56,3 +56,18 @@ def test_shown_names_no_machine_folders(tmp_path, monkeypatch):
     assert paths.shown(tmp_path / "t") == "$GANKD_TEACHERS"
     assert paths.shown(tmp_path / "d" / "cifar10" / "test.npz") == "$GANKD_DATA_ROOT/cifar10/test.npz"
     assert paths.shown(tmp_path / "elsewhere") == str(tmp_path / "elsewhere")
+
+
+@pytest.mark.parametrize("empty", ["", "   "])
+def test_an_empty_setting_counts_as_unset(monkeypatch, empty):
+    """``GANKD_RESULTS=`` (an empty line of a .env file) would otherwise mean the current folder."""
+    for var in ("GANKD_DATA_ROOT", "GANKD_TEACHERS", "GANKD_RESULTS", "GANKD_WEIGHTS"):
+        monkeypatch.setenv(var, empty)
+    assert paths.data_root() == paths.REPO_ROOT / "data"
+    assert paths.teachers_dir() == paths.REPO_ROOT / "data" / "teachers"
+    assert paths.results_root() == paths.REPO_ROOT / "results"
+    from gankd_utils import weights
+    assert weights.weights_root() == paths.REPO_ROOT / "results" / "weights"
+    assert paths.setting("GANKD_RESULTS") is None
+    monkeypatch.setenv("GANKD_RESULTS", " /somewhere ")
+    assert paths.setting("GANKD_RESULTS") == "/somewhere" and paths.results_root() == Path("/somewhere")

@@ -7,7 +7,8 @@ import torch
 from gankd_utils import config, repro
 from gankd_utils.models import CondDCGANDiscriminator, CondDCGANGenerator, IITGNDiscriminator, IITGNGenerator
 from gankd_utils.models.layers import dcgan_init
-from gankd_utils.runstate import FeatureAdapter, RunState, amp_dtype, autocast_in, fast_enabled, standing_model
+from gankd_utils.runstate import (FeatureAdapter, RunState, amp_dtype, autocast_in, fast_enabled, noise_kind,
+                                  standing_model)
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -86,6 +87,38 @@ def test_noise_is_reproducible_and_the_rng_state_round_trips():
     a.set_rng_state(state)
     assert torch.equal(first, a.randn(2, 4))
     assert not torch.equal(cond_run(seed=4).sample_zy(6)[0], za)
+
+
+def test_a_noise_state_of_a_gpu_generator_continues_on_the_cpu_reseeded_and_says_so(capsys):
+    """A fast-path CUDA run keeps its noise generator on the GPU (a Philox state: 16 bytes); resumed on a CPU, no
+    generator takes that state: the run reseeds from (seed, step), the same each time, and says so."""
+    a = cond_run(seed=3)
+    own = a.rng_state()
+    assert own["noise_kind"] == "cpu" and noise_kind(own) == "cpu"
+    gpu = {**own, "noise": torch.zeros(16, dtype=torch.uint8), "noise_kind": "cuda",
+           "cuda": torch.zeros(16, dtype=torch.uint8)}
+    old = {k: v for k, v in gpu.items() if k != "noise_kind"}  # saved before the kind was recorded
+    assert noise_kind(gpu) == noise_kind(old) == "cuda"
+    draws = []
+    for state in (gpu, old, gpu):
+        run = cond_run(seed=3)
+        torch.manual_seed(99)
+        run.set_rng_state(state, step=40)
+        assert torch.equal(torch.get_rng_state(), own["torch"])  # the global stream is restored as before
+        draws.append(run.randn(2, 4))
+        assert run.noise.device.type == "cpu" and run.rng_state()["noise_kind"] == "cpu"
+        err = capsys.readouterr().err
+        assert "saved on a cuda generator" in err and "noise changes from step 40 on" in err
+        assert "data order and the weights continue exactly" in err and err.count("\n") == 1
+    assert torch.equal(draws[0], draws[1]) and torch.equal(draws[0], draws[2])  # deterministic
+    other = cond_run(seed=3)
+    other.set_rng_state(gpu, step=41)
+    assert not torch.equal(other.randn(2, 4), draws[0])  # seeded from the step too
+    capsys.readouterr()
+    same = cond_run(seed=3)  # a state of its own kind: restored exactly, silently
+    first = a.randn(2, 4)
+    same.set_rng_state(own, step=0)
+    assert torch.equal(same.randn(2, 4), first) and capsys.readouterr().err == ""
 
 
 def test_pixel_weight_per_epoch_floored_at_zero():

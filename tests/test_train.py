@@ -384,3 +384,104 @@ def test_snapshots_are_kept_evenly_survive_a_resume_and_go_with_a_fresh_run(tmp_
     train_gan(*cond_pair(), tiny_set(), cfg(epochs=2, snapshots=3, max_steps=2), tmp_path / "a", "cpu",
               progress=False, resume=False)
     assert snapshots(tmp_path / "a") == []  # a fresh run keeps no older run's generators
+
+
+def test_a_run_saved_with_a_gpu_noise_generator_resumes_on_the_cpu_deterministically(tmp_path, capsys):
+    """A fast-path CUDA run keeps its noise generator on the GPU; continued on a CPU, the run goes on (reseeded from
+    the seed and the step, the same on every resume) and says that the noise changes, instead of failing."""
+    c, ends = cfg(max_steps=5, epochs=1), []
+    for name in ("a", "b"):
+        train_gan(*cond_pair(), tiny_set(), cfg(max_steps=2, epochs=1), tmp_path / name, "cpu", progress=False)
+        p = tmp_path / name / "state" / "state.pt"
+        st = checkpoint.load_state(p)
+        assert st["rng"]["noise_kind"] == "cpu"
+        # what a fast-path CUDA run saves: a Philox state (8-byte seed, 8-byte offset) and the GPU's global state
+        st["rng"].update(noise=torch.zeros(16, dtype=torch.uint8), noise_kind="cuda",
+                         cuda=torch.zeros(16, dtype=torch.uint8))
+        if name == "b":  # a state saved before the kind was recorded: told by its size
+            del st["rng"]["noise_kind"]
+        checkpoint.save_state(p, st)
+        capsys.readouterr()
+        G, D = cond_pair(7)
+        res = train_gan(G, D, tiny_set(), c, tmp_path / name, "cpu", progress=False)
+        assert res["resumed"] and res["steps"] == 5
+        assert "noise changes from step 2 on" in capsys.readouterr().err
+        assert checkpoint.load_state(p)["rng"]["noise_kind"] == "cpu"  # saved on from now on as a CPU state
+        ends.append(G)
+    assert _same_weights(*ends)
+    # same device, same kind: exact and silent (test_resume_matches_uninterrupted_run checks it bit for bit)
+    train_gan(*cond_pair(), tiny_set(), cfg(max_steps=6, epochs=1), tmp_path / "a", "cpu", progress=False)
+    assert "noise" not in capsys.readouterr().err
+
+
+def test_the_gradient_scaler_is_saved_with_the_resume_state(tmp_path):
+    """fp16 (a GPU without bf16) trains through a gradient scaler: a resume goes on with its scale, and a state
+    saved without one still loads (the scaler then starts afresh)."""
+    from gankd_utils.runstate import RunState
+    G, D = cond_pair()
+    run = RunState(G, D, cfg(), torch.device("cpu"))
+    run.scaler = torch.amp.GradScaler("cpu")
+    run.scaler.load_state_dict({**run.scaler.state_dict(), "scale": 512.0, "_growth_tracker": 7})
+    run.step = 3
+    checkpoint.save_resume(tmp_path / "r", run, [run.rng_state()])
+    back = RunState(*cond_pair(), cfg(), torch.device("cpu"))
+    back.scaler = torch.amp.GradScaler("cpu")
+    assert checkpoint.load_resume(tmp_path / "r", back) and back.step == 3
+    assert back.scaler.state_dict()["scale"] == 512.0 and back.scaler.state_dict()["_growth_tracker"] == 7
+    p = tmp_path / "r" / "state" / "state.pt"
+    checkpoint.save_state(p, {k: v for k, v in checkpoint.load_state(p).items() if k != "scaler"})
+    fresh = RunState(*cond_pair(), cfg(), torch.device("cpu"))
+    fresh.scaler = torch.amp.GradScaler("cpu")
+    assert checkpoint.load_resume(tmp_path / "r", fresh) and fresh.scaler.state_dict()["scale"] == 65536.0
+
+
+def test_a_retrain_cut_off_part_way_leaves_no_finished_generator_of_the_old_run(tmp_path, monkeypatch):
+    """A fresh start moves the finished result it replaces to previous/ before training: a retrain killed part way
+    never leaves the old generator counted as finished beside the new run's history."""
+    from gankd_utils import runs, train
+    r, c = tmp_path / "r", cfg(epochs=1, log_every=1)
+    G, D = cond_pair()
+    train_gan(G, D, tiny_set(), c, r, "cpu", progress=False)
+    old = {n: (r / n).read_bytes() for n in train.RESULT if (r / n).exists()}
+    assert set(old) == {"G.json", "G.safetensors", "D.json", "D.safetensors", "history.json"}
+
+    def killed(*a, **k):
+        raise RuntimeError("killed")  # a kill or an out-of-memory at step 3 of the retrain
+
+    monkeypatch.setattr(train, "save_sample_sheet", killed)
+    for _ in range(2):  # twice: a retrain of a retrain cut off keeps the finished result it set aside
+        with pytest.raises(RuntimeError, match="killed"):
+            train_gan(*cond_pair(5), tiny_set(), cfg(epochs=1, log_every=1, sample_every=3), r, "cpu",
+                      progress=False, resume=False)
+        assert not is_finished(r) and runs.load_finished(r, c) is None and runs.load_finished(r) is None
+        assert not any((r / n).exists() for n in ("G.json", "G.safetensors", "D.json", "D.safetensors"))
+        assert {n: (r / "previous" / n).read_bytes() for n in old} == old  # nothing lost, all of it together
+        assert not (r / "previous.new").exists()
+        assert runs.load_run(r).steps == 2  # the new run's own paused state, with its own history
+    monkeypatch.undo()
+    new = train_gan(*cond_pair(5), tiny_set(), c, r, "cpu", progress=False, resume=False)
+    assert new["finished"] and is_finished(r) and not (r / "previous").exists()  # superseded once the new one is done
+    assert not _same_weights(G, checkpoint.load_model(r / "G"))
+
+
+def test_setting_a_result_aside_finishes_a_move_cut_off_part_way(tmp_path):
+    from gankd_utils.train import set_aside_result
+    r = tmp_path / "r"
+    assert set_aside_result(r) is None
+    r.mkdir()
+    for n in ("G.safetensors", "D.json", "D.safetensors", "history.json"):
+        (r / n).write_text(n)
+    (r / "previous.new").mkdir()  # cut off after G.json moved
+    (r / "previous.new" / "G.json").write_text('{"finished": true}')
+    assert set_aside_result(r) == r / "previous"
+    assert sorted(p.name for p in r.iterdir()) == ["previous"]
+    assert sorted(p.name for p in (r / "previous").iterdir()) == ["D.json", "D.safetensors", "G.json",
+                                                                  "G.safetensors", "history.json"]
+
+
+def test_no_training_in_the_shipped_weights_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANKD_WEIGHTS", str(tmp_path / "weights"))
+    with pytest.raises(ValueError, match="refusing to train in .*shipped weights folder"):
+        train_gan(*cond_pair(), tiny_set(), cfg(max_steps=1), tmp_path / "weights" / "mnist" / "m", "cpu",
+                  progress=False)
+    assert not (tmp_path / "weights").exists()

@@ -162,6 +162,41 @@ def test_the_scored_snapshots_travel_with_a_shipped_model_and_keep_where_it_was_
         weights.quality_file(wroot / "mnist" / "bare")
 
 
+def test_a_restore_cut_off_part_way_leaves_no_folder_that_counts_as_finished(wroot, tmp_path, monkeypatch):
+    """G.json says the run finished: it is written last, after D and the curves, and one of another model goes
+    first, so a copy cut off between leaves a folder that is trained again, not one taken as done."""
+    make_run(tmp_path / "run", with_d=True)
+    (tmp_path / "run" / "history.json").write_text(json.dumps({"d_loss": [1.0]}))
+    weights.ship({"mnist/tiny": tmp_path / "run"}, parts=("G", "D"))
+    make_run(tmp_path / "fresh", seed=5)  # another model's finished G already there
+    write = weights._write_if_changed
+    written = []
+
+    def cut_off(p, data):
+        if p.name == "history.json":
+            raise KeyboardInterrupt
+        written.append(p.name)
+        write(p, data)
+
+    monkeypatch.setattr(weights, "_write_if_changed", cut_off)
+    with pytest.raises(KeyboardInterrupt):
+        weights.restore("mnist/tiny", tmp_path / "fresh", parts=("G", "D"))
+    assert not checkpoint.is_finished(tmp_path / "fresh") and "G.json" not in written
+    monkeypatch.setattr(weights, "_write_if_changed", write)
+    weights.restore("mnist/tiny", tmp_path / "fresh", parts=("G", "D"))
+    assert checkpoint.is_finished(tmp_path / "fresh")
+    for name in ("G.json", "G.safetensors", "D.json", "D.safetensors", "history.json"):
+        assert (tmp_path / "fresh" / name).read_bytes() == (wroot / "mnist" / "tiny" / name).read_bytes()
+
+
+def test_a_shipped_checkpoint_whose_name_has_a_dot_is_restored_whole(wroot, tmp_path):
+    checkpoint.save_model(tmp_path / "cls" / "mnistcls_v1.5", CondDCGANGenerator(c=8), finished=True, step=1)
+    weights.ship({"mnist/classifier": tmp_path / "cls"}, parts=("mnistcls_v1.5",))
+    assert weights.parts_of("mnist", "classifier") == ["mnistcls_v1.5"]
+    weights.restore("mnist/classifier", tmp_path / "back", parts=("mnistcls_v1.5",))
+    assert sorted(p.name for p in (tmp_path / "back").iterdir()) == ["mnistcls_v1.5.json", "mnistcls_v1.5.safetensors"]
+
+
 def test_available_has_and_summary(wroot, tmp_path):
     Ga = make_run(tmp_path / "a", seed=1)
     make_run(tmp_path / "b", seed=2, step=7)
@@ -457,6 +492,31 @@ def test_manifest_format_errors(wroot, text, match):
     assert isinstance(e.value, weights.ShippedWeightsError) and isinstance(e.value, ValueError)
     with pytest.raises(weights.ManifestError):
         weights.available()
+
+
+def test_merge_checks_every_manifest_it_is_given(wroot, tmp_path):
+    """Manifests from archives are checked as the one on disk is, before anything is written: a wrong format or a
+    path out of the folder would otherwise be written out, after which every load of shipped weights fails."""
+    make_run(tmp_path / "run")
+    weights.ship({"mnist/tiny": tmp_path / "run"})
+    good = weights.manifest()
+    before = (wroot / "MANIFEST.json").read_bytes()
+    bad_path = {**good, "files": {"../x.json": {"sha256": GOOD_SHA, "bytes": 2}},
+                "models": {"mnist/m": {"files": ["../x.json"]}}}
+    for other, match in (({**good, "format": "gankd-weights/2"}, "format 'gankd-weights/2'"),
+                         (bad_path, "lists '../x.json': file paths must be relative"),
+                         ({k: v for k, v in good.items() if k != "files"}, "lacks its 'files' and 'models'"),
+                         ({**good, "models": {"mnist/m": {}}}, "the model mnist/m needs a 'files' list"),
+                         ([1, 2], "format 'list'")):
+        with pytest.raises(weights.ManifestError, match=f"MANIFEST.json of stage2.results.tar.gz.*{match}"):
+            weights.merge([good, other], sources=["stage1.results.tar.gz", "stage2.results.tar.gz"])
+        with pytest.raises(weights.ManifestError, match=f"the manifest 2 of 2 given to merge.*{match}"):
+            weights.merge([good, other])  # unnamed: by its place
+        assert (wroot / "MANIFEST.json").read_bytes() == before  # nothing written
+    with pytest.raises(ValueError, match="1 sources named for 2 manifests"):
+        weights.merge([good, good], sources=["a"])
+    assert weights.merge([good], sources=["a"]) == wroot / "MANIFEST.json" and weights.manifest()["models"] == \
+        good["models"]
 
 
 def test_a_well_formed_manifest_is_read(wroot):
