@@ -92,6 +92,23 @@ def test_unpack_refuses_paths_outside_the_results_folder(results, tmp_path):
     assert not (results.parent / "escaped.txt").exists()
 
 
+def test_unpack_names_the_archive_of_a_bad_weights_manifest(results, tmp_path):
+    # an archive's manifest is checked before it is merged: the error names the archive, the manifest stays as it was
+    packs = tmp_path / "packs"
+    packs.mkdir()
+    rel = weights.weights_root().resolve().relative_to(results.resolve())
+    outside = {"format": "gankd-weights/1", "files": {"../x.json": {}}, "models": {}}
+    for stem, text in (("a.results.tar.gz", "not json"), ("b.results.tar.gz", json.dumps(outside))):
+        src = tmp_path / stem
+        src.write_text(text)
+        with tarfile.open(packs / stem, "w:gz") as tar:
+            tar.add(src, arcname=str(rel / weights.MANIFEST))
+        with pytest.raises(ValueError, match=stem.replace(".", r"\.")):
+            fullrun.unpack(packs)
+        (packs / stem).unlink()
+    assert not (weights.weights_root() / weights.MANIFEST).exists()
+
+
 def test_mnist_stage_with_its_budget_spent_trains_nothing_and_says_paused(results, mnist_train):
     said = []
     res = fullrun.run_stage("mnist", "smoke", budget_s=1e-9, notebook=False, say=said.append)
