@@ -287,7 +287,8 @@ def fit(G: nn.Module, D: nn.Module, data, cfg: TrainConfig, run_dir: str | Path,
         else:
             jsonl.unlink(missing_ok=True)
             shutil.rmtree(run_dir / "snapshots", ignore_errors=True)  # a fresh run keeps no older run's generators
-            set_aside_result(run_dir)  # nor its finished G: a retrain cut off now leaves nothing counted as done
+            if resume:  # nothing to resume from: nor its finished G (resume=False set that aside above already)
+                set_aside_result(run_dir)
         save_json(cfg, run_dir / "config.json")
     fixed_z, fixed_y, nrow = _fixed_inputs(G, cfg, data, batches, device)
 
