@@ -41,8 +41,8 @@ machine the shipped weights are copied back into their run folders
 
 Archives (``--pack DIR``): ``<stage>.results.tar.gz`` (tables, figures, metrics.json,
 the executed notebook, REPORT.md, the shipped weights of the stage) and, while a
-training is paused, ``<stage>.resume.tar.gz`` (its run folders with resume state:
-never committed, only carried to the next machine); ``compress.finetunes.tar.gz``: chapter 07's
+training is paused, ``<stage>.resume.tar.gz`` (its run folders with resume state, less a finished result a
+retrain set aside in ``previous/``: never committed, only carried to the next machine); ``compress.finetunes.tar.gz``: chapter 07's
 fine-tuned students (:data:`study.FINETUNED`; carried, never committed); a larger archive is split into
 ``.partNN`` files of at most 16 MiB. ``--unpack DIR`` puts them back in place.
 """
@@ -56,7 +56,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import config, data, evaluation, metrics, nbrun, paths, recipes, repro, runs, study, weights, zoo
+from . import config, data, evaluation, metrics, nbrun, paths, recipes, repro, runs, study, train, weights, zoo
 
 STAGES = ("mnist", "cifar10-teacher", "cifar10-students", "tinygan", "compare", "compress")
 PART_BYTES = 16 * 2 ** 20  # the most one carried file may hold
@@ -391,7 +391,10 @@ def pack(stage: str, out_dir: str | Path, paused: Sequence[str] = (), profile: s
         for chapter in ("04_cifar10", "05_tinygan", "03_mnist"):
             runs_dir = root / chapter / "runs"
             for folder in sorted({f for n in names for f in runs_dir.glob(f"*/{n}")}):
-                members += _tree(root, folder.relative_to(root))
+                # not the finished result a retrain set aside (train.PREVIOUS): this machine keeps it, and the
+                # run carried on elsewhere neither reads it nor needs it to finish
+                members += [(f, rel) for f, rel in _tree(root, folder.relative_to(root))
+                            if train.PREVIOUS not in f.relative_to(folder).parts[:1]]
         blob = _tarball(members)
         if len(blob) > 64 * 2 ** 20:
             say(f"note: the resume archive is {len(blob) / 2 ** 20:.0f} MiB; where a remote machine takes at most "

@@ -22,6 +22,8 @@ LEAD = ("model", "student", "step", "params", "compression_x", r"fid\d+\w*", r"k
         r"precision\d+\w*", r"recall\d+\w*", r"is\d+\w*", "fid", "fid_change_pct", "cpu_latency_ms_b1", "ms_b1",
         "gap_closed")
 
+TEXT = ("note",)  # columns of words that some rows leave out (e.g. evaluation.kd_gap_closed's): blank, not "n/a"
+
 
 def columns_of(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """Every key of ``rows``, in order of first appearance (rows may differ, e.g. class accuracy)."""
@@ -43,15 +45,15 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], floatfmt: str = "{:.4g}", 
         return "(no rows)\n"
     cols = list(columns) if columns is not None else columns_of(rows)
 
-    def fmt(v):
+    def fmt(v, col):
         if v is None or v == "":
-            return "n/a"
+            return "" if col in TEXT else "n/a"  # a note left out says nothing; a number left out is missing
         if isinstance(v, float):
             return floatfmt.format(v)
         return str(v)
 
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    lines += ["| " + " | ".join(fmt(r.get(c), c) for c in cols) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 

@@ -9,7 +9,7 @@ import tarfile
 import pytest
 import torch
 
-from gankd_utils import checkpoint, cli, config, fullrun, paths, runs, weights, zoo
+from gankd_utils import checkpoint, cli, config, fullrun, paths, runs, train, weights, zoo
 
 
 @pytest.fixture
@@ -436,3 +436,18 @@ def test_the_stage_fine_tunes_the_students_notebook_07_compresses():
     params = next("".join(c["source"]) for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
     line = next(x for x in params.splitlines() if x.startswith("STUDENTS ="))
     assert tuple(json.loads(line.split("=", 1)[1].split("#")[0])) == fullrun.COMPRESS_STUDENTS
+
+
+def test_resume_archive_carries_the_paused_run_but_not_the_result_a_retrain_set_aside(results, tmp_path):
+    run = results / "04_cifar10" / "runs" / "full" / "cgan_student_s_kd"
+    for rel in ("state/state.pt", "G.json", "history.json", f"{train.PREVIOUS}/G.safetensors",
+                f"{train.PREVIOUS}/G.json", f"{train.PREVIOUS}/history.json"):
+        (run / rel).parent.mkdir(parents=True, exist_ok=True)
+        (run / rel).write_bytes(b"x")
+    files = fullrun.pack("cifar10-students", tmp_path / "packs", ["cgan_student_s_kd"])
+    resume = [f for f in files if ".resume." in f.name]
+    with tarfile.open(resume[0], mode="r:gz") as tar:
+        names = sorted(tar.getnames())
+    base = "04_cifar10/runs/full/cgan_student_s_kd"
+    assert names == [f"{base}/G.json", f"{base}/history.json", f"{base}/state/state.pt"]
+    assert (run / train.PREVIOUS / "G.safetensors").exists()  # packing leaves the folder as it was

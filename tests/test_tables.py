@@ -52,6 +52,14 @@ def test_markdown_table():
     assert tables.markdown_table([{"a": 1, "b": 2}], columns=["b"]) == "| b |\n|---|\n| 2 |\n"
 
 
+def test_a_note_some_rows_leave_out_is_blank_there_while_a_missing_number_reads_n_a():
+    # evaluation.kd_gap_closed: a note only on the pairs that have no share
+    gaps = [{"student": "a_kd", "gap_closed": 0.5}, {"student": "b_kd", "gap_closed": None,
+                                                     "note": "teacher no better than scratch"}]
+    assert tables.markdown_table(gaps).splitlines()[2:] == ["| a_kd | 0.5 |  |",
+                                                            "| b_kd | n/a | teacher no better than scratch |"]
+
+
 def test_rows_with_different_keys_keep_every_column(tmp_path):
     rows = [{"model": "u", "fid": 1.0}, {"model": "c", "fid": 2.0, "acc": 0.5}]
     assert tables.columns_of(rows) == ["model", "fid", "acc"]
