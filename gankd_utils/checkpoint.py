@@ -274,6 +274,30 @@ def _progress(path: Path) -> dict[str, Any]:
     return prog
 
 
+# how an optimizer computes, not what it learned: the resuming run's own choice (fused Adam on a GPU's fast path)
+_IMPLEMENTATION = ("fused", "foreach", "capturable", "differentiable")
+
+
+def load_optimizer(opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """``opt.load_state_dict(state)``, keeping how ``opt`` was built to compute and its parameters' layout.
+
+    ``load_state_dict`` takes every setting of the saved param groups, ``fused`` included, so a state saved by
+    a run without fused Adam (a CPU, ``fast="off"``) turned a GPU run's fused Adam off, and under fp16 the
+    gradient scaler then failed on it. The moments keep the strides they were saved with, so a run resumed with
+    the other ``channels_last`` setting paired channels-last parameters with contiguous moments, which CUDA's
+    fused Adam refuses: each moment takes its parameter's layout again (same values).
+    """
+    built = [{k: g[k] for k in _IMPLEMENTATION if k in g} for g in opt.param_groups]
+    opt.load_state_dict(state)
+    for group, own in zip(opt.param_groups, built):
+        group.update(own)
+        for p in group["params"]:
+            st = opt.state.get(p, {})
+            for k, v in st.items():
+                if torch.is_tensor(v) and v.shape == p.shape and v.stride() != p.stride():
+                    st[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
+
+
 def load_resume(run_dir: str | Path, run: RunState) -> bool:
     """Restore ``run`` from ``run_dir/state``; False when there is nothing to resume.
 
@@ -305,8 +329,8 @@ def load_resume(run_dir: str | Path, run: RunState) -> bool:
     if run.G_ema is not None:
         load_into(run.G_ema, sd / "G_ema")
         run.forget_model()
-    run.opt_g.load_state_dict(st["opt_g"])
-    run.opt_d.load_state_dict(st["opt_d"])
+    load_optimizer(run.opt_g, st["opt_g"])
+    load_optimizer(run.opt_d, st["opt_d"])
     if run.adapter is not None:
         run.adapter.load_state_dict(st["adapter"])
     if run.scaler is not None and st.get("scaler"):  # a state saved without it: the scaler starts afresh

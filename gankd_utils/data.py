@@ -257,10 +257,11 @@ class Batches:
 
     def epoch(self, e: int, skip: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + e)
-        perm = torch.randperm(len(self.data), generator=g)
+        # on the device the images are indexed on, once an epoch: a copy per batch from the host would wait there
+        perm = torch.randperm(len(self.data), generator=g).to(self.images.device)
         for i in range(skip, len(self)):
             start = (i * self.world + self.rank) * self.batch_size
-            idx = perm[start:start + self.batch_size].to(self.images.device)
+            idx = perm[start:start + self.batch_size]
             x = to_float(self.images[idx]).to(self.device, non_blocking=True)
             y = self.labels[idx].to(self.device, non_blocking=True)
             if self.z is None:

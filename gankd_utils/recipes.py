@@ -156,7 +156,7 @@ def blackbox_kd_step(run: RunState, batch: tuple, update_g: bool) -> dict[str, t
         kd_pixel = losses.pixel_l1(fake.float(), x_t)
         w_pix = run.pixel_weight()
         g_loss = cfg.w_dfeat * kd_dfeat + w_pix * kd_pixel
-        out.update(kd_dfeat=kd_dfeat, kd_pixel=kd_pixel, w_pixel=torch.tensor(w_pix))
+        out.update(kd_dfeat=kd_dfeat, kd_pixel=kd_pixel, w_pixel=torch.full((), w_pix, device=run.device))
         if update_g:
             g_adv = run.g_loss_fn((D(run.aug(fake), y) if cfg.diffaug else f_logits).float())
             g_loss = g_loss + cfg.w_adv * g_adv

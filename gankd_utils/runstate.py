@@ -41,6 +41,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from torch._functorch import config as functorch_config
 
 from . import losses, repro
 from .augment import diff_augment
@@ -118,14 +119,35 @@ def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
     fp16 on a CUDA device without bf16 (with a gradient scaler, :class:`RunState`)."""
     if not fast_enabled(cfg, device):
         return None
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+    if device.type == "cuda" and not cuda_bf16(device):
         return torch.float16
     return torch.bfloat16
+
+
+def cuda_bf16(device: torch.device) -> bool:
+    """Whether the CUDA ``device`` computes in bf16 natively (compute capability 8.0 on: A100, H100...).
+
+    Not ``torch.cuda.is_bf16_supported()``: by default it also says yes on older GPUs (T4, V100), which only
+    emulate bf16 (slowly, and some kernels not at all), and it asks about the current device, not this one.
+    """
+    if torch.version.hip:  # ROCm: its own answer, for this device
+        with torch.cuda.device(device):
+            return torch.cuda.is_bf16_supported()
+    return torch.cuda.get_device_capability(device)[0] >= 8
 
 
 def autocast_in(dtype: torch.dtype | None, device: torch.device) -> contextlib.AbstractContextManager:
     """Autocast to ``dtype`` on ``device``'s kind (a no-op for None: fp32)."""
     return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def _backward_compiled_now() -> contextlib.AbstractContextManager:
+    """Compile a graph's backward with its forward, where torch can (else at the first backward, by default):
+    a backward that fails to compile then fails inside :class:`Compiled`'s call, which falls back to eager,
+    not in ``loss.backward()``, where nothing catches it."""
+    if hasattr(functorch_config, "force_non_lazy_backward_lowering"):  # not in every torch release
+        return functorch_config.patch(force_non_lazy_backward_lowering=True)
+    return contextlib.nullcontext()
 
 
 class Compiled:
@@ -142,7 +164,8 @@ class Compiled:
     def __call__(self, *args, **kwargs):
         if self.failed is None:
             try:
-                return self.compiled(*args, **kwargs)
+                with _backward_compiled_now():
+                    return self.compiled(*args, **kwargs)
             except Exception as e:  # a graph-capture or backend failure: the eager module computes the same
                 out = self.module(*args, **kwargs)  # a wrong call raises its own error here
                 self.failed = f"{type(e).__name__}: {e}"
@@ -241,15 +264,14 @@ class RunState:
     def backward_step(self, loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:
         """zero_grad, backward, average gradients over ranks, step (through the scaler with fp16)."""
         opt.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.unscale_(opt)
-        else:
-            loss.backward()
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
         if self.dist.enabled:
+            # before the scaler looks for inf/NaN: every rank then sees the same averaged gradients and skips
+            # (or takes) the step alike, where each rank's own check would let a rank that found none step on
+            # the inf another rank's overflow brought into the average
             self.dist.sync_grads(p for group in opt.param_groups for p in group["params"])
         if self.scaler is not None:
-            self.scaler.step(opt)
+            self.scaler.step(opt)  # unscales first, and skips the step on inf/NaN
             self.scaler.update()
         else:
             opt.step()

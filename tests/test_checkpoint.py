@@ -1,4 +1,5 @@
 """Checkpoints (gankd_utils.checkpoint): safetensors + sidecar, resume state, resume_key, is_finished."""
+import io
 import json
 
 import pytest
@@ -228,3 +229,33 @@ def test_a_save_cut_off_after_its_history_resumes_with_the_history_of_its_state(
     res = train_gan(G3, D3, tiny_set(), cfg(max_steps=7, epochs=2, ckpt_every=2, log_every=1), tmp_path / "b",
                     "cpu", progress=False)
     assert res["resumed"] and _same(G1, G3) and res["history"] == full["history"]
+
+
+def test_a_resumed_optimizer_keeps_how_it_was_built_to_compute_and_its_parameters_layout():
+    # a state saved by a run without fused Adam, in channels-last, resumed by one with fused Adam (a GPU's fast
+    # path) in the default layout: torch's load_state_dict took the saved fused=None and kept the moments' strides
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(8, 4, 3, 3).to(memory_format=torch.channels_last))
+    opt = torch.optim.Adam([w], lr=1e-3)
+    w.grad = torch.randn_like(w)
+    opt.step()
+    buf = io.BytesIO()
+    torch.save(opt.state_dict(), buf)
+    buf.seek(0)
+    saved = torch.load(buf, map_location="cpu", weights_only=True)
+    w2 = torch.nn.Parameter(w.detach().contiguous().clone())
+    opt2 = torch.optim.Adam([w2], lr=1e-3, fused=True)
+    checkpoint.load_optimizer(opt2, saved)
+    assert opt2.param_groups[0]["fused"] is True and opt2.param_groups[0]["lr"] == 1e-3
+    for k in ("exp_avg", "exp_avg_sq"):
+        m = opt2.state[w2][k]
+        assert m.stride() == w2.stride() and torch.equal(m, saved["state"][0][k])
+    # the fp16 path's gradient scaler steps a fused optimizer (it failed on the unfused one it had become)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 4)
+    with torch.autocast("cpu", dtype=torch.float16):
+        loss = (w2 * 2).float().sum()
+    scaler.scale(loss).backward()
+    before = w2.detach().clone()
+    scaler.step(opt2)
+    scaler.update()
+    assert not torch.equal(w2, before) and torch.isfinite(w2).all()

@@ -186,6 +186,33 @@ def test_a_real_error_is_not_hidden_by_the_fallback(monkeypatch):
     assert call.failed is None  # and compiling is not blamed
 
 
+def test_a_backward_that_fails_to_compile_falls_back_to_eager_too(monkeypatch):
+    # torch compiles a graph's backward at its first backward call by default: a failure there came from
+    # loss.backward(), outside the fallback, and stopped the run
+    from torch._dynamo.backends.common import aot_autograd
+    from torch._functorch import config as functorch_config
+
+    from gankd_utils.runstate import Compiled
+
+    if not hasattr(functorch_config, "force_non_lazy_backward_lowering"):
+        pytest.skip("this torch compiles a backward only when it first runs")
+
+    def no_backward(gm, example_inputs):
+        raise RuntimeError("backward lowering exploded")
+
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda m: real_compile(m, backend=aot_autograd(
+        fw_compiler=lambda gm, ex: gm.forward, bw_compiler=no_backward)))
+    torch._dynamo.reset()
+    net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+    call = Compiled(net, "G")
+    with pytest.warns(RuntimeWarning, match=r"(?s)torch.compile of G failed .*backward lowering exploded"):
+        out = call(torch.randn(3, 4))
+    out.sum().backward()  # the eager graph's
+    assert call.failed and all(p.grad is not None for p in net.parameters())
+    torch._dynamo.reset()
+
+
 def test_switch_values_are_checked_and_leave_the_resume_key_alone():
     from gankd_utils import checkpoint
     from gankd_utils.runstate import compile_enabled

@@ -1,5 +1,9 @@
 """What a run carries between steps (gankd_utils.runstate): RunState, FeatureAdapter, the fast-path switch."""
 import math
+import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
@@ -37,6 +41,48 @@ def test_the_precision_of_a_run():
         assert not torch.is_autocast_enabled("cpu")
     with autocast_in(amp_dtype(cfg(fast="on"), CPU), CPU):
         assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+
+
+
+@pytest.mark.parametrize("capability, dtype", [((7, 5), torch.float16), ((7, 0), torch.float16),
+                                               ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)])
+def test_a_gpu_that_only_emulates_bf16_trains_in_fp16(monkeypatch, capability, dtype):
+    # a T4 (7.5) or V100 (7.0): torch.cuda.is_bf16_supported() says yes there (emulation counts by default)
+    asked = []
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: asked.append(d) or capability)
+    assert amp_dtype(cfg(fast="auto"), torch.device("cuda", 1)) == dtype
+    assert asked == [torch.device("cuda", 1)]  # the training device's own, not the current device's
+
+
+def test_two_ranks_with_a_gradient_scaler_skip_an_overflowing_step_alike(tmp_path):
+    # fp16 on several GPUs: one rank's gradients overflow. The scaler must judge the averaged gradients, or the
+    # rank that found no inf steps on the inf the average brought it, and the ranks' weights and scales part
+    script = tmp_path / "ranks.py"
+    script.write_text(textwrap.dedent('''
+        import os, sys, types, torch, torch.distributed as td
+        from gankd_utils.dist import Dist
+        from gankd_utils.runstate import RunState
+        rank = int(sys.argv[1])
+        td.init_process_group("gloo", init_method="file://" + sys.argv[2], rank=rank, world_size=2)
+        torch.manual_seed(0)
+        lin = torch.nn.Linear(4, 1)
+        opt = torch.optim.Adam(lin.parameters(), lr=1e-3)
+        run = types.SimpleNamespace(scaler=torch.amp.GradScaler("cpu"), dist=Dist(rank, 2))
+        x = torch.ones(2, 4) * (1e38 if rank == 0 else 1.0)  # rank 0's scaled gradients overflow
+        RunState.backward_step(run, lin(x).sum(), opt)
+        print(bool(torch.isfinite(lin.weight).all()), run.scaler.get_scale(), float(lin.weight.sum()))
+        td.destroy_process_group()
+    '''))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, str(script), str(r), str(tmp_path / "rdv")], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for r in (0, 1)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    finite, scale, total = zip(*(o[0].split() for o in outs))
+    assert finite == ("True", "True")  # both skipped the step
+    assert scale[0] == scale[1] == "32768.0" and total[0] == total[1]
 
 
 def test_cpu_runs_off_and_on_the_fast_path():
