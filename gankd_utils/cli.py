@@ -95,7 +95,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         teacher_settings = settings if args.teacher_seed is None else settings.for_seed(args.teacher_seed)
         teachers_[entry.teacher] = runs.load_trained(entries[entry.teacher], teacher_settings, device, args.weights).G
     t0 = time.perf_counter()
-    deadline = time.monotonic() + args.budget_s if args.budget_s is not None else None
+    ends = [time.monotonic() + args.budget_s] if args.budget_s is not None else []
+    if args.deadline_at is not None:  # a wall-clock time: a parent's deadline, start-up included
+        ends.append(time.monotonic() + (args.deadline_at - time.time()))
+    deadline = min(ends) if ends else None
     t = runs.train_or_load(entry, settings, real, teachers_, teacher_set, device, retrain=args.retrain,
                            progress=not args.quiet, deadline=deadline, weights_=args.weights)
     state = ("loaded (shipped weights)" if t.loaded and runs.weights_choice(entry, settings, args.weights) == "shipped"
@@ -354,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pause after this many steps in all (a chunk of a long run); run again to go on")
     t.add_argument("--budget-s", type=float, default=None,
                    help="pause, saved, after this many seconds of training; run again to go on")
+    t.add_argument("--deadline-at", type=float, default=None, metavar="UNIX_TIME",
+                   help="pause, saved, at this time (seconds since the epoch, as time.time()); with --budget-s, "
+                        "whichever comes first")
     t.add_argument("--teacher-set", default=None, help="exported teacher shard folder (black-box KD students)")
     t.add_argument("--teacher-seed", type=int, default=None,
                    help="the seed of the teacher's run an online KD student learns from (default: --seed; the "

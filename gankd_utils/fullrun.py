@@ -248,7 +248,7 @@ def run_stage(stage: str, profile: str = "full", seed: int = 0, budget_s: float 
     if parallel is not None and parallel < 1:
         raise ValueError(f"parallel={parallel}: give how many runs train at once, 1 or more")
     t0 = time.monotonic()
-    deadline = t0 + budget_s if budget_s else None
+    deadline = t0 + budget_s if budget_s is not None else None  # 0: no time at all, as train --budget-s 0
     device = repro.get_device(device)
     out: dict[str, Any] = {"stage": stage}
     got: dict[str, runs.Trained] = {}  # what the stage trained or loaded, by seed key

@@ -364,8 +364,8 @@ def _launch(entry: Entry, settings: Settings, teacher_seed: int, teacher_set_dir
            "--weights", weights_, "--device", device, "--quiet", *config.speed_flags(settings.speed)]
     if teacher_set_dir is not None:
         cmd += ["--teacher-set", str(teacher_set_dir)]
-    if budget_s is not None:
-        cmd += ["--budget-s", f"{budget_s:.1f}"]
+    if budget_s is not None:  # a time on the clock, not a length: the run's start-up (imports, data, CUDA) counts
+        cmd += ["--deadline-at", f"{time.time() + budget_s:.3f}"]
     env = os.environ.copy()
     env.setdefault("OMP_NUM_THREADS", str(threads))  # the runs side by side share the cores, not each all of them
     return subprocess.Popen(cmd, env=env)

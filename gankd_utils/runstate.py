@@ -141,6 +141,20 @@ def autocast_in(dtype: torch.dtype | None, device: torch.device) -> contextlib.A
     return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
+@contextlib.contextmanager
+def tf32(on: bool):
+    """TF32 matmuls and convolutions on CUDA inside the block when ``on``; the earlier settings after it."""
+    if not on:
+        yield
+        return
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
 def _backward_compiled_now() -> contextlib.AbstractContextManager:
     """Compile a graph's backward with its forward, where torch can (else at the first backward, by default):
     a backward that fails to compile then fails inside :class:`Compiled`'s call, which falls back to eager,
@@ -220,10 +234,7 @@ class RunState:
         self.amp_dtype = amp_dtype(cfg, device)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         if self.fast:
-            if device.type == "cuda":
-                torch.backends.cuda.matmul.allow_tf32 = True
-                torch.backends.cudnn.allow_tf32 = True
-            else:
+            if device.type != "cuda":
                 lacks = repro.cpu_bf16() is False  # a CPU that emulates bf16 is told so: it costs several times
                 warnings.warn("fast='on' on the CPU runs bf16 autocast, which pays only on a CPU with bf16 "
                               + ("instructions, and this one lists none (avx512_bf16, amx_bf16 or bf16 in "
@@ -257,6 +268,12 @@ class RunState:
                 p.requires_grad_(False)
 
     # ------------------------------------------------------------- per step
+    def precision(self) -> contextlib.AbstractContextManager:
+        """The run's matmul precision while it trains: TF32 on a GPU's fast path, the process's settings restored
+        after, so that what runs later in the process (scoring, timing, an export) computes as it would have
+        without the training."""
+        return tf32(self.fast and self.device.type == "cuda")
+
     def autocast(self):
         """The forward passes' precision context (a no-op off the fast path)."""
         return autocast_in(self.amp_dtype, self.device)

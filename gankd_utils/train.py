@@ -330,7 +330,7 @@ def fit(G: nn.Module, D: nn.Module, data, cfg: TrainConfig, run_dir: str | Path,
     bar = tqdm(total=limit, initial=min(run.step, limit), desc=cfg.name, disable=not (progress and main), leave=False)
     flush_every = max(1, cfg.log_every or 50)
     stop = StopRequest(cfg.name, enabled=not dist.enabled)
-    with stop:
+    with stop, run.precision():
         done_early = stopped = False
         while run.epoch < cfg.epochs and run.step < limit and not stopped:
             for i, batch in enumerate(batches.epoch(run.epoch, skip=run.batch), start=run.batch):

@@ -109,9 +109,10 @@ def test_unpack_names_the_archive_of_a_bad_weights_manifest(results, tmp_path):
     assert not (weights.weights_root() / weights.MANIFEST).exists()
 
 
-def test_mnist_stage_with_its_budget_spent_trains_nothing_and_says_paused(results, mnist_train):
+@pytest.mark.parametrize("budget_s", [1e-9, 0])  # 0 is no time at all (it meant no limit), as for train
+def test_mnist_stage_with_its_budget_spent_trains_nothing_and_says_paused(results, mnist_train, budget_s):
     said = []
-    res = fullrun.run_stage("mnist", "smoke", budget_s=1e-9, notebook=False, say=said.append)
+    res = fullrun.run_stage("mnist", "smoke", budget_s=budget_s, notebook=False, say=said.append)
     assert not res["finished"] and res["trained"] == [] and not weights.available("mnist")
     assert "cdcgan_c512_teacher" in res["paused"] and "paused" in said[0] and "run the same command again" in said[0]
 

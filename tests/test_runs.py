@@ -369,6 +369,46 @@ def test_parallel_runs_are_given_the_speed_settings(tmp_path, monkeypatch):
         assert config.speed_of(args) == s.speed
 
 
+def test_runs_side_by_side_pause_at_the_callers_deadline_on_the_clock(tmp_path, monkeypatch):
+    # a length of time given to a child began when the child parsed it: its start-up (imports, data, CUDA, the
+    # teacher set) came on top, past the stage's budget. A time on the clock includes it
+    import time
+    from types import SimpleNamespace
+
+    from gankd_utils import cli
+
+    monkeypatch.setenv("GANKD_RESULTS", str(tmp_path))
+    s = config.settings("mnist", "smoke", 0)
+    cmds = []
+
+    class Launched:
+        def __init__(self, cmd, env):
+            cmds.append(cmd)
+
+        def poll(self):
+            return 0
+
+        def wait(self):
+            return 0
+    monkeypatch.setattr(runs.subprocess, "Popen", Launched)
+    monkeypatch.setattr(runs, "train_or_load", lambda *a, **k: SimpleNamespace(finished=False, loaded=True, G=None))
+    deadline = time.monotonic() + 100.0
+    runs.train_all({"cdcgan_c32_scratch": zoo.mnist_zoo()["cdcgan_c32_scratch"]}, s, device="cpu", progress=False,
+                   parallel=2, deadline=deadline)
+    args = cli.build_parser().parse_args(cmds[0][cmds[0].index("train"):])
+    assert args.budget_s is None
+    assert args.deadline_at == pytest.approx(time.time() + (deadline - time.monotonic()), abs=2.0)
+    # the train command pauses at the earlier of the two
+    seen = {}
+    monkeypatch.setattr(runs, "train_or_load", lambda *a, deadline=None, **k: seen.update(d=deadline) or
+                        SimpleNamespace(finished=False, loaded=False, G=None, steps=0, run_dir=tmp_path))
+    train = ["train", "--dataset", "mnist", "--model", "cdcgan_c32_scratch", "--profile", "smoke", "--quiet"]
+    for extra, left in ((["--deadline-at", f"{time.time() + 50:.3f}"], 50), (["--budget-s", "20"], 20),
+                        (["--budget-s", "80", "--deadline-at", f"{time.time() + 30:.3f}"], 30)):
+        cli.main(train + extra)
+        assert seen["d"] - time.monotonic() == pytest.approx(left, abs=2.0)
+
+
 @pytest.mark.filterwarnings("ignore:fast='on' on the CPU")
 def test_a_paused_fast_run_is_scored_as_the_model_it_saved(tmp_path, monkeypatch):
     """The average's BatchNorm statistics are re-estimated in the precision the run trained in (bf16 autocast with

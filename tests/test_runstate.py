@@ -85,6 +85,24 @@ def test_two_ranks_with_a_gradient_scaler_skip_an_overflowing_step_alike(tmp_pat
     assert scale[0] == scale[1] == "32768.0" and total[0] == total[1]
 
 
+def test_tf32_holds_only_while_a_gpu_run_trains():
+    # set for good, it made whatever the process ran after a training (scores, timings) compute in TF32
+    from gankd_utils.runstate import tf32
+
+    flags = lambda: (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)  # noqa: E731
+    before = flags()
+    with tf32(True):
+        assert flags() == (True, True)
+    assert flags() == before
+    with pytest.raises(KeyError):
+        with tf32(True):
+            raise KeyError("a step failed")
+    assert flags() == before
+    run = cond_run(fast="on")  # the CPU's fast path: no TF32 to set
+    with run.precision():
+        assert flags() == before
+
+
 def test_cpu_runs_off_and_on_the_fast_path():
     slow = cond_run()  # auto on the CPU: off
     assert not slow.fast and slow.amp_dtype is None and slow.scaler is None
