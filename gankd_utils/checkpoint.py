@@ -291,10 +291,17 @@ def load_optimizer(opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
     opt.load_state_dict(state)
     for group, own in zip(opt.param_groups, built):
         group.update(own)
+        # torch placed each step count by the saved group's kind: fused or capturable Adam keeps it on the
+        # parameter's device (float32), the others on the CPU
+        on_device = bool(own.get("fused") or own.get("capturable"))
         for p in group["params"]:
             st = opt.state.get(p, {})
             for k, v in st.items():
-                if torch.is_tensor(v) and v.shape == p.shape and v.stride() != p.stride():
+                if not torch.is_tensor(v):
+                    continue
+                if k == "step":
+                    st[k] = v.to(device=p.device if on_device else "cpu", dtype=torch.float32)
+                elif v.shape == p.shape and v.stride() != p.stride():
                     st[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
 
 

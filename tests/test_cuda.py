@@ -61,6 +61,10 @@ def test_a_run_saved_off_the_fast_path_resumes_on_it_in_the_other_layout(tmp_pat
     assert res["resumed"] and res["steps"] == 6 and res["fast"]
     assert all(math.isfinite(v) for v in res["history"]["g_loss"] + res["history"]["d_loss"])
     assert next(p for p in G.parameters() if p.ndim == 4).is_contiguous(memory_format=torch.channels_last)
+    run = RunState(*(m.to(CUDA) for m in bb_pair()), bb_cfg(max_steps=6, epochs=3), CUDA)
+    checkpoint.load_resume(tmp_path / "r", run)  # fused Adam's step counts on the GPU, its moments in G's layout
+    assert run.opt_g.param_groups[0]["fused"] and all(
+        st["step"].device.type == "cuda" and st["exp_avg"].stride() == p.stride() for p, st in run.opt_g.state.items())
 
 
 def test_a_training_step_never_waits_for_the_host():
