@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import copy
 import json
+import math
+import numbers
 import re
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
@@ -172,27 +174,51 @@ def _left_as_they_are(models: Mapping[str, Any]):
                 m.training = training
 
 
+def _missing(x: Any) -> bool:
+    """True for a score that is not there: None, or NaN (a score that failed)."""
+    return x is None or (isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isnan(x))
+
+
+def _number(x: Any) -> bool:
+    """True for a score: a real number (Python's or NumPy's, not a bool), and not NaN."""
+    return isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_)) and not _missing(x)
+
+
 def mean_over_seeds(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One row per model from rows of several seeds (``name@seed``): numbers averaged, with ``<col>_std``
-    (sample standard deviation over seeds) beside each quality column and ``seeds`` (how many)."""
+    (sample standard deviation over seeds) beside each quality column and ``seeds`` (how many).
+
+    A seed without a number in a column (None or NaN: not scored, or a score that failed) is left out of that
+    column's mean and spread, and the row's ``note`` says how many seeds the column holds ("fid...: 2 of 3
+    seeds"); a column that only one seed filled gives that seed's number, no spread, and the note says so.
+    A column no seed filled is None.
+    """
     groups: dict[str, list[Mapping[str, Any]]] = {}
     for r in rows:
         groups.setdefault(base_name(r["model"]), []).append(r)
     out = []
     for name, rs in groups.items():
         row: dict[str, Any] = {"model": name, "seeds": len(rs)}
-        for k, v in rs[0].items():
+        short: list[str] = []
+        for k in dict.fromkeys(k for r in rs for k in r):
             if k in ("model",):
                 continue
             vals = [r.get(k) for r in rs]
-            if all(x == vals[0] for x in vals):
-                row[k] = vals[0]
-            elif all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in vals):
-                row[k] = float(np.mean(vals))
-                if re.match(r"(fid|kid|acc|precision|recall|is)\d", k):
-                    row[f"{k}_std"] = float(np.std(vals, ddof=1))
+            nums = [float(x) for x in vals if _number(x)]
+            if not nums or any(not _number(x) and not _missing(x) for x in vals):
+                row[k] = vals[0]  # words (family, role), or nothing to average
+            elif len(nums) == len(rs) and all(x == vals[0] for x in vals):
+                row[k] = vals[0]  # the same for every seed (size, compression)
             else:
-                row[k] = vals[0]
+                row[k] = float(np.mean(nums))
+                quality = re.match(r"(fid|kid|acc|precision|recall|is)\d", k)
+                if quality and len(nums) > 1:
+                    row[f"{k}_std"] = float(np.std(nums, ddof=1))
+                if len(nums) < len(rs):
+                    short.append(f"{k}: {len(nums)} of {len(rs)} seeds"
+                                 + (" (that seed's number, not a mean)" if len(nums) == 1 else ""))
+        if short:
+            row["note"] = "; ".join(short)
         out.append(row)
     return out
 
@@ -347,7 +373,9 @@ def convergence(curves: Mapping[str, Sequence[Mapping[str, Any]]], metric: str, 
     (worse by more: unstable at the end). Runs with fewer than two scored points are left out.
     ``recall``: the name of the recall metric in ``curves``; a run whose last point has a recall below
     ``collapsed_below`` gets the verdict ``collapsed`` whatever ``metric`` did (a collapsed generator's
-    FID can still fall), and its row gives that recall.
+    FID can still fall), and its row gives that recall. Name it for full-budget runs only (as
+    :func:`collapsed_runs`): a smoke or quick run ends early in training, covering few real images without
+    having collapsed.
     """
     rows = []
     for key, pts in curves.items():
@@ -387,7 +415,7 @@ def convergence_note(rows: Sequence[Mapping[str, Any]]) -> str:
         said.append(f"Not converged on {metric} {last}: {told}.")
     elif not gone:
         said.append(f"Every run had converged on {metric} {last}.")
-    else:
+    elif len(gone) < len(rows):  # where every run collapsed, there is no other run to speak of
         said.append(f"Every other run had converged on {metric} {last}.")
     return " ".join(said)
 
@@ -413,12 +441,24 @@ def collapse_note(gone: Sequence[Mapping[str, Any]]) -> str:
     if not gone:
         return ""
     return _collapsed_sentence([(g["model"], g["recall"]) for g in gone],
-                               "the means over seeds include it, the per-seed rows show each seed")
+                               "the means over seeds include it; each seed's own scores are in the chapter's "
+                               "`metrics.json`, under `per_seed`")
+
+
+def _profile_of(trained: Mapping[str, Trained]) -> str:
+    """The profile of ``trained``'s runs, from their folders (:func:`runs.run_root`: ``<profile>-seed<n>``):
+    ``full`` when every run is a full one or comes from the shipped weights (trained by a full run), else the
+    first other profile found."""
+    for t in trained.values():
+        got = re.fullmatch(r"(.+)-seed\d+", Path(t.run_dir).parent.name)
+        if got and got.group(1) != "full":
+            return got.group(1)
+    return "full"
 
 
 def quality_over_training(trained: Mapping[str, Trained], evaluator: metrics.Evaluator, out_dir: str | Path,
                           labels: Mapping[str, str], colors: Mapping[str, tuple] | None = None,
-                          progress: bool = True) -> dict[str, Any]:
+                          progress: bool = True, profile: str | None = None) -> dict[str, Any]:
     """Chapters 03-05: score each model's snapshots, draw ``quality_over_training`` and write ``table_convergence``.
 
     One run per model (``trained`` may hold every seed, keyed as :func:`runs.seed_key`): its first seed that
@@ -428,7 +468,9 @@ def quality_over_training(trained: Mapping[str, Trained], evaluator: metrics.Eva
     (:func:`viz.palette`).
     Returns ``{"curves", "convergence", "note", "figure"}`` (:func:`snapshot_curves`,
     :func:`convergence` on the classifier-FID, :func:`convergence_note` with :func:`kept_note`, the figure);
-    all empty when no run kept snapshots (models from the shipped weights, or ``quick``).
+    all empty when no run kept snapshots (models from the shipped weights, or ``quick``). ``profile``: the runs'
+    profile (default: read from their run folders, :func:`_profile_of`); only a ``full`` run can be called
+    ``collapsed`` (:func:`convergence`).
     """
     chosen: dict[str, str] = {}
     for key, t in trained.items():
@@ -446,7 +488,8 @@ def quality_over_training(trained: Mapping[str, Trained], evaluator: metrics.Eva
                                colors={label(k): colors[labels[base_name(k)]] for k in curves if
                                        labels[base_name(k)] in colors} if colors else None,
                                labels={k: label(k) for k in curves}, path_stem=Path(out_dir) / "quality_over_training")
-    rows = convergence(curves, names["fid"], recall=names["recall"])
+    full = (profile or _profile_of({k: trained[k] for k in curves})) == "full"
+    rows = convergence(curves, names["fid"], recall=names["recall"] if full else None)
     tables.write_table(rows, Path(out_dir) / "table_convergence", lead=None)
     note = " ".join(x for x in (convergence_note(rows), kept_note({k: trained[k] for k in curves})) if x)
     return {"curves": curves, "convergence": rows, "note": note, "figure": figure}

@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .config import PROFILE_NAMES
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -62,8 +64,8 @@ def profile_root(profile: str) -> Path:
     profile: the shipped weights, the evaluator classifiers, cached statistics, and the run folders
     (``results/<chapter>/runs/<profile>-seed<n>``, named by profile already).
     """
-    if not profile or "/" in profile or "\\" in profile or profile.startswith("."):
-        raise ValueError(f"profile {profile!r} is not a profile name (smoke, quick or full)")
+    if profile not in PROFILE_NAMES:  # before a folder is made for it (a typo would leave "results/fast/")
+        raise ValueError(f"profile {profile!r} is not a profile name: choose one of {', '.join(PROFILE_NAMES)}")
     return results_root() if profile == "full" else results_root() / profile
 
 

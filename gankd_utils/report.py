@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import checkpoint, paths, tables, weights
+from . import checkpoint, evaluation, paths, tables, weights
 from .data import FULL_SIZES
 from .io import atomic_write_text
 
@@ -32,7 +32,9 @@ REPORT_SECTIONS: tuple[tuple[str, str, str], ...] = (
     ("05_tinygan", "05 · TinyGAN distillation",
      "TinyGAN student distilled from a teacher's exported set (pixel, adversarial and D-feature losses)."),
     ("06_compare", "06 · Every model, one evaluation pipeline",
-     "Size, speed and quality of every model of chapters 03-05 under the same protocol."),
+     "Size, speed and quality of every model of chapters 03-05 under the same protocol: seed 0 of each model (the run "
+     "that ships). Chapter 03's table gives each MNIST student's mean and spread over its seeds, so its numbers "
+     "differ from these (most where a seed collapsed)."),
     ("07_compress", "07 · Beyond KD: pruning, quantization, ONNX",
      "Structured pruning with a KD fine-tune, fp16 and int8 files, ONNX Runtime against torch."),
 )
@@ -215,12 +217,29 @@ def _rel(p: Path, base: Path) -> str:
     return p.relative_to(base).as_posix() if p.is_relative_to(base) else p.as_posix()
 
 
+def _seeds_said(metrics: dict[str, Any]) -> str:
+    """What the chapter's scores are: the mean over several seeds (:func:`evaluation.mean_over_seeds`'s ``seeds``)
+    with its spread, or one seed's run of each model."""
+    seed = metrics.get("seed", "?")
+    seeds = [r.get("seeds") for r in (metrics.get("models") or {}).values()
+             if isinstance(r, dict) and isinstance(r.get("seeds"), int)]
+    if max(seeds, default=1) <= 1:
+        return f" Each model's scores are its seed-{seed} run's."
+    many = sorted({n for n in seeds if n > 1}, reverse=True)
+    counts = " or ".join(str(n) for n in many)
+    one = " (a model with one seed, such as a teacher: that run's scores)" if 1 in seeds else ""
+    kept = " under `per_seed`" if metrics.get("per_seed") else ""
+    return (f" Each model's scores are the mean over its {counts} seeds{one}, with their "
+            f"spread in the `*_std` columns (sample standard deviation over seeds); each seed's own scores are in "
+            f"this chapter's `metrics.json`{kept}.")
+
+
 def _paragraph(folder: Path, metrics: dict[str, Any], shipped: frozenset[str] = frozenset()) -> str:
     """What a chapter ran, where and with what, from its ``metrics``; ``shipped``: the shipped models' keys (a model
     the chapter left out that has shipped since is named as such, with the remedy)."""
     prof = metrics.get("profile", "?")
     where = metrics.get("machine") or metrics.get("device", "?")
-    bits = [f"Run in the **{prof}** profile on **{where}** (seed {metrics.get('seed', '?')})."]
+    bits = [f"Run in the **{prof}** profile on **{where}**." + _seeds_said(metrics)]
     if metrics.get("cpu") and metrics["cpu"] != where:
         bits.append(f"CPU timings on {metrics['cpu']}.")
     if prof != "full":
@@ -256,14 +275,45 @@ def _paragraph(folder: Path, metrics: dict[str, Any], shipped: frozenset[str] = 
         if since:
             bits.append(f"**Partial:** left out, as not trained when the chapter ran, and shipped since: "
                         f"{', '.join(since)} (run the chapter again to include {'it' if len(since) == 1 else 'them'}).")
-    for key in ("convergence_note", "collapse_note"):
-        if metrics.get(key):
-            bits.append(metrics[key])
+    if metrics.get("convergence_note"):
+        bits.append(metrics["convergence_note"])
+    # said again from the runs it names (evaluation.collapse_note), so that its words say where each seed's scores are
+    collapse = (evaluation.collapse_note(metrics["collapsed"]) if isinstance(metrics.get("collapsed"), list)
+                else metrics.get("collapse_note"))
+    if collapse:
+        bits.append(collapse)
     left_out = set(metrics.get("left_out") or [])  # named once, in the sentence above
     skipped = [s for s in metrics.get("skipped") or [] if s.get("what") not in left_out]
     for what, why in dict.fromkeys((s.get("what"), s.get("why")) for s in skipped):  # once each (06 has 2 datasets)
         bits.append(f"Skipped: {what} ({why}).")
     return " ".join(bits)
+
+
+def _ran(folder: Path, base: Path) -> bool:
+    """Whether a chapter without ``metrics.json`` ran: its folder holds outputs besides ``runs/`` (the training
+    runs, which other chapters and commands write there too), or the chapter's executed notebook is under
+    ``base/executed/``."""
+    outputs = folder.is_dir() and any(p.name != "runs" for p in folder.iterdir())
+    return outputs or any((base / "executed").glob(f"{folder.name[:2]}_*.ipynb"))
+
+
+def _protocol_said(table: Path, metrics: dict[str, Any]) -> str:
+    """For a table whose quality column is a bare ``fid`` (chapter 07's steps, one table per student): the protocol
+    it was measured with, from the dataset its name holds (``table_mnist_...``); for ``targets``, that each
+    student's FID is its dataset's. "" for the other tables, whose columns name their protocol."""
+    protos = {p["metrics"]["fid"]: str(p.get("reference", "")) for p in metrics.get("protocols", [])
+              if isinstance(p.get("metrics"), dict) and p["metrics"].get("fid")}
+    if table.stem == "targets":  # study.INT8_TARGET: an older table's wording names neither batch size
+        said = ("the chapter's verdict on its targets (the int8 target asks for 2x at batch 1 and at batch 64 "
+                "alike)")
+        return said + ("; each FID is measured with the student's dataset's protocol ("
+                       + ", ".join(f"`{fid}`" for fid in protos) + ")" if protos else "")
+    header = table.read_text().split("\n", 1)[0]
+    if "| fid |" not in header:
+        return ""
+    words = table.stem.split("_")
+    found = [fid for fid, ref in protos.items() if ref.split("-")[0] in words]
+    return f"`fid` is `{found[0]}` (the protocol above)" if found else ""
 
 
 def write_report(results: str | Path | None = None, profile: str = "full") -> Path:
@@ -300,9 +350,10 @@ def write_report(results: str | Path | None = None, profile: str = "full") -> Pa
         mfile = folder / "metrics.json"
         if not mfile.exists():
             waiting.append(title.split(" · ")[0])
-            lines += ["_Not run (no `metrics.json`)._" if not folder.exists() else
+            ran = _ran(folder, base)
+            lines += ["_Not run (no `metrics.json`)._" if not ran else
                       "_Ran without writing `metrics.json` (see the executed notebook)._", ""]
-            if folder.exists():
+            if ran:
                 lines += [f"![{p.stem}]({_rel(p, base)})" for p in sorted(folder.glob("*.png"))] + [""]
             continue
         m = json.loads(mfile.read_text())
@@ -310,9 +361,11 @@ def write_report(results: str | Path | None = None, profile: str = "full") -> Pa
         if m.get("left_out"):
             partial.append(title.split(" · ")[0])
         lines += [_paragraph(folder, m, shipped), ""]
-        for table in sorted(t for t in folder.glob("table*.md") if not t.stem.endswith("_full")):
-            lines += [f"**{table.stem}** ([CSV]({_rel(table.with_suffix('.csv'), base)}))", "",
-                      table.read_text().strip(), ""]
+        verdict = [folder / "targets.md"] if (folder / "targets.md").exists() else []  # chapter 07's targets
+        for table in verdict + sorted(t for t in folder.glob("table*.md") if not t.stem.endswith("_full")):
+            said = _protocol_said(table, m)
+            head = f"**{table.stem}** ([CSV]({_rel(table.with_suffix('.csv'), base)}))"
+            lines += [head + (f": {said}" if said else ""), "", table.read_text().strip(), ""]
         figs = sorted(folder.glob("*.png"))
         lines += [f"![{p.stem}]({_rel(p, base)})" for p in figs] + [""]
     subset = trained_on_subset(wroot)

@@ -27,7 +27,8 @@ def seed_everything(seed: int) -> None:
 
 
 def get_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"``: CUDA if present, else Apple MPS, else CPU; anything else is passed to torch."""
+    """``"auto"``: CUDA if present, else Apple MPS, else CPU; anything else is passed to torch, and a name torch
+    does not know (``"gpu"``) is refused with the names to use."""
     if isinstance(device, torch.device):
         return device
     if device == "auto":
@@ -36,7 +37,11 @@ def get_device(device: str | torch.device = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):  # torch's own message lists every device type it knows
+        raise ValueError(f"DEVICE={device!r} is not a device: use 'auto' (a GPU where there is one, else the CPU), "
+                         "'cpu' or 'cuda' (or 'cuda:1' for the second GPU)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"DEVICE={device!r} was asked for but CUDA is not available here; use 'auto' or 'cpu'")
     return dev

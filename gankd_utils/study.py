@@ -261,3 +261,29 @@ def compression_study(name: str, G: nn.Module, part: Mapping[str, Any], evaluato
                                    "met": bool(removed >= 30 and vs is not None and vs <= 10)})
     return {"rows": rows, "targets": targets, "variants": variants, "onnx_max_abs_diff": diff, "fid": fid_key,
             "files": str(out)}
+
+
+INT8_TARGET = "int8 ONNX >= 2x faster than fp32 torch at batch 1 and at batch 64, FID change <= 10%"
+"""The int8 target as :func:`study` checks it (``met``): both speedups at least 2x, not either one."""
+
+
+def target_rows(studies: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Chapter 07's verdict, one row per target and student (``studies``: ``{student key: study(...)}``):
+    ``{"student", "target", "measured", "met"}``, ``met`` said as "met" or "missed" (a table reads
+    True / False as data, not as a verdict)."""
+    rows = []
+    for key, st in studies.items():
+        t = st["targets"]
+        q8 = t["int8"]
+        rows.append({"student": key, "target": INT8_TARGET,
+                     "measured": f"{q8['speedup_b1']:.2f}x (b=1), {q8['speedup_b64']:.2f}x (b=64), "
+                                 f"FID {q8['fid_change_pct']:+.1f}%", "met": "met" if q8["met"] else "missed"})
+        for p in t["pruning"]:
+            rows.append({"student": key,
+                         "target": f"pruning {p['amount']:.0%} + KD: >= 30% MACs removed, FID <= +10% against the "
+                                   "unpruned student fine-tuned alike",
+                         "measured": f"{p['macs_removed_pct']:.0f}% MACs removed, FID "
+                                     f"{p['fid_change_vs_control_pct']:+.1f}% (control {p['control_fid']:.3g}; "
+                                     f"{p['fid_change_pct']:+.1f}% against the student as trained)",
+                         "met": "met" if p["met"] else "missed"})
+    return rows

@@ -17,10 +17,11 @@ from typing import Any
 
 from .io import atomic_write_text
 
-# the columns a report leads with, in order: exact names, or patterns of protocol names
-LEAD = ("model", "student", "step", "params", "compression_x", r"fid\d+\w*", r"kid\d+\w*", r"acc\d+\w*",
+# the columns a report leads with, in order: exact names, or patterns of protocol names; "seeds": how many seeds a
+# row's scores are the mean of (evaluation.mean_over_seeds), and "note" what a row's numbers leave out
+LEAD = ("model", "seeds", "student", "step", "params", "compression_x", r"fid\d+\w*", r"kid\d+\w*", r"acc\d+\w*",
         r"precision\d+\w*", r"recall\d+\w*", r"is\d+\w*", "fid", "fid_change_pct", "cpu_latency_ms_b1", "ms_b1",
-        "gap_closed")
+        "gap_closed", "note")
 
 TEXT = ("note",)  # columns of words that some rows leave out (e.g. evaluation.kd_gap_closed's): blank, not "n/a"
 

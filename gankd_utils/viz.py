@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+import numbers
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 
+from . import paths
 from .data import to_uint8
 from .zoo import is_kd_name
 
@@ -95,10 +97,33 @@ def _has_display() -> bool:
     return bool(os.environ.get("DISPLAY"))
 
 
-def save_figure(fig, path_stem: str | Path) -> list[Path]:
-    """Save ``fig`` as ``stem.png`` and ``stem.pdf``; return both paths."""
+# the line a figure of a profile other than full carries: its file has the name and title of the full run's
+PROFILE_STAMPS = {"smoke": "smoke profile: a test run, not a result",
+                  "quick": "quick profile: a short teaching run, not a result"}
+
+
+def profile_of(path: str | Path) -> str | None:
+    """The profile whose results folder holds ``path`` (``results/<profile>/...``, :func:`paths.profile_root`):
+    "smoke" or "quick"; None for the full run's folders (the results root itself) and for paths elsewhere."""
+    try:
+        rel = Path(path).resolve().relative_to(paths.results_root().resolve())
+    except ValueError:
+        return None
+    return rel.parts[0] if len(rel.parts) > 1 and rel.parts[0] in PROFILE_STAMPS else None
+
+
+def save_figure(fig, path_stem: str | Path, profile: str | None = None) -> list[Path]:
+    """Save ``fig`` as ``stem.png`` and ``stem.pdf``; return both paths.
+
+    A figure of a profile other than ``full`` (``profile``, else the one whose results folder holds the stem,
+    :func:`profile_of`) gets a small grey line at its foot saying so (:data:`PROFILE_STAMPS`): its file bears the
+    name and title of the full run's, and looks like a result.
+    """
     stem = Path(path_stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
+    said = PROFILE_STAMPS.get(profile or profile_of(stem) or "")
+    if said and not any(t.get_gid() == "gankd-profile-stamp" for t in fig.texts):
+        fig.text(0.995, 0.005, said, ha="right", va="bottom", fontsize=7, color="0.35", gid="gankd-profile-stamp")
     out = []
     for ext in ("png", "pdf"):
         p = stem.with_suffix(f".{ext}")
@@ -236,8 +261,10 @@ def progress_gif(sample_dir: str | Path, out: str | Path, duration_ms: int = 400
 
 def pareto_plot(points: Sequence[Mapping], x: str = "params", y: str = "fid", label: str = "name",
                 group: str = "kind", path_stem: str | Path | None = None, xlabel: str | None = None,
-                ylabel: str | None = None):
-    """Quality against size on a log size axis, one marker style per group (teacher / scratch / KD)."""
+                ylabel: str | None = None, lower_is_better: bool = True):
+    """Quality against size on a log size axis, one marker style per group (teacher / scratch / KD).
+
+    The quality axis says which way is better (``lower_is_better``: an FID; False for an accuracy)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 4))
     markers = {"teacher": "s", "scratch": "o", "kd": "^"}
@@ -249,7 +276,7 @@ def pareto_plot(points: Sequence[Mapping], x: str = "params", y: str = "fid", la
     ax.set_xscale("log")
     _round_size_ticks(ax, [float(p[x]) for p in points])
     ax.set_xlabel(xlabel or x)
-    ax.set_ylabel(ylabel or y)
+    ax.set_ylabel(f"{ylabel or y} ({'lower' if lower_is_better else 'higher'} is better)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -296,7 +323,9 @@ def speed_bars(rows: Sequence[Mapping], keys: Sequence[str] = ("cpu_img_per_s",)
                log: bool = True):
     """Horizontal bars of speed (or size) columns, one group per model; missing values are skipped.
 
-    ``log``: a log axis (speeds spanning orders of magnitude); False for a linear axis from 0.
+    ``log``: a log axis (speeds spanning orders of magnitude); False for a linear axis from 0. Values spanning
+    less than a decade get the linear axis whatever ``log`` says: on a log axis 13,790 would look a quarter of
+    28,273, and its tick labels would run into each other.
     """
     plt = _plt()
     names = [str(r[label]) for r in rows]
@@ -311,6 +340,8 @@ def speed_bars(rows: Sequence[Mapping], keys: Sequence[str] = ("cpu_img_per_s",)
         shown += vals
     ax.set_yticks([i + h * (len(keys) - 1) / 2 for i in range(len(rows))], names, fontsize=8)
     ax.invert_yaxis()
+    if log and shown and max(shown) / min(shown) < 10:
+        log = False
     if log:
         ax.set_xscale("log")
         if shown:  # every bar starts at one power of ten below the smallest, and its label fits on the right
@@ -351,7 +382,10 @@ def explorer(generators: Mapping[str, Callable[..., torch.Tensor]], class_names:
     saves it with ``path_stem``), so the picture is there headless and after the notebook is
     reopened; in a live kernel with ipywidgets (``interactive`` None or True, and
     ``GANKD_HEADLESS`` unset) the controls follow in a box of CSS class ``gankd-explorer``,
-    redrawing the grid in an output area of class ``gankd-explorer-view``.
+    redrawing the grid in an output area of class ``gankd-explorer-view``: once per pick (a search that changes
+    the class, a slider let go), starting from the default grid already drawn. Defaults the controls could not
+    show (a ``class_id`` not in ``class_ids``, a truncation outside (0, 1], n < 1, a negative seed) are refused
+    before anything is drawn; the seed and sample sliders reach the defaults given.
     """
     try:
         from IPython.display import Image, display
@@ -362,6 +396,7 @@ def explorer(generators: Mapping[str, Callable[..., torch.Tensor]], class_names:
         raise ValueError("explorer needs at least one generator")
     cond = {m: bool(class_names) if conditional is None else bool(conditional.get(m, False)) for m in names}
     ids = list(class_ids) if class_ids is not None else list(range(len(class_names) if class_names else 0))
+    _check_explorer_defaults(n, seed, class_id, ids if any(cond.values()) else [], truncation)
 
     def caption(model: str, cls: int, sd: int, trunc: float | None) -> str:
         parts = [model]
@@ -401,28 +436,43 @@ def explorer(generators: Mapping[str, Callable[..., torch.Tensor]], class_names:
     cls_w = W.Dropdown(options=opts, value=class_id if class_id in ids else (ids[0] if ids else None),
                        description="class")
     search_w = W.Text(value="", placeholder="type to search, e.g. retriever", description="search")
-    seed_w = W.IntSlider(value=seed, min=0, max=999, description="seed")
-    count_w = W.IntSlider(value=n, min=1, max=64, description="samples")
-    trunc_w = W.FloatSlider(value=truncation or 1.0, min=0.02, max=1.0, step=0.02, description="truncation")
+    # a redraw when a slider is let go, not at each step of a drag: a BigGAN grid takes seconds on a CPU, and
+    # the redraws of a drag would queue up behind each other; the ranges hold the defaults asked for
+    seed_w = W.IntSlider(value=seed, min=0, max=max(999, seed), description="seed", continuous_update=False)
+    count_w = W.IntSlider(value=n, min=1, max=max(64, n), description="samples", continuous_update=False)
+    trunc_w = W.FloatSlider(value=truncation or 1.0, min=min(0.02, truncation or 1.0), max=1.0, step=0.02,
+                            description="truncation", continuous_update=False)
     view = W.Output()
     view.add_class("gankd-explorer-view")
     class_row = W.HBox([search_w, cls_w] if len(opts) > 20 else [cls_w])
+    muted = [False]  # set while the search swaps the class list: its steps are no picks of their own
 
-    def redraw(_=None) -> None:
+    def show(png: bytes) -> None:
         class_row.layout.display = None if cond[model_w.value] and opts else "none"
-        png = render(model_w.value, cls_w.value if cls_w.value is not None else 0, seed_w.value, count_w.value,
-                     trunc_w.value if truncation is not None else None)
         with view:
             view.clear_output(wait=True)
             display(Image(data=png))
 
+    def redraw(_=None) -> None:
+        if muted[0]:
+            return
+        show(render(model_w.value, cls_w.value if cls_w.value is not None else 0, seed_w.value, count_w.value,
+                    trunc_w.value if truncation is not None else None))
+
     def on_search(change) -> None:
         q = change["new"].strip().lower()
         hits = [o for o in opts if q in o[0].lower()] if q else opts
-        if hits:  # keep the last pick while the query matches nothing
-            keep = cls_w.value if any(v == cls_w.value for _, v in hits) else hits[0][1]
-            cls_w.options = hits
-            cls_w.value = keep
+        if not hits:  # keep the last pick while the query matches nothing
+            return
+        before = cls_w.value
+        muted[0] = True
+        try:
+            cls_w.options = hits  # this alone sets the first hit, a pick the next line may undo
+            cls_w.value = before if any(v == before for _, v in hits) else hits[0][1]
+        finally:
+            muted[0] = False
+        if cls_w.value != before:  # one redraw per keystroke, and none where the class stays
+            redraw()
 
     search_w.observe(on_search, names="value")
     controls = [model_w, cls_w, seed_w, count_w] + ([trunc_w] if truncation is not None else [])
@@ -431,6 +481,20 @@ def explorer(generators: Mapping[str, Callable[..., torch.Tensor]], class_names:
     box = W.VBox([W.HBox([model_w] if len(names) > 1 else []), class_row,
                   W.HBox([seed_w, count_w] + ([trunc_w] if truncation is not None else [])), view])
     box.add_class("gankd-explorer")
-    redraw()
+    show(first)  # the defaults' grid, drawn once above: the live view starts from it
     display(box)
     return None
+
+
+def _check_explorer_defaults(n: int, seed: int, class_id: int, ids: Sequence[int], truncation: float | None) -> None:
+    """Refuse defaults the explorer's controls could not show: the picture saved and the controls would disagree."""
+    if not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"explorer: n={n!r} samples; give a whole number of at least 1")
+    if not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"explorer: seed={seed!r}; give a whole number of at least 0")
+    if ids and class_id not in ids:
+        shown = ", ".join(map(str, ids[:10])) + (", ..." if len(ids) > 10 else "")
+        raise ValueError(f"explorer: class_id={class_id!r} is not one of the classes offered (class_ids: {shown}); "
+                         "pick one of them, or add it to class_ids")
+    if truncation is not None and not 0 < truncation <= 1:
+        raise ValueError(f"explorer: truncation={truncation!r}; give a value in (0, 1] (1 = no truncation)")

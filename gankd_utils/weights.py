@@ -101,6 +101,13 @@ def _show(p: Path) -> str:
 
 
 def _restore_hint(root: Path) -> str:
+    """How to get a damaged or missing shipped file back: git restores the repository's own folder; a folder
+    elsewhere (GANKD_WEIGHTS) is no part of the repository, so git cannot, and its files are copied back."""
+    try:
+        Path(root).resolve().relative_to(paths.REPO_ROOT)
+    except ValueError:
+        return (f"copy the shipped files back into {_show(root)} (from the repository's results/weights, or from "
+                f'wherever that folder was filled), or set WEIGHTS = "train" to train your own')
     return (f"restore it with `git checkout -- {_show(root)}` (and `git lfs pull` if the repository uses "
             f'git-lfs) or set WEIGHTS = "train" to train your own')
 

@@ -424,3 +424,48 @@ def test_a_run_whose_recall_ended_near_zero_is_called_collapsed_whatever_its_fid
     assert "Every other run had converged on fid" in only and "Not converged" not in only
     # the threshold is a parameter: at 0.2 the nearly collapsed twin counts as collapsed too
     assert evaluation.convergence(curves, "fid", recall="recall", collapsed_below=0.2)[1]["verdict"] == "collapsed"
+
+
+def test_a_seed_without_a_score_is_left_out_of_the_mean_and_counted():
+    rows = [{"model": "s", "role": "kd", "params": 10, "fid5_x": 10.0, "acc5_x": None, "recall5_x": 0.5},
+            {"model": "s@1", "role": "kd", "params": 10, "fid5_x": None, "acc5_x": None, "recall5_x": 0.7},
+            {"model": "s@2", "role": "kd", "params": 10, "fid5_x": 20.0, "acc5_x": 0.9, "recall5_x": float("nan")}]
+    (row,) = evaluation.mean_over_seeds(rows)
+    assert row["seeds"] == 3 and row["params"] == 10 and row["role"] == "kd"
+    # the seeds that have a number, averaged; never seed 0's number standing for all, never NaN
+    assert row["fid5_x"] == 15.0 and row["fid5_x_std"] == pytest.approx(50 ** 0.5)
+    assert row["recall5_x"] == pytest.approx(0.6) and row["recall5_x_std"] == pytest.approx(0.02 ** 0.5)
+    assert row["acc5_x"] == 0.9 and "acc5_x_std" not in row  # one seed: its number, no spread
+    assert row["note"] == ("fid5_x: 2 of 3 seeds; acc5_x: 1 of 3 seeds (that seed's number, not a mean); "
+                           "recall5_x: 2 of 3 seeds")
+    none = evaluation.mean_over_seeds([{"model": "t", "fid5_x": None}, {"model": "t@1", "fid5_x": None}])
+    assert none == [{"model": "t", "seeds": 2, "fid5_x": None}]  # nothing to average, and no note
+    full = evaluation.mean_over_seeds([{"model": "u", "fid5_x": 1.0}, {"model": "u@1", "fid5_x": 3.0}])
+    assert "note" not in full[0] and full[0]["fid5_x"] == 2.0
+
+
+def test_only_a_full_run_is_called_collapsed_and_every_other_needs_another(tmp_path, monkeypatch):
+    """A smoke or quick run ends early, covering few real images without having collapsed: its convergence
+    table gives no "collapsed" verdict; and a note on runs that all collapsed speaks of no "other" run."""
+    ev = tiny_evaluator()
+    fid, recall = ev.names()["fid"], ev.names()["recall"]
+    curve = [{"step": 2, fid: 90.0, recall: 0.0}, {"step": 4, fid: 80.0, recall: 0.0}]
+    monkeypatch.setattr(evaluation, "kept_snapshots", lambda t: [(2, None)])
+    monkeypatch.setattr(evaluation, "snapshot_curves", lambda trained, e, progress=True: {k: curve for k in trained})
+    monkeypatch.setattr(evaluation, "kept_note", lambda trained: "")
+    verdicts = {}
+    for profile in ("smoke", "quick", "full"):
+        t = runs.Trained(None, "tiny_scratch", tmp_path / f"{profile}-seed0" / "tiny_scratch", False, 4, True)
+        over = evaluation.quality_over_training({"tiny_scratch": t}, ev, tmp_path / profile,
+                                                labels={"tiny_scratch": "tiny"}, progress=False)
+        verdicts[profile] = over["convergence"][0]["verdict"]
+    assert verdicts == {"smoke": "still improving", "quick": "still improving", "full": "collapsed"}
+    shipped = runs.Trained(None, "tiny_scratch", tmp_path / "weights" / "mnist" / "tiny_scratch", True, 4, True)
+    assert evaluation._profile_of({"a": shipped}) == "full"  # the shipped weights: a full run's
+    t = runs.Trained(None, "tiny_scratch", tmp_path / "full-seed0" / "tiny_scratch", False, 4, True)
+    named = evaluation.quality_over_training({"tiny_scratch": t}, ev, tmp_path / "named",
+                                             labels={"tiny_scratch": "tiny"}, progress=False, profile="smoke")
+    assert named["convergence"][0]["verdict"] == "still improving"  # the profile named wins
+    note = evaluation.convergence_note(
+        evaluation.convergence({"a": curve, "b": curve}, fid, recall=recall))
+    assert note.startswith("Collapsed") and "Every other" not in note and "converged on" not in note

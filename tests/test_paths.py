@@ -35,10 +35,12 @@ def test_each_profile_but_full_writes_its_chapters_in_a_folder_of_its_own(tmp_pa
     d = paths.chapter_dir("03_mnist", "smoke", "ckpt")
     assert d == tmp_path / "r" / "smoke" / "03_mnist" / "ckpt" and d.is_dir()
     assert paths.chapter_dir("03_mnist", "full") == tmp_path / "r" / "03_mnist"
-    for bad in ("", "../elsewhere", ".hidden", "a/b"):
-        with pytest.raises(ValueError, match="not a profile name"):
+    for bad in ("", "../elsewhere", ".hidden", "a/b", "fast", "Full"):
+        with pytest.raises(ValueError, match="not a profile name: choose one of smoke, quick, full"):
             paths.profile_root(bad)
-    assert not (tmp_path / "elsewhere").exists()
+    with pytest.raises(ValueError, match="'fast' is not a profile name"):
+        paths.chapter_dir("06_compare", "fast")  # a typo makes no folder
+    assert not (tmp_path / "elsewhere").exists() and not (tmp_path / "r" / "fast").exists()
 
 
 def test_shown_names_no_machine_folders(tmp_path, monkeypatch):

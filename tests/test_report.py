@@ -26,7 +26,8 @@ def _chapter(root, name, profile, **more):
 def test_report_collects_chapters_and_flags_profiles(tmp_path):
     _chapter(tmp_path, "03_mnist", "full")
     _chapter(tmp_path, "06_compare", "quick", machine="cuda:0 (Some GPU)", cpu="cpu (AMD EPYC, 16 cores)")
-    (tmp_path / "04_cifar10").mkdir()  # ran, but wrote no metrics.json
+    (tmp_path / "04_cifar10").mkdir()  # ran, but wrote no metrics.json: its figures only
+    (tmp_path / "04_cifar10" / "curves.png").write_bytes(b"png")
     text = report.write_report(tmp_path).read_text()
     assert "| a | 1.5 |" in text and "](03_mnist/samples.png)" in text and "](03_mnist/table.csv)" in text
     assert "**full** profile on **cuda**" in text and "99.10%" in text  # an older metrics.json: the device only
@@ -320,3 +321,54 @@ def test_the_compression_chapter_says_what_it_pruned_and_how_it_fine_tuned(tmp_p
         tmp_path / "d").read_text()
     _chapter(tmp_path / "c", "03_mnist", "full")
     assert "Channel pruning" not in report.write_report(tmp_path / "c").read_text()
+
+
+def test_a_chapter_folder_holding_only_training_runs_has_not_run(tmp_path):
+    _chapter(tmp_path, "03_mnist", "full")
+    (tmp_path / "04_cifar10" / "runs" / "full-seed0").mkdir(parents=True)  # runs other commands left there
+    section = lambda text: text[text.index("## 04 ·"):text.index("## 05 ·")]  # noqa: E731
+    assert "_Not run (no `metrics.json`)._" in section(report.write_report(tmp_path).read_text())
+    (tmp_path / "executed").mkdir()
+    (tmp_path / "executed" / "04_cifar10_cgan_kd.ipynb").write_text("{}")  # its executed notebook: it ran
+    assert "Ran without writing `metrics.json`" in section(report.write_report(tmp_path).read_text())
+    (tmp_path / "executed" / "04_cifar10_cgan_kd.ipynb").unlink()
+    (tmp_path / "04_cifar10" / "samples.png").write_bytes(b"png")  # an output of its own: it ran
+    text = section(report.write_report(tmp_path).read_text())
+    assert "Ran without writing `metrics.json`" in text and "](04_cifar10/samples.png)" in text
+
+
+def test_report_says_a_chapter_scores_the_mean_over_seeds_and_chapter_06_one_seed(tmp_path):
+    models = {"t": {"seeds": 1, "role": "teacher"}, "s": {"seeds": 3, "role": "kd"}}
+    gone = [{"model": "s@2", "recall": 0.0}]
+    _chapter(tmp_path, "03_mnist", "full", models=models, per_seed={"s": {}, "s@1": {}, "s@2": {}}, collapsed=gone,
+             collapse_note="Collapsed (...; the means over seeds include it, the per-seed rows show each seed): s@2.")
+    _chapter(tmp_path, "06_compare", "full", models={"mnist/s": {"role": "kd"}})
+    text = report.write_report(tmp_path).read_text()
+    ch03, ch06 = text[text.index("## 03 ·"):text.index("## 04 ·")], text[text.index("## 06 ·"):]
+    assert "(seed 0)" not in ch03 and "mean over its 3 seeds" in ch03 and "`*_std` columns" in ch03
+    assert "`metrics.json` under `per_seed`" in ch03
+    # the collapse note is said again from the runs it names: it points where each seed's scores are
+    assert "per-seed rows" not in ch03 and "s@2 (recall 0.000)" in ch03 and "under `per_seed`): s@2" in ch03
+    assert "seed 0 of each model" in ch06 and "mean and spread over its seeds" in ch06
+    assert "Each model's scores are its seed-0 run's." in ch06
+
+
+def test_chapter_07_shows_its_targets_and_the_protocol_of_each_step_table(tmp_path):
+    d = _chapter(tmp_path, "07_compress", "full")
+    m = json.loads((d / "metrics.json").read_text())
+    m["protocols"].append({"metrics": {"fid": "fid10k_cifar10cls"}, "n_samples": 10000, "extractor": "cifar10cls",
+                           "reference": "cifar10-train", "n_reference": 50000})
+    (d / "metrics.json").write_text(json.dumps(m))
+    (d / "targets.md").write_text("| student | target | measured | met |\n|---|---|---|---|\n"
+                                  "| mnist/a | x | y | missed |")
+    for ds in ("mnist", "cifar10"):
+        (d / f"table_{ds}_a.md").write_text(f"| step | fid | fid_change_pct |\n|---|---|---|\n| fp32 torch | 1 | 0 |")
+    text = report.write_report(tmp_path).read_text()
+    ch07 = text[text.index("## 07 ·"):]
+    assert "| mnist/a | x | y | missed |" in ch07 and ch07.index("**targets**") < ch07.index("**table_cifar10_a**")
+    assert ("**targets** ([CSV](07_compress/targets.csv)): the chapter's verdict on its targets (the int8 target "
+            "asks for 2x at batch 1 and at batch 64 alike); each FID is measured with the student's dataset's "
+            "protocol (`fid10k_mnistcls`, `fid10k_cifar10cls`)") in ch07
+    assert "**table_mnist_a** ([CSV](07_compress/table_mnist_a.csv)): `fid` is `fid10k_mnistcls`" in ch07
+    assert "**table_cifar10_a** ([CSV](07_compress/table_cifar10_a.csv)): `fid` is `fid10k_cifar10cls`" in ch07
+    assert "**table** ([CSV](07_compress/table.csv))\n" in ch07  # its columns name their protocol

@@ -62,6 +62,10 @@ def test_get_device():
         assert repro.get_device("auto").type in ("cpu", "mps")
         with pytest.raises(RuntimeError, match="CUDA is not available"):
             repro.get_device("cuda")
+    for bad in ("gpu", "GPU0", ""):
+        with pytest.raises(ValueError, match=f"DEVICE={bad!r} is not a device: use 'auto' .*'cpu' or 'cuda'") as e:
+            repro.get_device(bad)
+        assert "Expected one of" not in str(e.value)  # not torch's list of every device type
 
 
 def test_describe_device_names_the_machine(monkeypatch):

@@ -236,3 +236,14 @@ def test_finetunes_are_the_studys_own(part, tmp_path, mnist_train, monkeypatch):
                                   device="cpu", amounts=(0.5,), finetune_steps=2, rounds=1, threads=1, progress=False,
                                   min_channels=3)
     assert list(res["variants"]) == STEPS
+
+
+def test_target_rows_say_both_batch_sizes_and_met_or_missed():
+    studies = {"mnist/a": {"targets": {
+        "int8": {"speedup_b1": 5.61, "speedup_b64": 1.28, "fid_change_pct": 0.2, "met": False},
+        "pruning": [{"amount": 0.3, "macs_removed_pct": 40.0, "fid_change_pct": -13.8,
+                     "fid_change_vs_control_pct": 5.0, "control_fid": 18.7, "met": True}]}}}
+    int8, pruned = study.target_rows(studies)
+    assert int8["target"] == "int8 ONNX >= 2x faster than fp32 torch at batch 1 and at batch 64, FID change <= 10%"
+    assert int8["measured"] == "5.61x (b=1), 1.28x (b=64), FID +0.2%" and int8["met"] == "missed"
+    assert pruned["met"] == "met" and pruned["measured"].startswith("40% MACs removed, FID +5.0% (control 18.7;")

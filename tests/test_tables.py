@@ -66,3 +66,11 @@ def test_rows_with_different_keys_keep_every_column(tmp_path):
     csv_path, md_path = tables.write_table(rows, tmp_path / "t", lead=None)
     assert csv_path.read_text().splitlines()[0] == "model,fid,acc"
     assert "| u | 1 | n/a |" in md_path.read_text()
+
+
+def test_lead_says_how_many_seeds_a_row_averages_and_what_it_leaves_out():
+    rows = [{"model": "a", "family": "f", "seeds": 3, "params": 10, "fid500_mnistcls": 1.0,
+             "note": "fid500_mnistcls: 2 of 3 seeds"}, {"model": "t", "family": "f", "seeds": 1, "params": 99}]
+    assert tables.lead_columns(rows) == ["model", "seeds", "params", "fid500_mnistcls", "note"]
+    md = tables.markdown_table(rows, columns=tables.lead_columns(rows))
+    assert "| a | 3 | 10 | 1 | fid500_mnistcls: 2 of 3 seeds |" in md and "| t | 1 | 99 | n/a |  |" in md

@@ -109,7 +109,57 @@ def test_explorer_builds_its_controls(tmp_path, monkeypatch):
         return torch.zeros(n, 1, 8, 8)
 
     assert viz.explorer({"a": fn, "b": fn}, class_names=[str(i) for i in range(10)], n=2, interactive=True) is None
-    assert calls == [(2, 0, 0), (2, 0, 0)]  # the saved default, then the live view's first draw
+    assert calls == [(2, 0, 0)]  # the saved default, drawn once: the live view starts from it
+
+
+def _live_explorer(monkeypatch, **kw):
+    """An explorer in a live kernel: the render calls and its controls, by description."""
+    W = pytest.importorskip("ipywidgets")
+    import IPython.display
+
+    monkeypatch.delenv("GANKD_HEADLESS", raising=False)
+    shown, calls = [], []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs, **_: shown.extend(objs))
+
+    def fn(n, cls, seed, trunc=None):
+        calls.append((n, cls, seed) if trunc is None else (n, cls, seed, trunc))
+        return torch.zeros(n, 1, 8, 8)
+
+    viz.explorer({"m": fn}, interactive=True, **kw)
+
+    def leaves(box):
+        return [w for c in box.children for w in (leaves(c) if isinstance(c, W.Box) else [c])]
+    box = next(o for o in shown if isinstance(o, W.VBox))
+    return calls, {getattr(w, "description", ""): w for w in leaves(box)}
+
+
+def test_explorer_redraws_once_per_pick_and_only_when_a_slider_is_let_go(monkeypatch):
+    names = [f"dog {i}" for i in range(25)] + ["retriever", "golden retriever"]
+    calls, ws = _live_explorer(monkeypatch, class_names=names, class_id=3, n=4, truncation=0.4)
+    assert len(calls) == 1  # the default grid, saved and shown in the live view alike
+    assert not any(ws[k].continuous_update for k in ("seed", "samples", "truncation"))
+    for q, picked in (("r", 25), ("re", 25), ("retriever", 25), ("golden", 26), ("zzz", 26), ("", 26)):
+        before = len(calls)
+        ws["search"].value = q
+        assert ws["class"].value == picked, q
+        # one redraw where the search changed the class, none where it kept it
+        assert len(calls) - before == (1 if q in ("r", "golden") else 0), q
+    ws["seed"].value = 5
+    assert calls[-1] == (4, 26, 5, 0.4)
+
+
+def test_explorer_controls_hold_the_defaults_asked_for(monkeypatch):
+    calls, ws = _live_explorer(monkeypatch, class_names=list("abcdefghij"), class_ids=[5, 6, 7], class_id=6,
+                               n=100, seed=2024, truncation=0.01)
+    assert calls == [(100, 6, 2024, 0.01)]
+    assert (ws["seed"].value, ws["samples"].value, ws["class"].value) == (2024, 100, 6)
+    assert ws["truncation"].value == 0.01 and ws["seed"].max >= 2024 and ws["samples"].max >= 100
+    for bad, match in (({"class_id": 0, "class_ids": [5, 6, 7]}, "class_id=0 is not one of the classes offered"),
+                       ({"truncation": 0.0}, r"truncation=0.0; give a value in \(0, 1\]"),
+                       ({"truncation": 1.5}, "truncation=1.5"), ({"seed": -1}, "seed=-1"), ({"n": 0}, "n=0")):
+        with pytest.raises(ValueError, match=match):
+            viz.explorer({"m": lambda n, c, s, t=None: torch.zeros(n, 1, 8, 8)}, class_names=list("abcdefghij"),
+                         interactive=False, **bad)
 
 
 def test_speed_bars_log_and_linear(tmp_path):
@@ -178,3 +228,36 @@ def test_speed_bars_name_each_value_and_start_at_one_baseline():
     lin = viz.speed_bars([{"step": "fp32", "file_kb": 271.3}, {"step": "fp16", "file_kb": 3.5}], keys=["file_kb"],
                          label="step", log=False)
     assert {t.get_text() for t in lin.axes[0].texts} == {"271", "3.5"} and lin.axes[0].get_xlim()[0] == 0
+
+
+def test_speed_bars_within_a_decade_use_a_linear_axis_from_zero():
+    """On a log axis 13,790 would look a quarter of 28,273: bars within a decade are drawn to scale."""
+    fig = viz.speed_bars([{"model": "int8", "cpu_img_per_s": 13790.0}, {"model": "fp32", "cpu_img_per_s": 28273.0}])
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "linear" and ax.get_xlim()[0] == 0 and ax.get_xlim()[1] > 28273
+    wide = viz.speed_bars([{"model": "a", "cpu_img_per_s": 30.0}, {"model": "b", "cpu_img_per_s": 3000.0}])
+    assert wide.axes[0].get_xscale() == "log"
+
+
+def test_figures_of_smoke_and_quick_say_they_are_no_result(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANKD_RESULTS", str(tmp_path / "r"))
+    stamps = {}
+    for where in ("smoke/03_mnist", "quick/03_mnist", "03_mnist", "../elsewhere"):
+        fig = viz.speed_bars([{"model": "a", "cpu_img_per_s": 3.0}], path_stem=tmp_path / "r" / where / "speed")
+        stamps[where] = [t.get_text() for t in fig.texts if t.get_gid() == "gankd-profile-stamp"]
+        assert (tmp_path / "r" / where / "speed.png").exists()
+    assert stamps == {"smoke/03_mnist": ["smoke profile: a test run, not a result"],
+                      "quick/03_mnist": ["quick profile: a short teaching run, not a result"],
+                      "03_mnist": [], "../elsewhere": []}  # the full run's folders, and any other: no stamp
+    fig = viz.speed_bars([{"model": "a", "cpu_img_per_s": 3.0}])
+    viz.save_figure(fig, tmp_path / "x", profile="smoke")
+    viz.save_figure(fig, tmp_path / "x", profile="smoke")  # saved again: still one line
+    assert [t.get_text() for t in fig.texts] == ["smoke profile: a test run, not a result"]
+
+
+def test_pareto_quality_axis_says_which_way_is_better():
+    pts = [{"name": "a", "params": 1e5, "fid": 3.0, "kind": "kd"}, {"name": "b", "params": 1e6, "fid": 1.0,
+                                                                     "kind": "teacher"}]
+    assert viz.pareto_plot(pts, ylabel="fid10k_mnistcls").axes[0].get_ylabel() == "fid10k_mnistcls (lower is better)"
+    acc = viz.pareto_plot([{**p, "acc": 0.9} for p in pts], y="acc", lower_is_better=False)
+    assert acc.axes[0].get_ylabel() == "acc (higher is better)"

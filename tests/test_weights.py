@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gankd_utils import checkpoint, cli, config, metrics, report, weights
+from gankd_utils import checkpoint, cli, config, metrics, paths, report, weights
 from gankd_utils.metrics.size import count_params
 from gankd_utils.models import CondDCGANDiscriminator, CondDCGANGenerator
 
@@ -273,7 +273,9 @@ def test_a_flipped_byte_is_caught_and_named(wroot, tmp_path, name):
         weights.load("mnist", "tiny")
     msg = str(e.value)
     assert f"mnist/tiny/{name} does not match its sha256 in MANIFEST.json" in msg
-    assert "git checkout --" in msg and 'WEIGHTS = "train"' in msg
+    # GANKD_WEIGHTS outside the repository: git cannot restore it, the files are copied back
+    assert f"copy the shipped files back into {wroot}" in msg and 'WEIGHTS = "train"' in msg
+    assert "git checkout" not in msg
     assert isinstance(e.value, FileNotFoundError)
     with pytest.raises(weights.ShippedWeightsError, match=f"mnist/tiny/{name}"):
         weights.verify()
@@ -577,3 +579,9 @@ def test_the_committed_weights_match_their_sums_and_the_classifiers_meet_their_b
     rows = [r for r in report.quality_bars(repo_results) if "evaluator classifier" in r["bar"]]
     assert len(rows) == 2 and all(r["from"].startswith("shipped weights (full") for r in rows), rows
     assert all(r["verdict"] == "met" for r in rows), rows
+
+
+def test_the_repository_own_weights_folder_is_restored_with_git(tmp_path):
+    hint = weights._restore_hint(paths.REPO_ROOT / "results" / "weights")
+    assert "`git checkout -- results/weights`" in hint and "copy" not in hint
+    assert "git checkout" not in weights._restore_hint(tmp_path / "weights")
