@@ -53,7 +53,10 @@ def parse_classes(spec: str, n_classes: int | None = None) -> list[int]:
         if not m or (m.group(2) is not None and int(m.group(1)) > int(m.group(2))):
             raise ValueError(f"cannot read class list {spec!r} at {part!r}: use ids and ranges like '0-9' or '1,3,5-7'")
         lo = int(m.group(1))
-        ids.update(range(lo, int(m.group(2)) + 1) if m.group(2) is not None else [lo])
+        hi = int(m.group(2)) if m.group(2) is not None else lo
+        if n_classes is not None and (lo < 0 or hi >= n_classes):  # before expanding: '0-20000000' is one check
+            raise ValueError(f"class ids out of range 0..{n_classes - 1}: {part!r} in {spec!r}")
+        ids.update(range(lo, hi + 1))
     if not ids:
         raise ValueError(f"the class list {spec!r} is empty: give at least one class id")
     return check_class_ids(sorted(ids), n_classes).tolist()

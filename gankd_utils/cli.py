@@ -35,11 +35,25 @@ from .dist import from_env
 from .io import atomic_write, atomic_write_text
 from .models import generate
 from .report import write_report
-from .teachers.export import check_request
+from .teachers.export import check_export, check_out, check_request
 from .zoo import zoo
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    # every check that needs no model comes first: a bad value fails at once, and nothing is written
+    out = Path(args.out)
+    if out.suffix != ".npz":
+        raise ValueError(f"--out must end in .npz, got {out}")
+    if out.is_dir():
+        raise FileExistsError(f"--out {out} is a folder: give a file name ending in .npz")
+    if out.exists() and not args.force:
+        raise FileExistsError(f"--out {out} exists already: give another name, or --force to replace it")
+    for opt, v in (("--per-class", args.per_class), ("--n", args.n), ("--batch-size", args.batch_size)):
+        if v is not None and v < 1:
+            raise ValueError(f"{opt} must be >= 1, got {v}")
+    if args.classes:
+        parse_classes(args.classes)  # its form now; its range once the model says how many classes it has
+    _check_device(args.device)
     device = repro.get_device(args.device)
     G = checkpoint.load_model(args.checkpoint, device)
     if G.n_classes:
@@ -61,9 +75,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
         x = generate(G, n=n, seed=args.seed, purpose="sample", device=device, batch_size=args.batch_size)
         y = torch.full((n,), -1, dtype=torch.int64)
     images = to_uint8(x).permute(0, 2, 3, 1).numpy()
-    out = Path(args.out)
-    if out.suffix != ".npz":
-        raise SystemExit(f"error: --out must end in .npz, got {out}")
 
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
@@ -176,9 +187,45 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_device(name: str) -> None:
+    """``--device`` checked before any model is loaded, with the names to use (torch's own errors would be
+    tracebacks: an unknown name, or CUDA on a machine without it)."""
+    try:
+        dev = torch.device(name) if name != "auto" else None
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"--device {name!r} is not a device: use auto (a GPU where there is one, else the CPU), "
+                         "cpu or cuda (cuda:1 for the second GPU)") from None
+    if dev is not None and dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name} was asked for but CUDA is not available here; use auto or cpu")
+
+
 def cmd_export(args: argparse.Namespace) -> int:
-    """``python -m gankd_utils export ...``: check the request, load the teacher, export, say what happened."""
+    """``python -m gankd_utils export ...``: check the request, load the teacher, export, say what happened.
+
+    ``--check`` only says whether the set in ``--out`` is complete and whole (:func:`teachers.export.check_export`):
+    it loads no teacher and generates nothing, so it is safe to run while workers are still writing.
+    """
+    if args.check:
+        res = check_export(args.out)
+
+        def names(files: list[str]) -> str:
+            return ", ".join(files[:10]) + (" ..." if len(files) > 10 else "")
+
+        if res["complete"] and not res["damaged"]:
+            print(f"{args.out}: complete")
+            return 0
+        if res["missing"]:
+            print(f"{args.out}: incomplete, {len(res['missing'])} shard(s) missing: {names(res['missing'])}")
+        if res["damaged"]:
+            print(f"{args.out}: {len(res['damaged'])} shard(s) damaged: {names(res['damaged'])}; delete them and run "
+                  "the export again (the worker of each) to redo them")
+        return 1
+    missing = [o for o, v in (("--teacher", args.teacher), ("--per-class", args.per_class)) if v is None]
+    if missing:
+        raise ValueError(f"export needs {' and '.join(missing)} (or --check to only check the set in --out)")
     check_request(args.per_class, args.truncation, args.shard_size, args.worker, args.workers)
+    check_out(args.out)
+    _check_device(args.device)
     if args.teacher == "biggan" and args.classes is not None:
         parse_classes(args.classes, 1000)  # fail on a bad list before the slow model load
     teacher = teachers.load_teacher(args.teacher, args.handle, args.checkpoint, args.device)
@@ -192,7 +239,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                           worker=args.worker, workers=args.workers)
     state = ("complete" if res["complete"] else
              f"incomplete: {len(res['missing'])} shards still to come from other workers "
-             "(rerun without --worker/--workers to check)")
+             f"(check with: python -m gankd_utils export --check --out {res['out']})")
     rate = f", {res['images_per_s']:.1f} img/s" if res["images_written"] else ""
     print(f"{res['out']}: {res['n_shards']} shards, {state}; this run wrote {len(res['written'])} "
           f"({res['images_written']} images{rate}), kept {len(res['kept'])}"
@@ -214,15 +261,29 @@ def cmd_distill(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
+def _profile(args: argparse.Namespace) -> str:
+    """``--profile``, else $PROFILE, else the machine's default; a name that is no profile is refused before
+    anything is made for it (it would leave a results/<name>/ folder behind)."""
     profile = args.profile or os.environ.get("PROFILE") or config.default_profile()
+    if profile not in config.PROFILE_NAMES:
+        raise ValueError(f"PROFILE={profile!r} is not a profile: choose one of {', '.join(config.PROFILE_NAMES)}")
+    return profile
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    profile = _profile(args)
     print(f"wrote {write_report(args.results, profile)}")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``python -m gankd_utils run`` (``make run``): the numbered notebooks in order, then a summary."""
-    profile = args.profile or os.environ.get("PROFILE") or config.default_profile()
+    profile = _profile(args)
+    unmatched = [o for o in args.only or () if not nbrun.notebooks([o])]
+    if unmatched:  # a typo would otherwise run nothing, or less than asked, and still report success
+        names = ", ".join(p.name for p in nbrun.notebooks())
+        raise ValueError(f"--only {' '.join(unmatched)} matches no notebook; the notebooks are {names} (give the "
+                         "start of a name, e.g. --only 03)")
     res = nbrun.run_all(profile, args.only, args.out, args.keep_going, say=lambda m: print(m, flush=True))
     print("\n[gankd] summary")
     print(f"  profile: {profile}; executed notebooks in {res['out_dir']}; tables, figures and REPORT.md in "
@@ -329,14 +390,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output .npz: images uint8 (N, H, W, C), labels int64 (N,)")
     s.add_argument("--device", default="auto")
     s.add_argument("--batch-size", type=int, default=500)
+    s.add_argument("--force", action="store_true", help="replace --out if it exists")
     s.set_defaults(func=cmd_sample)
 
     e = sub.add_parser("export", help="a teacher's (z, y, image) triples to shards")
-    e.add_argument("--teacher", required=True, choices=["biggan", "checkpoint"])
+    e.add_argument("--teacher", default=None, choices=["biggan", "checkpoint"], help="required unless --check")
     e.add_argument("--handle", default=None, help="BigGAN TF-Hub handle, URL or local folder")
     e.add_argument("--checkpoint", default=None, help="torch generator checkpoint (--teacher checkpoint)")
     e.add_argument("--classes", default=None, help="class ids (default: BigGAN's 398 animals 0-397, all for a checkpoint)")
-    e.add_argument("--per-class", type=int, required=True)
+    e.add_argument("--per-class", type=int, default=None, help="required unless --check")
     e.add_argument("--truncation", type=float, default=1.0)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--out", required=True)
@@ -345,6 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--worker", type=int, default=0)
     e.add_argument("--workers", type=int, default=1)
     e.add_argument("--device", default="auto")
+    e.add_argument("--check", action="store_true",
+                   help="only say whether the set in --out is complete and every shard whole (exit status 1 if "
+                        "not); loads no teacher and generates nothing, so it is safe while workers run")
     e.set_defaults(func=cmd_export)
 
     t = sub.add_parser("train", help="train or resume one model of a dataset's zoo (same code and folders as the notebook)")
@@ -407,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.set_defaults(func=cmd_score)
 
     r = sub.add_parser("report", help="write REPORT.md from the chapters' saved tables and figures")
-    r.add_argument("--profile", default=None,
+    r.add_argument("--profile", default=None, choices=config.PROFILE_NAMES,
                    help="whose chapters: full reads results/, smoke and quick results/<profile>/ (default: as "
                         "'run': PROFILE, else full with CUDA, else quick)")
     r.add_argument("--results", default=None, help="read this results folder instead (its REPORT.md is written there)")
@@ -415,8 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     n = sub.add_parser("run", help="execute the numbered notebooks (make run)", description=nbrun.__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    n.add_argument("--profile", default=None, help="smoke | quick | full (default: PROFILE, else full with CUDA, "
-                                                   "else quick)")
+    n.add_argument("--profile", default=None, choices=config.PROFILE_NAMES,
+                   help="default: PROFILE, else full with CUDA, else quick")
     n.add_argument("--only", nargs="*", help="run only notebooks whose names start with these prefixes (e.g. 03)")
     n.add_argument("--out", default=None, help="folder for executed copies (default: results/executed for full, "
                                                "results/<profile>/executed for smoke and quick)")

@@ -67,17 +67,21 @@ class ImageSet:
         return tuple(self.images.shape[1:])  # type: ignore[return-value]
 
     def subset(self, n: int | None, seed: int = 0) -> "ImageSet":
-        """A class-balanced random subset of ``n`` images (``None``: everything)."""
+        """A class-balanced random subset of exactly ``n`` images (``None``, or ``n`` >= the set: everything).
+
+        Each class present gets ``n // k`` images (the first ``n % k`` classes one more). A class with fewer
+        images than its share gives all it has, and its shortfall is shared out the same way among the
+        others, so the subset is as balanced as the class sizes allow and never smaller than asked.
+        """
+        if n is not None and int(n) < 0:
+            raise ValueError(f"a subset needs n >= 0 images (or None for all), got {n}")
         if n is None or n >= len(self):
             return self
         g = torch.Generator().manual_seed(seed)
         present = torch.unique(self.labels).tolist()  # teacher sets may hold a subset of class ids
-        k = len(present)
-        idx = []
-        for i, c in enumerate(present):
-            members = torch.nonzero(self.labels == c).flatten()
-            take = n // k + (1 if i < n % k else 0)
-            idx.append(members[torch.randperm(len(members), generator=g)[:take]])
+        members = [torch.nonzero(self.labels == c).flatten() for c in present]
+        idx = [m[torch.randperm(len(m), generator=g)[:take]] for m, take in zip(members, _quotas(
+            [len(m) for m in members], int(n)))]
         idx = torch.cat(idx).sort().values
         return ImageSet(self.images[idx], self.labels[idx], self.classes, f"{self.name}[{n}]",
                         None if self.z is None else self.z[idx])
@@ -90,6 +94,30 @@ class ImageSet:
         if self.z is not None:
             h.update(self.z.numpy().tobytes())
         return h.hexdigest()[:16]
+
+
+def _quotas(sizes: Sequence[int], n: int) -> list[int]:
+    """Images to take from each class: ``n`` (<= the sum of ``sizes``) shared as evenly as ``sizes`` allow.
+
+    Classes too small for an even share are taken whole, the rest shared again among the others; with no
+    class too small this is ``n // k`` each and one more for the first ``n % k`` (the split subsets always had).
+    """
+    take = [0] * len(sizes)
+    open_ = list(range(len(sizes)))
+    left = n
+    while open_:
+        share, extra = divmod(left, len(open_))
+        want = {c: share + (1 if j < extra else 0) for j, c in enumerate(open_)}
+        short = [c for c in open_ if sizes[c] < want[c]]
+        if not short:
+            for c in open_:
+                take[c] = want[c]
+            break
+        for c in short:  # taken whole; what they lack goes round again
+            take[c] = sizes[c]
+            left -= sizes[c]
+        open_ = [c for c in open_ if c not in short]
+    return take
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
@@ -125,6 +153,14 @@ def load_mnist(train: bool = True, root: str | Path | None = None, download: boo
     prefix = "train" if train else "t10k"
     wanted = {name: md5 for name, md5 in MNIST.resources if name.startswith(prefix)}
     if not all(check_integrity(str(raw / n), md5) for n, md5 in wanted.items()):
+        damaged = [raw / n for n, md5 in wanted.items()
+                   if (raw / n).exists() and not check_integrity(str(raw / n), md5)]
+        if damaged and (not download or paths.offline()):  # there, but not the original file: no download mends it
+            raise DatasetUnavailable(
+                f"{', '.join(map(str, damaged))} failed {'its' if len(damaged) == 1 else 'their'} md5 checksum "
+                f"(torchvision's sums of the original MNIST files): {'it is' if len(damaged) == 1 else 'they are'} "
+                "damaged or another file. Copy the original file again into that folder (or delete it and allow "
+                "the download: GANKD_OFFLINE unset, network access).")
         if not download or paths.offline():
             raise DatasetUnavailable(_missing_msg("MNIST", raw, sorted(wanted), download))
         try:
@@ -154,8 +190,46 @@ def _missing_msg(name: str, where: Path, files: list[str], download: bool, err: 
 def _cifar10_npz(root: Path, train: bool) -> list[Path]:
     """The npz shards of one CIFAR-10 split under ``root`` (empty when the data root has none)."""
     npz_dir = root / "cifar10"
-    files = sorted(npz_dir.glob("train_*.npz")) if train else [npz_dir / "test.npz"]
+    # train_00.npz .. train_99.npz exactly: a stray copy ("train_03 (copy).npz") would add its images twice
+    files = sorted(npz_dir.glob("train_[0-9][0-9].npz")) if train else [npz_dir / "test.npz"]
     return [f for f in files if f.exists()]
+
+
+def _cifar10_part(f: Path, images: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
+    """(images uint8 (N, 32, 32, 3) or None, labels int64 (N,) in 0..9) of one npz part, checked; a damaged or
+    foreign file is a ValueError naming it and what to do (nothing on disk is changed)."""
+    fix = ("copy it again from where it came from (or run `python -m gankd_utils datapack unpack` again), "
+           "or move it out of the folder")
+    try:
+        with np.load(f, allow_pickle=False) as z:
+            if "labels" not in z.files or (images and "images" not in z.files):
+                raise ValueError(f"{f} holds the arrays {z.files}, not 'images' and 'labels': it is not a CIFAR-10 "
+                                 f"part; {fix}")
+            x = z["images"] if images else None
+            y = z["labels"]
+    except ValueError:
+        raise
+    except Exception as e:  # BadZipFile, EOFError, OSError: a truncated or damaged file
+        raise ValueError(f"{f} cannot be read ({type(e).__name__}: {e}): it is damaged or not an npz file; "
+                         f"{fix}") from e
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"{f}: labels must be whole numbers (N,), got {y.dtype} {y.shape}; {fix}")
+    if len(y) and (y.min() < 0 or y.max() > 9):
+        raise ValueError(f"{f}: labels must lie in 0..9 (CIFAR-10's classes), found {int(y.min())}..{int(y.max())}; "
+                         f"{fix}")
+    if x is not None:
+        if x.ndim != 4 or x.shape[1:] != (32, 32, 3) or x.dtype != np.uint8:
+            raise ValueError(f"{f}: expected uint8 images (N, 32, 32, 3), got {x.dtype} {x.shape}; {fix}")
+        if len(x) != len(y):  # checked per file: two wrong parts could otherwise add up and shift the labels
+            raise ValueError(f"{f} holds {len(x)} images but {len(y)} labels; {fix}")
+    return x, y.astype(np.int64)
+
+
+def _check_size(files: list[Path], n: int, split: str) -> None:
+    full = FULL_SIZES[f"cifar10-{split}"]
+    if n > full:
+        raise ValueError(f"{files[0].parent} holds {n:,} {split} images in {', '.join(f.name for f in files)}, "
+                         f"more than CIFAR-10's {full:,}: some are there twice (a copied part?); keep each part once")
 
 
 def load_cifar10(train: bool = True, root: str | Path | None = None, download: bool = True) -> ImageSet:
@@ -169,11 +243,10 @@ def load_cifar10(train: bool = True, root: str | Path | None = None, download: b
     files = _cifar10_npz(root, train)
     split = "train" if train else "test"
     if files:
-        parts = [np.load(f, allow_pickle=False) for f in files]
-        x = np.concatenate([p["images"] for p in parts])
-        y = np.concatenate([p["labels"] for p in parts]).astype(np.int64)
-        if x.ndim != 4 or x.shape[1:] != (32, 32, 3) or x.dtype != np.uint8:
-            raise ValueError(f"{npz_dir}: expected uint8 images (N, 32, 32, 3), got {x.dtype} {x.shape}")
+        parts = [_cifar10_part(f) for f in files]
+        _check_size(files, sum(len(y) for _, y in parts), split)
+        x = np.concatenate([p[0] for p in parts])
+        y = np.concatenate([p[1] for p in parts])
         images = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
         if len(images) < FULL_SIZES[f"cifar10-{split}"]:
             warnings.warn(f"{npz_dir} holds {len(images):,} of CIFAR-10's {FULL_SIZES[f'cifar10-{split}']:,} {split} "
@@ -189,6 +262,11 @@ def load_cifar10(train: bool = True, root: str | Path | None = None, download: b
     try:
         ds = CIFAR10(str(root), train=train, download=download and not batches.exists())
     except Exception as e:
+        if batches.exists():  # no download was tried: the folder there is what failed
+            raise DatasetUnavailable(
+                f"{batches} is there but could not be read as CIFAR-10 ({type(e).__name__}: {e}): it is damaged or "
+                "incomplete. Copy it again (or move it away and allow the download, or give the npz parts "
+                "cifar10/train_XX.npz + test.npz).") from e
         raise DatasetUnavailable(
             f"CIFAR-10 was not found under {root} (cifar10/*.npz or cifar-10-batches-py/) and could not be "
             f"downloaded ({type(e).__name__}: {e}). Set GANKD_DATA_ROOT to a folder that holds it.") from e
@@ -204,10 +282,8 @@ def cifar10_train_size(root: str | Path | None = None) -> int:
     files = _cifar10_npz(Path(root) if root is not None else paths.data_root(), train=True)
     if not files:
         return FULL_SIZES["cifar10-train"]
-    n = 0
-    for f in files:
-        with np.load(f, allow_pickle=False) as z:
-            n += len(z["labels"])
+    n = sum(len(_cifar10_part(f, images=False)[1]) for f in files)
+    _check_size(files, n, "train")
     return n
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from . import data, paths
-from .io import atomic_write, sha256_file
+from .io import atomic_write, atomic_write_text, sha256_file
 
 MANIFEST = "datapack.json"
 SHARD = 5_000  # images per written cifar10/train_XX.npz, as the original shards
@@ -122,7 +122,8 @@ def pack(out: str | Path, part_mib: float = 48.0, root: str | Path | None = None
             size += len(blob) + 24  # its bytes, its offset, label and index (int64 each)
         if blobs:
             flush()
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    # the manifest last and whole: a pack cut off while writing it leaves none, so it reads as unfinished, not damaged
+    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
     return manifest
 
 
@@ -151,7 +152,12 @@ def unpack(folder: str | Path, root: str | Path | None = None) -> dict:
     if not mpath.exists():
         raise FileNotFoundError(f"{folder} holds no {MANIFEST}: point unpack at the folder `datapack pack` wrote "
                                 "(its parts and the manifest beside them)")
-    manifest = json.loads(mpath.read_text())
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{mpath} is not valid JSON ({e}): copy the pack's {MANIFEST} again, or pack again") from e
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{mpath} does not hold a pack manifest (a JSON object): copy it again, or pack again")
     if manifest.get("format") != FORMAT or manifest.get("dataset") != "cifar10":
         raise ValueError(f"{mpath}: not a CIFAR-10 pack of format {FORMAT}: pack it again with this version")
     dest = (Path(root) if root is not None else paths.data_root()) / "cifar10"

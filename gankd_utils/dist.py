@@ -121,11 +121,17 @@ def setup(device: str = "auto") -> tuple[Dist, torch.device]:
     return d, dev
 
 
-def teardown(d: Dist) -> None:
-    """Leave the process group (after a final barrier) when one was joined."""
+def teardown(d: Dist, ok: bool = True) -> None:
+    """Leave the process group when one was joined: after a final barrier when this rank succeeded (``ok``).
+
+    A rank that failed (``ok=False``) leaves without the barrier: the other ranks wait in their next
+    collective, not in a barrier, so a barrier here would hang this rank before it reports its error;
+    leaving at once lets it exit with its traceback, and the launcher (torchrun) then stops the others.
+    """
     if d.enabled:
         import torch.distributed as td
 
         if td.is_initialized():
-            td.barrier()
+            if ok:
+                td.barrier()
             td.destroy_process_group()

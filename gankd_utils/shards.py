@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from . import repro
 from .data import ImageSet, to_float
-from .io import atomic_write, sha256_file
+from .io import sha256_file
 
 SHARD_FORMAT = "gankd-shards/1"
 MANIFEST = "manifest.json"
@@ -84,8 +84,42 @@ def write_shard(folder: str | Path, index: int, images: np.ndarray, labels: np.n
         arrays["z"] = z
     data = _npz_bytes(arrays)
     name = shard_name(index)
-    atomic_write(Path(folder) / name, lambda tmp: Path(tmp).write_bytes(data))
+    _write_owned(Path(folder) / name, data)
     return {"file": name, "count": int(len(images)), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def owned_tmp(path: Path) -> Path:
+    """The temp file beside ``path`` that this process and thread write it through: ``.NAME.HOST.PID.THREAD.tmp``.
+
+    The name lets a later export tell a temp file left by a killed process (same host, process gone) from one
+    another worker is writing right now (:func:`tmp_owner`).
+    """
+    return path.parent / f".{path.name}.{socket.gethostname()}.{os.getpid()}.{threading.get_ident()}.tmp"
+
+
+def tmp_owner(tmp: Path, name: str) -> tuple[str, int] | None:
+    """(host, pid) of an :func:`owned_tmp` temp file of the file ``name``, or None for another kind of name."""
+    prefix = f".{name}."
+    if not (tmp.name.startswith(prefix) and tmp.name.endswith(".tmp")):
+        return None
+    parts = tmp.name[len(prefix):-len(".tmp")].rsplit(".", 2)  # a host name may hold dots itself
+    if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+        return None
+    return parts[0], int(parts[1])
+
+
+def _write_owned(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically, through its :func:`owned_tmp` temp file (fsynced, then renamed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = owned_tmp(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class ShardError(ValueError):
@@ -131,17 +165,8 @@ def write_manifest(folder: str | os.PathLike, manifest: dict[str, Any]) -> None:
     The name lets a later export tell a temp file left by a killed process (same
     host, process gone) from one another worker is writing right now.
     """
-    out = Path(folder)
     text = json.dumps({**manifest, "format": SHARD_FORMAT}, indent=2, sort_keys=True)
-    tmp = out / f".{MANIFEST}.{socket.gethostname()}.{os.getpid()}.{threading.get_ident()}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out / MANIFEST)
-    finally:
-        tmp.unlink(missing_ok=True)
+    _write_owned(Path(folder) / MANIFEST, text.encode("utf-8"))
 
 
 def incomplete_reason(folder: str | os.PathLike, manifest: dict[str, Any]) -> str | None:
@@ -348,6 +373,8 @@ class ShardBatches:
                  rank: int = 0, world: int = 1, shards_in_memory: int = 4):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0 <= rank < world:
+            raise ValueError(f"rank must lie in 0..{world - 1}, got {rank}")
         if len(dataset) < batch_size * world:
             raise ValueError(f"{dataset.folder} holds {len(dataset)} items, fewer than one batch of {batch_size}"
                              + (f" for each of {world} processes" if world > 1 else ""))

@@ -1,4 +1,6 @@
 """Class ids and names (gankd_utils.classes): one parser, one check, one table of names per dataset."""
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -21,6 +23,13 @@ def test_parse_classes():
         parse_classes(" , ")
     with pytest.raises(ValueError, match="out of range"):
         parse_classes("-1")
+
+
+def test_a_huge_range_is_refused_before_it_is_expanded():
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match="out of range 0..999: '0-20000000'"):
+        parse_classes("0-20000000", 1000)
+    assert time.perf_counter() - t0 < 1.0  # one bounds check, not 20 million set entries
 
 
 def test_check_class_ids_accepts_lists_arrays_tensors():

@@ -32,8 +32,8 @@ def test_sample_conditional(tmp_path):
         assert f["labels"].tolist() == [0] * 4 + [1] * 4 + [2] * 4
         first = f["images"].copy()
     # same seed, same images; the class-0 images do not depend on which other classes were asked for
-    cli.main(["sample", "--checkpoint", str(tmp_path / "G"), "--classes", "0", "--per-class", "4",
-              "--seed", "1", "--out", str(out), "--device", "cpu"])
+    assert cli.main(["sample", "--checkpoint", str(tmp_path / "G"), "--classes", "0", "--per-class", "4",
+                     "--seed", "1", "--out", str(out), "--device", "cpu", "--force"]) == 0
     with np.load(out, allow_pickle=False) as f:
         assert np.array_equal(f["images"], first[:4])
 
@@ -45,17 +45,48 @@ def test_sample_unconditional_and_errors(tmp_path, capsys):
                      "--device", "cpu"]) == 0
     with np.load(out, allow_pickle=False) as f:
         assert f["images"].shape == (5, 28, 28, 1) and f["labels"].tolist() == [-1] * 5
+    new = tmp_path / "new.npz"  # the errors below come before anything is written
     with pytest.raises(SystemExit, match="unconditional"):
-        cli.main(["sample", "--checkpoint", str(tmp_path / "U"), "--classes", "0-9", "--out", str(out)])
+        cli.main(["sample", "--checkpoint", str(tmp_path / "U"), "--classes", "0-9", "--out", str(new)])
     checkpoint.save_model(tmp_path / "C", CondDCGANGenerator(32))
     with pytest.raises(SystemExit, match="--per-class"):
-        cli.main(["sample", "--checkpoint", str(tmp_path / "C"), "--n", "3", "--out", str(out), "--device", "cpu"])
-    with pytest.raises(SystemExit, match="must end in .npz"):
-        cli.main(["sample", "--checkpoint", str(tmp_path / "C"), "--out", str(tmp_path / "x.png"), "--device", "cpu"])
-    assert cli.main(["sample", "--checkpoint", str(tmp_path / "C"), "--classes", "0-10", "--out", str(out)]) == 2
+        cli.main(["sample", "--checkpoint", str(tmp_path / "C"), "--n", "3", "--out", str(new), "--device", "cpu"])
+    assert cli.main(["sample", "--checkpoint", str(tmp_path / "C"), "--classes", "0-10", "--out", str(new)]) == 2
     assert "out of range 0..9" in capsys.readouterr().err
-    assert cli.main(["sample", "--checkpoint", str(tmp_path / "nothing"), "--out", str(out)]) == 2
+    assert cli.main(["sample", "--checkpoint", str(tmp_path / "nothing"), "--out", str(new)]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+    assert not new.exists()
+
+
+def test_sample_checks_its_options_before_loading_the_model(tmp_path, capsys, monkeypatch):
+    checkpoint.save_model(tmp_path / "C", CondDCGANGenerator(32))
+    mine = tmp_path / "mine.npz"
+    mine.write_bytes(b"someone's file")
+
+    def no_load(*a, **k):
+        raise AssertionError("the model was loaded before the options were checked")
+
+    monkeypatch.setattr(checkpoint, "load_model", no_load)
+    base = ["sample", "--checkpoint", str(tmp_path / "C"), "--device", "cpu"]
+    out = ["--out", str(tmp_path / "s.npz")]
+    for extra, said in ((["--per-class", "0"], "--per-class must be >= 1, got 0"),
+                        (["--per-class", "-3"], "--per-class must be >= 1, got -3"),
+                        (["--n", "0"], "--n must be >= 1, got 0"),
+                        (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+                        (["--device", "tpu"], "--device 'tpu' is not a device: use auto"),
+                        (["--classes", "three"], "cannot read class list"),
+                        (["--out", str(tmp_path / "s.png")], "--out must end in .npz"),
+                        (["--out", str(mine)], "exists already: give another name, or --force")):
+        assert cli.main(base + out + extra) == 2, extra
+        assert said in capsys.readouterr().err, extra
+    if not torch.cuda.is_available():
+        assert cli.main(base + out + ["--device", "cuda"]) == 2
+        assert "CUDA is not available here" in capsys.readouterr().err
+    assert mine.read_bytes() == b"someone's file" and not (tmp_path / "s.npz").exists()
+    monkeypatch.undo()
+    assert cli.main(base + ["--out", str(mine), "--classes", "1", "--per-class", "2", "--force"]) == 0
+    with np.load(mine, allow_pickle=False) as f:
+        assert f["labels"].tolist() == [1, 1]
 
 
 def test_train_command_runs_in_resumable_chunks(tmp_path, mnist_train, capsys, monkeypatch):
@@ -119,6 +150,13 @@ def test_export_request_errors(tmp_path, capsys):
     assert cli.main(["export", "--teacher", "checkpoint", "--per-class", "2", "--out", str(tmp_path / "c")]) == 2
     assert "needs --checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+    if not torch.cuda.is_available():  # the package's clear message, not a traceback
+        assert cli.main(base + ["--device", "cuda"]) == 2
+        assert "CUDA is not available here; use auto or cpu" in capsys.readouterr().err
+    (tmp_path / "file").write_text("mine")
+    assert cli.main(["export", "--teacher", "biggan", "--per-class", "2", "--out", str(tmp_path / "file")]) == 2
+    assert "is a file, not a folder: give --out a new folder" in capsys.readouterr().err
+    assert (tmp_path / "file").read_text() == "mine"
 
 
 def test_export_command_with_a_checkpoint_teacher(tmp_path, capsys):
@@ -137,6 +175,35 @@ def test_export_command_with_a_checkpoint_teacher(tmp_path, capsys):
     assert cli.main(["export", "--teacher", "checkpoint", "--checkpoint", str(tmp_path / "U.safetensors"),
                      "--classes", "0", "--per-class", "2", "--out", str(tmp_path / "u"), "--device", "cpu"]) == 2
     assert "unconditional: drop --classes" in capsys.readouterr().err
+
+
+def test_an_incomplete_export_advises_a_check_that_generates_nothing(tmp_path, capsys):
+    torch.manual_seed(0)
+    ckpt = checkpoint.save_model(tmp_path / "G", CondDCGANGenerator(32))
+    out = tmp_path / "set"
+    args = ["export", "--teacher", "checkpoint", "--checkpoint", str(ckpt), "--classes", "1,3", "--per-class", "3",
+            "--shard-size", "2", "--batch-size", "2", "--out", str(out), "--device", "cpu"]
+    assert cli.main(args + ["--worker", "0", "--workers", "2"]) == 0
+    said = capsys.readouterr().out
+    assert "rerun without" not in said  # a rerun would generate the other workers' shards too
+    assert f"check with: python -m gankd_utils export --check --out {out}" in said
+    before = sorted(p.name for p in out.iterdir())
+    assert cli.main(["export", "--check", "--out", str(out)]) == 1  # the advice, as given: no teacher needed
+    assert "incomplete, 1 shard(s) missing: shard_00001.npz" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == before  # nothing generated
+    assert cli.main(args + ["--worker", "1", "--workers", "2"]) == 0
+    capsys.readouterr()
+    assert cli.main(["export", "--check", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == f"{out}: complete"
+    shard = out / "shard_00000.npz"
+    shard.write_bytes(shard.read_bytes()[:300])  # truncated after the export: present, not whole
+    assert cli.main(["export", "--check", "--out", str(out)]) == 1
+    assert "1 shard(s) damaged: shard_00000.npz; delete them and run the export again" in capsys.readouterr().out
+    assert cli.main(["export", "--check", "--out", str(tmp_path / "nothing")]) == 2
+    assert "no manifest.json" in capsys.readouterr().err
+    assert cli.main(["export", "--out", str(tmp_path / "x")]) == 2
+    assert "needs --teacher and --per-class (or --check" in capsys.readouterr().err
+    assert not (tmp_path / "nothing").exists() and not (tmp_path / "x").exists()
 
 
 def test_distill_command_runs_on_a_tiny_shard_set(tmp_path, teacher_set):
@@ -160,6 +227,22 @@ def test_distill_command_runs_on_a_tiny_shard_set(tmp_path, teacher_set):
 def test_report_command(tmp_path, capsys):
     assert cli.main(["report", "--results", str(tmp_path)]) == 0
     assert "REPORT.md" in capsys.readouterr().out and (tmp_path / "REPORT.md").exists()
+
+
+def test_run_and_report_take_only_profile_names_and_notebooks_that_exist(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GANKD_RESULTS", str(tmp_path))
+    for cmd in (["run"], ["report"]):
+        with pytest.raises(SystemExit) as e:
+            cli.main(cmd + ["--profile", "foo"])
+        assert e.value.code == 2 and "invalid choice: 'foo'" in capsys.readouterr().err
+        monkeypatch.setenv("PROFILE", "fast")  # the same name through the environment
+        assert cli.main(cmd) == 2
+        assert "PROFILE='fast' is not a profile: choose one of smoke, quick, full" in capsys.readouterr().err
+        monkeypatch.delenv("PROFILE")
+    assert cli.main(["run", "--profile", "smoke", "--only", "03", "99"]) == 2
+    err = capsys.readouterr().err
+    assert "--only 99 matches no notebook" in err and "03_mnist_dcgan_kd.ipynb" in err
+    assert list(tmp_path.iterdir()) == []  # no results/foo/, results/fast/ or results/smoke/executed/ made
 
 
 def test_score_command_scores_finished_runs_alike_and_paused_ones_only_when_asked(tmp_path, mnist_train, capsys,

@@ -175,3 +175,90 @@ def test_image_folder(tmp_path):
         data.load_image_folder(tmp_path / "real", 32)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         data.load_image_folder(tmp_path / "nowhere", 32)
+
+
+def _part(path, n, labels=None, **arrays):
+    labels = np.arange(n) % 10 if labels is None else np.asarray(labels)
+    np.savez(path, **(arrays or {"images": np.zeros((n, 32, 32, 3), np.uint8), "labels": labels}))
+
+
+def test_only_the_numbered_cifar10_parts_load_and_never_more_than_the_whole_set(cifar_root, tmp_path):
+    (tmp_path / "cifar10").mkdir()
+    for name in ("train_00.npz", "train_03.npz"):
+        shutil.copy(cifar_root / "cifar10" / name, tmp_path / "cifar10" / name)
+    shutil.copy(cifar_root / "cifar10" / "train_03.npz", tmp_path / "cifar10" / "train_03 (copy).npz")  # a stray
+    with pytest.warns(UserWarning, match=r"holds 10,000 of CIFAR-10's 50,000"):
+        assert len(data.load_cifar10(train=True, root=tmp_path)) == 10_000  # the copy is not read
+    assert data.cifar10_train_size(tmp_path) == 10_000
+    for i in range(9):  # eleven parts of 5,000 under the right names: 55,000 is more than CIFAR-10 has
+        shutil.copy(cifar_root / "cifar10" / "train_00.npz", tmp_path / "cifar10" / f"train_{i + 10}.npz")
+    with pytest.raises(ValueError, match=r"holds 55,000 train images .* more than CIFAR-10's 50,000"):
+        data.load_cifar10(train=True, root=tmp_path)
+    with pytest.raises(ValueError, match=r"more than CIFAR-10's 50,000"):
+        data.cifar10_train_size(tmp_path)
+
+
+def test_a_damaged_cifar10_part_is_named_with_what_to_do(tmp_path):
+    d = tmp_path / "cifar10"
+    d.mkdir()
+    _part(d / "train_00.npz", 20)
+    good = (d / "train_00.npz").read_bytes()
+    (d / "train_01.npz").write_bytes(good[: len(good) // 2])  # truncated
+    with pytest.raises(ValueError, match=r"train_01.npz cannot be read \(BadZipFile.*copy it again"):
+        data.load_cifar10(train=True, root=tmp_path)
+    with pytest.raises(ValueError, match=r"train_01.npz cannot be read"):
+        data.cifar10_train_size(tmp_path)
+    _part(d / "train_01.npz", 2, x=np.zeros((2, 32, 32, 3), np.uint8), y=np.zeros(2))  # other array names
+    with pytest.raises(ValueError, match=r"train_01.npz holds the arrays \['x', 'y'\], not 'images' and 'labels'"):
+        data.load_cifar10(train=True, root=tmp_path)
+    # 3 images with 2 labels, then 2 with 3: the totals agree, the labels would shift by one
+    _part(d / "train_00.npz", 3, labels=[0, 1])
+    _part(d / "train_01.npz", 2, labels=[2, 3, 4])
+    with pytest.raises(ValueError, match=r"train_00.npz holds 3 images but 2 labels"):
+        data.load_cifar10(train=True, root=tmp_path)
+    _part(d / "train_00.npz", 3, labels=[0, 1, 42])
+    with pytest.raises(ValueError, match=r"train_00.npz: labels must lie in 0..9 .*found 0..42"):
+        data.load_cifar10(train=True, root=tmp_path)
+    _part(d / "train_00.npz", 3)
+    _part(d / "train_01.npz", 2)
+    with pytest.warns(UserWarning, match="holds 5 of"):
+        assert data.load_cifar10(train=True, root=tmp_path).labels.tolist() == [0, 1, 2, 0, 1]
+
+
+def test_an_mnist_file_failing_its_checksum_is_named(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name, _ in MNIST.resources:
+        with gzip.open(raw / name, "wb") as f:
+            f.write(b"not mnist")
+    with pytest.raises(data.DatasetUnavailable, match=r"t10k-images-idx3-ubyte.gz, .*t10k-labels-idx1-ubyte.gz failed "
+                                                      r"their md5 checksum.*Copy the original file again"):
+        data.load_mnist(train=False, root=tmp_path, download=False)
+    (raw / "t10k-images-idx3-ubyte.gz").unlink()  # missing, not damaged: the other file is still named
+    with pytest.raises(data.DatasetUnavailable, match=r"t10k-labels-idx1-ubyte.gz failed its md5 checksum"):
+        data.load_mnist(train=False, root=tmp_path, download=False)
+    assert sorted(p.name for p in raw.iterdir()) == sorted(n for n, _ in MNIST.resources if "t10k-images" not in n)
+
+
+def test_a_small_class_gives_its_shortfall_to_the_others():
+    labels = torch.tensor([0] * 100 + [1] * 5 + [2] * 100)
+    s = data.ImageSet(torch.zeros(len(labels), 1, 2, 2, dtype=torch.uint8), labels, ("a", "b", "c"), "x")
+    sub = s.subset(60)
+    assert len(sub) == 60 and torch.bincount(sub.labels).tolist() == [28, 5, 27]  # never fewer than asked
+    assert torch.bincount(s.subset(201).labels).tolist() == [98, 5, 98]
+    assert data._quotas([100, 5, 100], 60) == [28, 5, 27] and data._quotas([3, 1, 2], 5) == [2, 1, 2]
+    even = s.subset(12, seed=3)  # no class short: n // k each, as always (the same images for the same seed)
+    assert torch.bincount(even.labels).tolist() == [4, 4, 4] and torch.equal(even.images, s.subset(12, seed=3).images)
+    assert len(s.subset(0)) == 0
+    with pytest.raises(ValueError, match="n >= 0"):
+        s.subset(-5)
+
+
+def test_a_damaged_cifar10_batches_folder_is_not_called_a_failed_download(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANKD_OFFLINE", "1")
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    (tmp_path / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"damaged")
+    with pytest.raises(data.DatasetUnavailable, match=r"cifar-10-batches-py is there but could not be read") as e:
+        data.load_cifar10(train=True, root=tmp_path)
+    assert "download" not in str(e.value).split("(")[0]
+    assert (tmp_path / "cifar-10-batches-py" / "data_batch_1").read_bytes() == b"damaged"

@@ -121,3 +121,34 @@ def test_the_command_line_packs_unpacks_and_says_what_was_wrong(tmp_path, capsys
     assert "holds no datapack.json" in capsys.readouterr().err
     assert main(["datapack", "pack", "--out", str(tmp_path / "p2"), "--root", str(src), "--part-mib", "0"]) == 2
     assert "part_mib" in capsys.readouterr().err
+
+
+def test_a_damaged_manifest_is_named_with_what_to_do(tmp_path):
+    src = _cifar_root(tmp_path)
+    datapack.pack(tmp_path / "pack", part_mib=1.0, root=src, splits=("test",))
+    mpath = tmp_path / "pack" / datapack.MANIFEST
+    text = mpath.read_text()
+    for bad in (text[:50], "[1, 2]"):
+        mpath.write_text(bad)
+        with pytest.raises(ValueError, match=f"{mpath.name}.*(not valid JSON|does not hold).*copy"):
+            datapack.unpack(tmp_path / "pack", root=tmp_path / "dst")
+        assert not (tmp_path / "dst").exists()
+
+
+def test_a_pack_cut_off_while_writing_its_manifest_leaves_none(tmp_path, monkeypatch):
+    """datapack.json goes through the package's atomic write: cut off in the middle, no half manifest is left."""
+    src = _cifar_root(tmp_path)
+    real_write_text = type(tmp_path).write_text
+
+    def cut_off(self, text, *a, **k):
+        if "cifar10" in text and '"parts"' in text:  # the manifest: half of it, then the machine stops
+            real_write_text(self, text[: len(text) // 2], *a, **k)
+            raise KeyboardInterrupt
+        return real_write_text(self, text, *a, **k)
+
+    monkeypatch.setattr(type(tmp_path), "write_text", cut_off)
+    with pytest.raises(KeyboardInterrupt):
+        datapack.pack(tmp_path / "pack", part_mib=0.015, root=src)
+    monkeypatch.undo()
+    assert not (tmp_path / "pack" / datapack.MANIFEST).exists()
+    assert not list((tmp_path / "pack").glob(".*.tmp"))

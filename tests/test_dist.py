@@ -1,10 +1,12 @@
 """Data parallel without a framework (gankd_utils.dist): one process does nothing, two on the CPU agree (gloo)."""
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from gankd_utils import checkpoint, dist
@@ -63,3 +65,42 @@ def test_two_process_data_parallel_run_on_cpu(tmp_path, teacher_set):
     one = _cli(["distill", f"teacher_set={teacher_set}", f"out={run}", "train.epochs=2", "train.batch_size=4",
                 "device=cpu"] + TINY, [sys.executable])
     assert one.returncode == 2 and "same number of processes" in one.stderr
+
+
+FAILING_RANK = """
+import sys
+import torch
+from gankd_utils import distill
+
+
+def train_blackbox(G, D, source, tcfg, out, device, real=None, resume=True, progress=True, dist=None):
+    if dist.rank == 1:
+        raise RuntimeError("rank 1 failed on purpose")
+    dist.mean(torch.ones(1))  # rank 0 goes on to its next collective, as a training does
+    return {"steps": 0, "finished": False, "history": {}, "seconds": 0.0}
+
+
+distill.train_blackbox = train_blackbox
+distill.run(distill.load_config(None, sys.argv[1:]), progress=False)
+"""
+
+
+def test_a_failing_rank_ends_the_run_with_its_error(tmp_path, teacher_set):
+    """One rank raising must not leave it waiting in a final barrier: it exits with its traceback, and the
+    launcher stops the run with a failure (before, both ranks waited for ever)."""
+    script = tmp_path / "fail.py"
+    script.write_text(FAILING_RANK)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    # a session of its own: a hang is ended with every rank, not only the launcher
+    p = subprocess.Popen(launcher + [str(script), f"teacher_set={teacher_set}", f"out={tmp_path / 'run'}",
+                                     "train.batch_size=4", "device=cpu"] + TINY,
+                         cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output, _ = p.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+        pytest.fail("a rank that raised left the run hanging")
+    assert p.returncode != 0
+    assert "rank 1 failed on purpose" in output

@@ -57,6 +57,46 @@ def test_config_errors_say_what_to_do(overrides, match):
         distill.load_config(None, overrides)
 
 
+@pytest.mark.parametrize("overrides, match", [
+    (["train.epochs=-1"], r"train.epochs must be a whole number >= 1, got -1"),
+    (["train.epochs=abc"], r"train.epochs must be a whole number >= 1, got 'abc'"),
+    (["train.epochs=0"], r"train.epochs must be a whole number >= 1"),
+    (["train.epochs=2.5"], r"train.epochs must be a whole number"),
+    (["train.epochs=true"], r"train.epochs must be a whole number"),
+    (["train.batch_size=0"], r"train.batch_size must be a whole number >= 1"),
+    (["train.max_steps=-3"], r"train.max_steps must be a whole number >= 1 or null"),
+    (["train.lr_g=0"], r"train.lr_g must be a number > 0"),
+    (["train.lr_d=NaN"], r"train.lr_d must be a number > 0"),
+    (["train.w_real=-0.1"], r"train.w_real must be a number >= 0"),
+    (["train.ema_decay=1"], r"train.ema_decay must be a number in \[0, 1\)"),
+    (["train.betas=5"], r"train.betas must be two numbers"),
+    (["train.betas=[0.5]"], r"train.betas must be two numbers"),
+    (["train.loss=l2"], r"train.loss must be one of bce, hinge"),
+    (["train.fast=yes"], r"train.fast must be one of auto, on, off"),
+    (["train.channels_last=1"], r"train.channels_last must be true or false"),
+    (["train=3"], r"train must be a table"),
+    (["generator=3"], r"generator must be a table"),
+    (["memory_limit_gb=-1"], r"memory_limit_gb must be a number > 0"),
+    (["real_per_class=0"], r"real_per_class must be a whole number >= 1"),
+    (["name="], r"name must not be empty"),
+])
+def test_bad_training_values_are_refused_when_the_config_loads(overrides, match):
+    """train.epochs=-1 saved an untrained G marked finished, train.epochs=abc failed with a TypeError deep inside."""
+    with pytest.raises(ValueError, match=match):
+        distill.load_config(None, overrides)
+    assert distill.load_config(None, ["train.max_steps=null", "train.betas=[0.0, 0.99]"]).train_config().betas == (
+        0.0, 0.99)
+
+
+def test_a_refused_run_leaves_the_folders_distill_json(tmp_path, teacher_set):
+    run = tmp_path / "run"
+    distill.run(_cfg(teacher_set, run, max_steps=3), progress=False)  # paused: its resume state stays
+    before = (run / "distill.json").read_bytes()
+    with pytest.raises(ValueError, match="other settings"):
+        distill.run(_cfg(teacher_set, run, max_steps=3, lr_g=1e-3), progress=False)
+    assert (run / "distill.json").read_bytes() == before
+
+
 def test_config_file_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         distill.load_config(tmp_path / "nope.json")

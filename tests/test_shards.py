@@ -262,6 +262,9 @@ def test_streamed_batches_errors(tmp_path, teacher_set):
         ShardBatches(ds, 64, world=2)
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         ShardBatches(ds, 0)
+    for rank, world in ((2, 2), (-1, 2)):  # a rank outside the world would read another's batches
+        with pytest.raises(ValueError, match="rank must lie in"):
+            ShardBatches(ds, 4, rank=rank, world=world)
     folder, _ = _folder(tmp_path / "noz", z=False)
     with pytest.raises(ShardError, match="holds no z"):
         next(ShardBatches(ShardDataset(folder), 4).epoch(0))

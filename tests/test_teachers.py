@@ -231,6 +231,24 @@ def test_env_handle_and_a_prefilled_tfhub_cache_work_offline(monkeypatch, tmp_pa
     assert bg.handle == handle and bg.fingerprint == teachers.load_biggan(str(tf_modules["tf1"])).fingerprint
 
 
+@pytest.mark.tf
+def test_a_handle_keeps_its_resolution_and_says_so_when_another_was_asked(monkeypatch, tf_modules):
+    import warnings
+
+    monkeypatch.setenv("GANKD_OFFLINE", "1")
+    monkeypatch.delenv(teachers.HANDLE_ENV, raising=False)
+    with pytest.warns(UserWarning, match="is a 128 px module, so resolution=256 is not used"):
+        bg = teachers.load_biggan(str(tf_modules["tf1"]), resolution=256, device="cpu")
+    assert bg.resolution == 128
+    monkeypatch.setenv(teachers.HANDLE_ENV, str(tf_modules["tf2"]))
+    with pytest.warns(UserWarning, match=f"{teachers.HANDLE_ENV}=.*resolution=512 is not used.*unset"):
+        teachers.load_biggan(resolution=512, device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the module's own resolution, or none asked: nothing to say
+        teachers.load_biggan(resolution=128, device="cpu")
+        teachers.load_biggan(str(tf_modules["tf1"]), device="cpu")
+
+
 def test_teachers_package_does_not_import_tensorflow():
     code = ("import gankd_utils.teachers, gankd_utils.teachers.export, gankd_utils.shards, sys; "
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported eagerly'")
@@ -421,6 +439,33 @@ def test_workers_split_the_set_and_readers_wait_for_completion(small_teacher, tm
     last = teachers.export(small_teacher, split, worker=2, workers=3, **kw)
     assert last["complete"] and last["written"] == [2, 5]
     assert _folder_bytes(split) == _folder_bytes(single)
+
+
+def test_stale_temp_cleanup_keeps_the_temps_live_workers_write(small_teacher, tmp_path):
+    import socket
+
+    kw = dict(classes=[1, 3], per_class=3, shard_size=2, batch_size=2, progress=False)
+    out = tmp_path / "set"
+    teachers.export(small_teacher, out, worker=1, workers=2, **kw)  # shards 1 (of 0..2): worker 0's still to come
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead, live, host = int(gone.stdout), os.getpid(), socket.gethostname()  # a finished process, and this one
+    temps = {name: out / name for name in (
+        f".shard_00001.npz.{host}.{live}.7.tmp",  # another worker's shard, being written: kept
+        f".shard_00000.npz.{host}.{live}.7.tmp",  # this worker's shard, written by a duplicate still running: kept
+        f".shard_00001.npz.{host}.{dead}.7.tmp",  # a killed worker's: removed, whoever's shard it was
+        f".manifest.json.{host}.{dead}.7.tmp",  # likewise
+        f".shard_00002.npz.otherhost.{dead}.7.tmp",  # another host's, recent: may be live there, kept
+        ".shard_00000.npz.a1b2c3.tmp",  # an older version's temp of this worker's shard: removed
+        ".notes.tmp",  # not the export's: never touched, however old
+    )}
+    for p in temps.values():
+        p.write_bytes(b"partial")
+    os.utime(temps[".notes.tmp"], (time.time() - 10_000,) * 2)
+    teachers.export(small_teacher, out, worker=0, workers=2, **kw)
+    left = sorted(p.name for p in temps.values() if p.exists())
+    assert left == sorted([f".shard_00000.npz.{host}.{live}.7.tmp", f".shard_00001.npz.{host}.{live}.7.tmp",
+                           f".shard_00002.npz.otherhost.{dead}.7.tmp", ".notes.tmp"])
+    assert shards.check_complete(out)["count"] == 6
 
 
 @pytest.mark.tf

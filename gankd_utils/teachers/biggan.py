@@ -438,13 +438,21 @@ class BigGAN:
                 for t in truncations}
 
 
-def load_biggan(handle: str | os.PathLike | None = None, resolution: int = 128, device: str | None = "auto") -> BigGAN:
+def load_biggan(handle: str | os.PathLike | None = None, resolution: int | None = None,
+                device: str | None = "auto") -> BigGAN:
     """Load BigGAN-deep by handle (see :func:`resolve_handle`); TF1 Hub format or TF2 SavedModel.
+
+    ``resolution`` picks the public module when neither ``handle`` nor ``$GANKD_BIGGAN_HANDLE`` is
+    given (None: 128). A module named by a handle has its own resolution, which wins: one asked for
+    explicitly that differs gives a ``UserWarning`` naming both (a warning, not an error, because a
+    notebook's resolution setting is meant for the public module and a local copy may be another size).
 
     Raises :class:`HandleUnavailable` (naming the handle and how to use a local
     copy) when the module cannot be fetched, ``ValueError`` when what was
     fetched is not a BigGAN-shaped module.
     """
+    asked = None if resolution is None else int(resolution)
+    resolution = 128 if asked is None else asked
     h = resolve_handle(handle, resolution)
     local = fetch_module(h, resolution)
     hub = _import_hub()
@@ -454,7 +462,14 @@ def load_biggan(handle: str | os.PathLike | None = None, resolution: int = 128, 
         raise ValueError(f"BigGAN handle {h!r} was fetched to {local} but could not be loaded as a TF-Hub module "
                          f"or SavedModel ({type(e).__name__}: {e}). Delete the folder (or the TF-Hub cache entry) "
                          "and fetch it again, or point at another copy.") from e
-    return BigGAN(module, h, device, fingerprint=module_fingerprint(local))
+    bg = BigGAN(module, h, device, fingerprint=module_fingerprint(local))
+    if asked is not None and bg.resolution != asked:
+        named = f"BigGAN handle {h!r}" if handle is not None else f"{HANDLE_ENV}={h}"
+        warnings.warn(f"{named} is a {bg.resolution} px module, so resolution={asked} is not used: pass "
+                      f"resolution=None to take the module's own, or a handle of a {asked} px module"
+                      + ("" if handle is not None else f" (or unset {HANDLE_ENV} for the public one)"),
+                      UserWarning, stacklevel=2)
+    return bg
 
 
 def module_fingerprint(folder: str | os.PathLike) -> str:
@@ -478,7 +493,8 @@ def module_fingerprint(folder: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def try_load_biggan(handle: str | os.PathLike | None = None, resolution: int = 128, device: str | None = "auto",
+def try_load_biggan(handle: str | os.PathLike | None = None, resolution: int | None = None,
+                    device: str | None = "auto",
                     where: str = "notebook", what: str = "BigGAN-deep parts") -> tuple[BigGAN | None, str | None]:
     """:func:`load_biggan`, or ``(None, message)`` with the skip recorded for the run summary.
 
@@ -526,7 +542,7 @@ def sweep_figure(sweep: dict[float, torch.Tensor], title: str = "", path_stem: s
     ax = fig.add_subplot(gs[0, -1])
     ax.plot(ts, [diversity(sweep[t]) for t in ts], "o-")
     ax.set_xlabel("truncation t")
-    ax.set_ylabel("diversity (mean pairwise RMS distance)")
+    ax.set_ylabel("diversity: mean pairwise RMS distance\n(pixels on the [-1, 1] scale)")
     ax.set_box_aspect(1)
     ax.grid(alpha=0.3)
     if title:

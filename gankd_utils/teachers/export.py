@@ -52,14 +52,15 @@ from tqdm import tqdm
 from .. import repro
 from ..classes import check_class_ids
 from ..io import sha256_file
-from ..shards import MANIFEST, ShardError, load_shard, read_manifest, shard_name, write_manifest, write_shard
+from ..shards import (MANIFEST, ShardError, load_shard, read_manifest, shard_name, tmp_owner, write_manifest,
+                      write_shard)
 from .biggan import check_truncation, load_biggan
 from .torch_teacher import TorchTeacher
 
 # The request fields a resumed export (or another worker) must agree on.
 COMPARED = ("teacher", "teacher_kind", "teacher_sha256", "resolution", "channels", "z_dim", "noise",
             "truncation", "seed", "classes", "per_class", "shard_size")
-_STALE_TMP_S = 600.0  # a foreign manifest temp file this old belongs to a killed process
+_STALE_TMP_S = 600.0  # a temp file (shard or manifest) not written to for this long belongs to a killed process
 
 
 class Teacher(Protocol):
@@ -135,6 +136,14 @@ def check_request(per_class: int, truncation: float, shard_size: int, worker: in
         raise ValueError(f"worker must lie in 0..workers-1, got --worker {worker} --workers {workers}")
 
 
+def check_out(out: str | os.PathLike) -> None:
+    """The export's folder must be a folder (or not exist yet): a file there is refused, and left as it is."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file, not a folder: give --out a new folder (or the folder of "
+                              "this export, to resume it); the file is left as it is")
+
+
 def _describe(key: str, value: Any) -> str:
     if isinstance(value, list) and len(value) > 6:
         return f"{len(value)} ids {value[0]}..{value[-1]}"
@@ -179,18 +188,25 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _clean_stale(out: Path, mine: Sequence[int]) -> None:
-    for i in mine:  # temp files of this worker's shards are leftovers of a killed run
-        for tmp in out.glob(f".{shard_name(i)}.*.tmp"):
-            tmp.unlink(missing_ok=True)
+    """Remove the temp files of processes that are gone; keep those other workers are writing right now.
+
+    Shards and the manifest are written through temp files named by host and process (``shards.owned_tmp``):
+    one of this host whose process has ended, or any not written to for ``_STALE_TMP_S``, is a killed run's.
+    A temp of another name (an older version's) is removed only for this worker's own shards.
+    """
     host, now = socket.gethostname(), time.time()
-    for tmp in out.glob(f".{MANIFEST}.*.tmp"):
-        parts = tmp.name[len(f".{MANIFEST}."):-len(".tmp")].rsplit(".", 2)
+    my_names = {shard_name(i) for i in mine}
+    temps = [(t, t.name[1:].split(".npz.", 1)[0] + ".npz") for t in out.glob(".shard_*.npz.*.tmp")]
+    for tmp, name in temps + [(t, MANIFEST) for t in out.glob(f".{MANIFEST}.*.tmp")]:  # no other file is touched
+        owner = tmp_owner(tmp, name)
         try:
-            dead = (len(parts) == 3 and parts[0] == host and not _pid_alive(int(parts[1]))
-                    or now - tmp.stat().st_mtime > _STALE_TMP_S)
+            if owner is None:
+                dead = name in my_names or now - tmp.stat().st_mtime > _STALE_TMP_S
+            else:
+                dead = owner[0] == host and not _pid_alive(owner[1]) or now - tmp.stat().st_mtime > _STALE_TMP_S
             if dead:
                 tmp.unlink(missing_ok=True)
-        except (FileNotFoundError, ValueError):
+        except FileNotFoundError:  # its writer renamed or removed it meanwhile
             pass
 
 
@@ -229,6 +245,17 @@ def finalize(out: str | os.PathLike) -> dict[str, Any]:
     if m != before:
         write_manifest(out, m)
     return {"complete": not missing, "missing": missing}
+
+
+def check_export(out: str | os.PathLike) -> dict[str, Any]:
+    """What ``export --check`` says: :func:`finalize`, then every shard on disk checked whole against the
+    manifest; ``{"complete", "missing", "damaged"}`` (file names). Generates nothing, so it is safe while
+    workers are still writing."""
+    out = Path(out)
+    fin = finalize(out)
+    on_disk = [e for e in read_manifest(out)["shards"] if (out / e["file"]).exists()]
+    damaged = [e["file"] for e in on_disk if _shard_ok(out, e) is None]
+    return {**fin, "damaged": damaged}
 
 
 # ---------------------------------------------------------------- the export
@@ -316,6 +343,7 @@ def export(teacher: Teacher, out: str | os.PathLike, classes: Sequence[int] | No
     if int(batch_size) < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
     out = Path(out)
+    check_out(out)
     plan = plan_export(teacher, classes, per_class, truncation, seed, shard_size)
     manifest = _open_folder(out, plan)
     mine = [i for i in range(plan["n_shards"]) if i % workers == worker]
