@@ -339,16 +339,12 @@ def test_planned_steps():
     assert runs.planned_steps(SCRATCH, s.paused_at(1), 32) == 1
 
 
-def test_parallel_runs_are_given_the_speed_settings(tmp_path, monkeypatch):
-    # runs trained side by side rebuild their settings from a command line: --fast / --channels-last go along
-    # (else a CPU walk with fast="on" would train its parallel runs in fp32)
+def _launches_recorded(monkeypatch) -> list[list[str]]:
+    """The command lines runs.train_all starts its processes with, recorded instead of run (each "finishes" at
+    once, untrained, and the caller loads nothing)."""
     from types import SimpleNamespace
 
-    from gankd_utils import cli
-
-    monkeypatch.setenv("GANKD_RESULTS", str(tmp_path))
-    s = config.settings("mnist", "smoke", 0, speed={"fast": "on", "channels_last": True})
-    cmds = []
+    cmds: list[list[str]] = []
 
     class Launched:
         def __init__(self, cmd, env):
@@ -361,6 +357,17 @@ def test_parallel_runs_are_given_the_speed_settings(tmp_path, monkeypatch):
             return 0
     monkeypatch.setattr(runs.subprocess, "Popen", Launched)
     monkeypatch.setattr(runs, "train_or_load", lambda *a, **k: SimpleNamespace(finished=False, loaded=True, G=None))
+    return cmds
+
+
+def test_parallel_runs_are_given_the_speed_settings(tmp_path, monkeypatch):
+    # runs trained side by side rebuild their settings from a command line: --fast / --channels-last go along
+    # (else a CPU walk with fast="on" would train its parallel runs in fp32)
+    from gankd_utils import cli
+
+    monkeypatch.setenv("GANKD_RESULTS", str(tmp_path))
+    s = config.settings("mnist", "smoke", 0, speed={"fast": "on", "channels_last": True})
+    cmds = _launches_recorded(monkeypatch)
     names = ("cdcgan_c64_scratch", "cdcgan_c32_scratch")
     runs.train_all({n: zoo.mnist_zoo()[n] for n in names}, s, device="cpu", progress=False, parallel=2)
     assert sorted(c[c.index("--model") + 1] for c in cmds) == sorted(names)  # in processes, not here
@@ -379,19 +386,7 @@ def test_runs_side_by_side_pause_at_the_callers_deadline_on_the_clock(tmp_path, 
 
     monkeypatch.setenv("GANKD_RESULTS", str(tmp_path))
     s = config.settings("mnist", "smoke", 0)
-    cmds = []
-
-    class Launched:
-        def __init__(self, cmd, env):
-            cmds.append(cmd)
-
-        def poll(self):
-            return 0
-
-        def wait(self):
-            return 0
-    monkeypatch.setattr(runs.subprocess, "Popen", Launched)
-    monkeypatch.setattr(runs, "train_or_load", lambda *a, **k: SimpleNamespace(finished=False, loaded=True, G=None))
+    cmds = _launches_recorded(monkeypatch)
     deadline = time.monotonic() + 100.0
     runs.train_all({"cdcgan_c32_scratch": zoo.mnist_zoo()["cdcgan_c32_scratch"]}, s, device="cpu", progress=False,
                    parallel=2, deadline=deadline)
