@@ -41,8 +41,11 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[str], None], tmp: str | Path | None = None) -> Path:
     """Call ``write(tmp_path)`` then rename the temporary file onto ``path``.
+
+    ``tmp``: the temporary file's name, beside ``path``, where the caller's name says who writes it
+    (``shards.owned_tmp``: host and process); by default a fresh unique one.
 
     The temporary file lives in the same folder, so the rename is atomic on
     POSIX and Windows; on any error the temporary file is removed and ``path``
@@ -52,8 +55,10 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    if tmp is None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    tmp = str(tmp)
     try:
         write(tmp)
         with open(tmp, "rb+") as f:

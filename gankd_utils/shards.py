@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from . import repro
 from .data import ImageSet, to_float
-from .io import sha256_file
+from .io import atomic_write, sha256_file
 
 SHARD_FORMAT = "gankd-shards/1"
 MANIFEST = "manifest.json"
@@ -109,17 +109,8 @@ def tmp_owner(tmp: Path, name: str) -> tuple[str, int] | None:
 
 
 def _write_owned(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically, through its :func:`owned_tmp` temp file (fsynced, then renamed)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = owned_tmp(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write ``data`` to ``path`` atomically, through its :func:`owned_tmp` temp file."""
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), tmp=owned_tmp(path))
 
 
 class ShardError(ValueError):
